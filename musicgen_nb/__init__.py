@@ -1,0 +1,49 @@
+"""musicgen-nb: use, teach and take apart MusicGen in a notebook.
+
+The core (models, generation, tokens, patterns, melody, audio) imports no
+widget or plotting library. Every submodule is imported lazily on first use.
+
+Examples
+--------
+>>> import musicgen_nb as mg
+>>> s = mg.load("tiny")
+>>> g = s.generate("lo-fi beat", duration=2.0, seed=1, progress=False)
+>>> g.audio.shape
+(1, 1, 64000)
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+# Submodules and names load on first use, so ``import musicgen_nb`` stays cheap.
+_LAZY = {
+    "audio": ("musicgen_nb.audio", None),
+    "melody": ("musicgen_nb.melody", None),
+    "patterns": ("musicgen_nb.patterns", None),
+    "tokens": ("musicgen_nb.tokens", None),
+    "Generation": ("musicgen_nb.generation", "Generation"),
+    "MusicGen": ("musicgen_nb.models", "MusicGen"),
+    "list_models": ("musicgen_nb.models", "list_models"),
+    "load": ("musicgen_nb.models", "load"),
+    "sweep": ("musicgen_nb.sweep", "sweep"),
+    "SweepResult": ("musicgen_nb.sweep", "SweepResult"),
+    "studio": ("musicgen_nb.ui", "studio"),
+    "viz": ("musicgen_nb.viz", None),
+    "players": ("musicgen_nb.players", None),
+    "ui": ("musicgen_nb.ui", None),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __dir__():
+    return sorted(__all__)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module_name, attr = _LAZY[name]
+        module = import_module(module_name)
+        return module if attr is None else getattr(module, attr)
+    raise AttributeError(f"module 'musicgen_nb' has no attribute {name!r}")

@@ -1,0 +1,267 @@
+"""Our decode engine: a static-KV-cache loop over transformers' MusicGen modules.
+
+It runs the decoder layers of the loaded transformers model (their Linear,
+LayerNorm and Embedding modules) with a pre-allocated key/value cache, the
+guidance branches stacked in one batch, and sampling done directly on the
+delay-pattern steps. There is no per-step logits-processor chain and no
+per-step reallocation. The sampling order matches transformers' ``generate``
+(guidance on logits, then temperature, top-k, top-p, softmax, multinomial), so
+the same seed gives the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Conditioning:
+    """What the decoder attends to, one row per guidance branch and batch item.
+
+    Attributes
+    ----------
+    hidden : torch.Tensor
+        ``[R, S, D]``: projected text states (cross-attention), or the prefix
+        (chroma + text) prepended to the sequence for melody models.
+    mask : torch.Tensor or None
+        ``[R, S]`` bool, True where ``hidden`` may be attended (cross-attention only).
+    prefix : bool
+        True for melody models, whose conditioning is a prefix of the sequence.
+    branches : int
+        Number of guidance branches stacked along the batch (1, 2 or 3).
+    """
+
+    hidden: torch.Tensor
+    mask: torch.Tensor | None
+    prefix: bool
+    branches: int
+
+
+@dataclass
+class Sampler:
+    """Sampling settings, validated by the caller."""
+
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 250
+    top_p: float = 0.0
+    do_sample: bool = True
+    cfg_coef_beta: float | None = None
+
+
+@dataclass
+class StepRecord:
+    """Per-step statistics kept when tracing (tensors on the device)."""
+
+    entropy: list = field(default_factory=list)
+    chosen_prob: list = field(default_factory=list)
+    top_ids: list = field(default_factory=list)
+    top_probs: list = field(default_factory=list)
+    kl: list = field(default_factory=list)
+
+
+class Decoder:
+    """Run a MusicGen decoder step by step with a static KV cache.
+
+    Parameters
+    ----------
+    model : transformers MusicgenForConditionalGeneration or MusicgenMelodyForConditionalGeneration
+    cond : Conditioning
+    max_len : int
+        Number of audio positions (BOS included) the cache must hold.
+    capture : dict, optional
+        ``{"layers": [...], "heads": [...] or None, "rows": int}`` to record
+        attention weights of the first ``rows`` batch rows.
+    """
+
+    def __init__(self, model, cond: Conditioning, max_len: int, capture: dict | None = None):
+        self.lm = model.decoder  # MusicgenForCausalLM
+        dec = self.lm.model.decoder
+        self.dec = dec
+        self.layers = list(dec.layers)
+        self.cond = cond
+        first = self.layers[0].self_attn
+        self.heads, self.head_dim = first.num_heads, first.head_dim
+        self.scaling = first.scaling
+        rows = cond.hidden.shape[0]
+        self.rows = rows
+        param = next(p for p in self.lm.parameters() if p.is_floating_point())
+        self.dtype = cond.hidden.dtype if param.dtype == torch.int8 else param.dtype
+        self.device = cond.hidden.device
+        self.offset = cond.hidden.shape[1] if cond.prefix else 0
+        total = self.offset + max_len
+        self.total = total
+        shape = (len(self.layers), rows, self.heads, total, self.head_dim)
+        self.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.pos = 0
+        self.positions = self._positions(total)
+        self.capture = capture
+        self.captured_self: dict[int, list] = {}
+        self.captured_cross: dict[int, list] = {}
+        self.cross_kv = None if cond.prefix else self._cross_kv()
+        if cond.prefix:
+            self._forward(cond.hidden.to(self.dtype), need_logits=False)
+
+    def _positions(self, total: int) -> torch.Tensor:
+        emb = self.dec.embed_positions
+        if emb.weights.shape[0] < total:
+            emb.make_weights(total, emb.embedding_dim)
+        return emb.weights[:total].to(device=self.device, dtype=self.dtype)
+
+    def _cross_kv(self):
+        """Pre-compute every layer's cross-attention keys and values once."""
+        h = self.cond.hidden.to(self.dtype)
+        rows, length, _ = h.shape
+        out = []
+        for layer in self.layers:
+            attn = layer.encoder_attn
+            k = attn.k_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
+            out.append((k, v))
+        mask = self.cond.mask
+        bias = torch.zeros(rows, 1, 1, length, dtype=self.dtype, device=self.device)
+        bias.masked_fill_(~mask[:, None, None, :], torch.finfo(self.dtype).min)
+        # A row with nothing to attend to (the unconditional branch) attends nowhere: output 0.
+        self.cross_empty = ~mask.any(dim=1)
+        self.cross_bias = bias
+        return out
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of the per-codebook embeddings of ``tokens`` ``[R, K, n]``."""
+        x = self.dec.embed_tokens[0](tokens[:, 0])
+        for k in range(1, tokens.shape[1]):
+            x = x + self.dec.embed_tokens[k](tokens[:, k])
+        return x.to(self.dtype)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed ``tokens`` ``[R, K, n]`` at the next positions; return last logits ``[R, K, V]``."""
+        return self._forward(self.embed(tokens), need_logits=True)
+
+    def _attend(self, q, k, v, layer_idx, kind, bias=None, causal=False):
+        cap = self.capture
+        if cap is None or layer_idx not in cap["layers"]:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal)
+        scores = (q @ k.transpose(-1, -2)) * self.scaling
+        if bias is not None:
+            scores = scores + bias
+        if causal:
+            n, m = q.shape[-2], k.shape[-2]
+            mask = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = scores.float().softmax(-1)
+        rows = cap["rows"]
+        w = weights[:rows]
+        w = w[:, cap["heads"]] if cap.get("heads") is not None else w
+        store = self.captured_self if kind == "self" else self.captured_cross
+        store.setdefault(layer_idx, []).append(w.mean(1).to(torch.float16).cpu())
+        return (weights.to(v.dtype) @ v)
+
+    def _forward(self, x: torch.Tensor, *, need_logits: bool):
+        rows, n, _ = x.shape
+        start = self.pos
+        end = start + n
+        x = x + self.positions[start:end]
+        causal = n > 1
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = attn.q_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
+            self.k_cache[i, :, :, start:end] = attn.k_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
+            self.v_cache[i, :, :, start:end] = attn.v_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
+            k = self.k_cache[i, :, :, :end]
+            v = self.v_cache[i, :, :, :end]
+            if causal and start > 0:  # a chunk after earlier positions: explicit mask
+                mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
+                o = self._attend(q, k, v, i, "self", bias=_bias(mask, x.dtype))
+            else:
+                o = self._attend(q, k, v, i, "self", causal=causal)
+            x = x + attn.out_proj(o.transpose(1, 2).reshape(rows, n, -1))
+            if self.cross_kv is not None:
+                cattn = layer.encoder_attn
+                h = layer.encoder_attn_layer_norm(x)
+                q = cattn.q_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
+                ck, cv = self.cross_kv[i]
+                o = self._attend(q, ck, cv, i, "cross", bias=self.cross_bias)
+                o = o.masked_fill(self.cross_empty[:, None, None, None], 0.0)
+                x = x + cattn.out_proj(o.transpose(1, 2).reshape(rows, n, -1))
+            h = layer.final_layer_norm(x)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+        self.pos = end
+        if not need_logits:
+            return None
+        h = self.dec.layer_norm(x[:, -1])
+        return torch.stack([head(h) for head in self.lm.lm_heads], dim=1)  # [R, K, V]
+
+
+def _bias(mask: torch.Tensor, dtype) -> torch.Tensor:
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return bias.masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def guide(logits: torch.Tensor, batch: int, sampler: Sampler) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Combine the guidance branches of ``logits`` ``[branches*B, K, V]``.
+
+    Two branches (conditional, unconditional): ``u + s * (c - u)``, as in
+    transformers. Three branches (text+melody, melody only, none; audiocraft's
+    double CFG): ``u + s * (m + beta * (c - m) - u)``.
+
+    Returns the guided logits ``[B, K, V]`` and the conditional and unconditional
+    logits (None without guidance).
+    """
+    branches = logits.shape[0] // batch
+    if branches == 1:
+        return logits, None, None
+    cond, *rest = logits.split(batch)
+    uncond = rest[-1]
+    if branches == 3:
+        melody_only = rest[0]
+        target = melody_only + sampler.cfg_coef_beta * (cond - melody_only)
+        return uncond + sampler.guidance_scale * (target - uncond), cond, uncond
+    return uncond + (cond - uncond) * sampler.guidance_scale, cond, uncond
+
+
+def warp(logits: torch.Tensor, sampler: Sampler) -> torch.Tensor:
+    """Temperature, then top-k, then top-p (nucleus), like transformers' warpers."""
+    if sampler.temperature != 1.0:
+        logits = logits / sampler.temperature
+    vocab = logits.shape[-1]
+    if sampler.top_k and sampler.top_k < vocab:
+        kth = torch.topk(logits, sampler.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if 0.0 < sampler.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cum <= (1 - sampler.top_p)
+        remove[..., -1:] = False  # keep at least one token
+        remove = remove.scatter(-1, order, remove)
+        logits = logits.masked_fill(remove, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, sampler: Sampler, generator: torch.Generator | None):
+    """Draw one token per row of ``logits`` ``[B, K, V]``; return tokens and probs."""
+    probs = logits.float().softmax(-1)
+    b, k, v = probs.shape
+    if sampler.do_sample:
+        tokens = torch.multinomial(probs.view(b * k, v), 1, generator=generator).view(b, k)
+    else:
+        tokens = probs.argmax(-1)
+    return tokens, probs
+
+
+def record(rec: StepRecord, probs, tokens, cond, uncond, temperature: float, top: int = 5) -> None:
+    """Append one step's trace statistics: entropy, chosen prob, top-k, KL(cond || uncond)."""
+    logp = probs.clamp_min(1e-30).log()
+    rec.entropy.append(-(probs * logp).sum(-1))
+    rec.chosen_prob.append(probs.gather(-1, tokens[..., None])[..., 0])
+    tp, ti = probs.topk(top, dim=-1)
+    rec.top_probs.append(tp)
+    rec.top_ids.append(ti)
+    if cond is not None:
+        lc = (cond.float() / temperature).log_softmax(-1)
+        lu = (uncond.float() / temperature).log_softmax(-1)
+        rec.kl.append((lc.exp() * (lc - lu)).sum(-1))
