@@ -29,6 +29,11 @@ SEED = 1234
 TINY_INIT_SCALE = 0.25
 
 OFFLINE = ("tiny", "tiny-melody")
+#: Display order of the known architectures.
+ORDER = (
+    "small", "medium", "large", "melody", "melody-large",
+    "stereo-small", "stereo-medium", "stereo-large", "stereo-melody", "stereo-melody-large",
+)  # fmt: skip
 
 
 @lru_cache(maxsize=None)
@@ -37,15 +42,16 @@ def known() -> dict[str, dict]:
 
     Examples
     --------
-    >>> sorted(known())[:3]
-    ['large', 'medium', 'melody']
+    >>> list(known())[:3]
+    ['small', 'medium', 'large']
     """
     out = {}
     for entry in resources.files("musicgen_nb.configs").iterdir():
         if entry.name.endswith(".json"):
             spec = json.loads(entry.read_text())
             out[spec["meta"]["name"]] = spec
-    return dict(sorted(out.items()))
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def tiny_spec(melody: bool = False) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -210,6 +211,24 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+@contextmanager
+def quiet_transformers():
+    """Hide transformers' per-load progress bars and config chatter (e.g. the
+    pad token id 2048 that every MusicGen checkpoint uses on purpose)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load(
     name_or_path="facebook/musicgen-small",
     *,
@@ -252,6 +271,11 @@ def load(
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
+    with quiet_transformers():
+        return _load(name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle)
+
+
+def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
     source, spec = _resolve_source(name_or_path, random_weights=random_weights)
     if source == "random":
         from transformers import EncodecFeatureExtractor, MusicgenProcessor

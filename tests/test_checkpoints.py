@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import pytest
+
+import musicgen_nb as mg
+from musicgen_nb import checkpoints
+
+
+def test_offline_checkpoint_is_saved_safetensors_and_deterministic(tmp_path):
+    a = checkpoints.offline_checkpoint("tiny", cache_dir=tmp_path / "a")
+    b = checkpoints.offline_checkpoint("tiny", cache_dir=tmp_path / "b")
+    assert (a / "model.safetensors").exists() and not list(a.glob("*.bin"))
+    assert (a / "tokenizer.json").exists()
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    # Loading a saved directory goes through from_pretrained like a hub checkpoint.
+    s = mg.load(str(a))
+    assert s.num_codebooks == 4 and s.max_duration == 4.0
+
+
+def test_offline_codebooks_are_not_degenerate(tiny):
+    codec = tiny.model.audio_encoder
+    for layer in codec.quantizer.layers:
+        assert layer.codebook.embed.abs().sum() > 0
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 2048, size=(2, 4, 20))
+    audio = tiny.decode(codes)
+    assert not np.allclose(audio[0], audio[1])
+    t = np.arange(32000) / 32000
+    a = tiny.encode(np.sin(2 * np.pi * 220 * t).astype(np.float32), 32000)
+    b = tiny.encode(rng.standard_normal(32000).astype(np.float32) * 0.3, 32000)
+    assert (a != b).mean() > 0.5
+
+
+def test_known_architectures_are_the_real_configs():
+    known = checkpoints.known()
+    assert list(known)[:4] == ["small", "medium", "large", "melody"]
+    dec = known["medium"]["config"]["decoder"]
+    assert (dec["hidden_size"], dec["num_hidden_layers"], dec["num_attention_heads"]) == (1536, 48, 24)
+    assert known["large"]["config"]["decoder"]["hidden_size"] == 2048
+    assert known["melody"]["config"]["model_type"] == "musicgen_melody"
+    assert known["stereo-small"]["config"]["decoder"]["audio_channels"] == 2
+
+
+def test_tiny_spec_is_small_with_a_short_window():
+    spec = checkpoints.tiny_spec()
+    assert spec["meta"]["max_duration"] == 4.0
+    assert spec["config"]["decoder"]["num_codebooks"] == 4
+    assert spec["config"]["audio_encoder"]["upsampling_ratios"] == [8, 5, 4, 4]  # 640 hop: 50 Hz
+
+
+def test_offline_meta_file(tmp_path):
+    path = checkpoints.offline_checkpoint("tiny-melody", cache_dir=tmp_path)
+    meta = json.loads((path / "musicgen_nb.json").read_text())
+    assert meta["name"] == "tiny-melody" and meta["melody"] is True and meta["seed"] == checkpoints.SEED
+
+
+def test_offline_checkpoint_rejects_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="tiny"):
+        checkpoints.offline_checkpoint("small", cache_dir=tmp_path)
+
+
+def test_model_class_rejects_other_types():
+    with pytest.raises(ValueError, match="model_type must be"):
+        checkpoints.model_class("bert")

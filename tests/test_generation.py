@@ -1,0 +1,284 @@
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+
+import musicgen_nb as mg
+from musicgen_nb.generation import fit_chroma, num_frames
+
+
+def gen(s, prompt="jazz", **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("seed", 1)
+    return s.generate(prompt, **kw)
+
+
+def test_done_when_shapes(tiny):
+    g = gen(tiny, duration=2, seed=1)
+    assert g.audio.shape == (1, 1, 64000) and g.audio.dtype == np.float32
+    assert g.codes.shape == (1, 4, 100) and g.codes.dtype == np.int64
+    assert np.isfinite(g.audio).all()
+    assert ((g.codes >= 0) & (g.codes < 2048)).all()
+
+
+@pytest.mark.parametrize("duration", [0.5, 1.234, 3.99])
+def test_duration_is_exact(tiny, duration):
+    g = gen(tiny, duration=duration)
+    assert g.audio.shape[-1] == round(duration * 32000)
+    assert g.codes.shape[-1] == math.ceil(duration * 50 - 1e-6)
+    # every delay step is counted inside: frames + K - 1 steps
+    assert g.timings["steps"] == g.codes.shape[-1] + 4 - 1
+
+
+def test_num_frames_tolerates_float_error():
+    assert num_frames(0.1 * 3, 50) == 15
+    assert num_frames(2.0, 50) == 100
+
+
+def test_batch_with_unconditional(tiny):
+    g = tiny.generate(["jazz", None, "rock"], duration=1, seed=3, progress=False)
+    assert g.audio.shape == (3, 1, 32000) and g.codes.shape == (3, 4, 50)
+    assert g.prompts == ["jazz", None, "rock"]
+    alone = tiny.generate(None, duration=1, seed=3, progress=False)
+    assert alone.prompts == [None] and alone.codes.shape == (1, 4, 50)
+
+
+def test_same_seed_same_result_and_fresh_seed_recorded(tiny):
+    a, b = gen(tiny, seed=5, duration=1), gen(tiny, seed=5, duration=1)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    c = gen(tiny, seed=6, duration=1)
+    assert (a.codes != c.codes).any()
+    d = tiny.generate("jazz", duration=1, progress=False)
+    assert isinstance(d.seed, int) and d.seed >= 0
+    again = gen(tiny, seed=d.seed, duration=1)
+    np.testing.assert_array_equal(d.codes, again.codes)
+
+
+def test_conditioning_matters(tiny):
+    base = gen(tiny, "lo-fi beat", duration=1, seed=2)
+    other = gen(tiny, "epic orchestral choir", duration=1, seed=2)
+    assert (base.codes != other.codes).mean() > 0.2
+    neg = gen(tiny, "lo-fi beat", duration=1, seed=2, negative_prompt="drums")
+    assert (base.codes != neg.codes).mean() > 0.2
+    unguided = gen(tiny, "lo-fi beat", duration=1, seed=2, guidance_scale=1.0)
+    assert (base.codes != unguided.codes).mean() > 0.2
+
+
+def test_greedy_is_deterministic_without_seed(tiny):
+    a = tiny.generate("jazz", duration=0.5, do_sample=False, progress=False)
+    b = tiny.generate("jazz", duration=0.5, do_sample=False, progress=False)
+    np.testing.assert_array_equal(a.codes, b.codes)
+
+
+def test_timings(tiny):
+    g = gen(tiny, duration=1)
+    for key in ("text_encode_s", "decode_loop_s", "codec_decode_s", "steps", "steps_per_s"):
+        assert key in g.timings
+    assert g.timings["steps"] == 53 and g.timings["steps_per_s"] > 0
+
+
+def test_progress_bar_counts_steps(tiny, capsys):
+    gen(tiny, duration=0.5, progress=True)
+    err = capsys.readouterr().err
+    assert "28/28" in err  # 25 frames + 3 delay steps
+
+
+def test_callback_and_keyboard_interrupt_keep_partial_result(tiny):
+    seen = []
+
+    def cb(done, total):
+        seen.append((done, total))
+        if done == 30:
+            raise KeyboardInterrupt
+
+    g = gen(tiny, duration=2, callback=cb)
+    assert g.interrupted
+    assert seen[-1] == (30, 103)
+    # 30 steps done: frames complete in all 4 codebooks = 30 - 3
+    assert g.codes.shape == (1, 4, 27)
+    assert g.audio.shape[-1] == 27 * 640
+    full = gen(tiny, duration=2)
+    np.testing.assert_array_equal(g.codes, full.codes[..., :27])
+
+
+def test_stop_event_stops_at_next_step(tiny):
+    stop = threading.Event()
+
+    def cb(done, total):
+        if done == 10:
+            stop.set()
+
+    g = gen(tiny, duration=2, callback=cb, stop=stop)
+    assert g.interrupted and g.codes.shape[-1] == 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(duration=0), ValueError, "duration must be > 0"),
+        (dict(duration=-1), ValueError, "duration must be > 0"),
+        (dict(duration=float("nan")), ValueError, "duration must be a finite"),
+        (dict(duration="10"), TypeError, "duration must be a number"),
+        (dict(temperature=0), ValueError, "temperature must be > 0"),
+        (dict(top_k=-1), ValueError, "top_k must be >= 0"),
+        (dict(top_k=2.5), TypeError, "top_k must be an int"),
+        (dict(top_p=1.5), ValueError, r"top_p must be in \[0, 1\]"),
+        (dict(top_p=-0.1), ValueError, r"top_p must be in \[0, 1\]"),
+        (dict(guidance_scale=0.5), ValueError, "guidance_scale must be >= 1"),
+        (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be a finite"),
+        (dict(seed=-3), ValueError, "seed must be None or an int"),
+        (dict(do_sample="yes"), TypeError, "do_sample must be True or False"),
+        (dict(melody=np.zeros(32000), melody_sr=32000), ValueError, "melody= needs a melody checkpoint"),
+        (dict(cfg_coef_beta=1.0), ValueError, "cfg_coef_beta needs a melody checkpoint"),
+        (dict(audio_prompt=np.zeros((1, 1, 1, 100)), audio_prompt_sr=32000), ValueError, "audio"),
+        (dict(audio_prompt=np.zeros(3200)), ValueError, "audio_prompt_sr is required"),
+        (dict(negative_prompt=["a", "b"]), ValueError, "negative_prompt must be one text"),
+        (dict(negative_prompt="a", guidance_scale=1), ValueError, "negative_prompt needs guidance_scale"),
+        (dict(extend_stride=10), ValueError, "extend_stride must be in"),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(tiny, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        gen(tiny, **{"duration": 1, **kwargs})
+
+
+def test_bad_prompts(tiny):
+    with pytest.raises(TypeError, match="prompts must be"):
+        tiny.generate(42, duration=1)
+    with pytest.raises(ValueError, match="must not be an empty list"):
+        tiny.generate([], duration=1)
+
+
+# ----------------------------------------------------------------------------- save
+def test_save_writes_files_and_provenance(tiny, tmp_path):
+    g = tiny.generate(["jazz trio", "rock"], duration=1, seed=4, progress=False)
+    paths = g.save(tmp_path)
+    assert [p.suffix for p in paths] == [".wav", ".wav"]
+    import soundfile as sf
+
+    data, sr = sf.read(paths[0], always_2d=True)
+    assert sr == 32000 and data.shape[0] == 32000
+    meta = json.loads(paths[0].with_suffix(".json").read_text())
+    assert meta["prompt"] == "jazz trio" and meta["seed"] == 4 and meta["model"] == "tiny"
+    assert meta["params"]["guidance_scale"] == 3.0 and meta["params"]["top_k"] == 250
+    assert {"musicgen_nb", "transformers", "torch"} <= set(meta["versions"])
+    assert len(meta["sha256"]) == 64
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_save_never_overwrites(tiny, tmp_path):
+    g = gen(tiny, duration=0.5)
+    first = g.save(tmp_path)[0]
+    before = first.read_bytes()
+    second = g.save(tmp_path)[0]
+    assert first != second and second.exists() and first.read_bytes() == before
+    assert second.with_suffix(".json").exists()
+
+
+def test_save_flac_and_loudness(tiny, tmp_path):
+    g = gen(tiny, duration=1)
+    path = g.save(tmp_path, fmt="flac", loudness=-14.0)[0]
+    assert path.suffix == ".flac"
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["loudness_lufs"] == -14.0
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        g.save(tmp_path, fmt="mp3")
+
+
+def test_repr_and_html(tiny):
+    g = gen(tiny, duration=0.5)
+    assert "Generation(1 x 0.50 s" in repr(g)
+    html = g._repr_html_()
+    assert "<audio" in html and "jazz" in html
+
+
+# ------------------------------------------------------------------- continuation
+def test_continuation_prefix_equals_encoded_prompt(tiny):
+    rng = np.random.default_rng(0)
+    prompt = (rng.standard_normal(16000) * 0.2).astype(np.float32)  # 0.5 s at 32 kHz
+    g = tiny.generate("jazz", audio_prompt=prompt, audio_prompt_sr=32000, duration=1.0, seed=0, progress=False)
+    enc = tiny.encode(prompt, 32000)
+    assert g.prompt_frames == enc.shape[-1] == 25
+    np.testing.assert_array_equal(g.codes[..., : g.prompt_frames], enc)
+    assert g.codes.shape[-1] == 25 + 50
+    assert g.audio.shape[-1] == 25 * 640 + 32000
+
+
+def test_continuation_other_rate_and_stereo_prompt(tiny):
+    prompt = np.random.default_rng(1).standard_normal((2, 8000)).astype(np.float32) * 0.1  # stereo, 16 kHz
+    g = tiny.generate("rock", audio_prompt=prompt, audio_prompt_sr=16000, duration=0.5, seed=0, progress=False)
+    assert g.prompt_frames == 25 and g.codes.shape[-1] == 50
+
+
+def test_prompt_longer_than_window_is_refused(tiny):
+    long = np.zeros(int(32000 * 4.5), dtype=np.float32)
+    with pytest.raises(ValueError, match="window is 4 s"):
+        tiny.generate("x", audio_prompt=long, audio_prompt_sr=32000, duration=1, progress=False)
+
+
+# ------------------------------------------------------------------- long-form
+def test_long_form_windows_overlap_and_exact_length(tiny, capsys):
+    g = tiny.generate("ambient", duration=10.0, seed=0, extend_stride=2.4, progress=True)
+    assert g.audio.shape[-1] == 320000 and g.codes.shape[-1] == 500
+    assert len(g.windows) >= 3
+    window = tiny.max_frames
+    for (s0, e0), (s1, e1), prev, cur in zip(g.windows, g.windows[1:], g.window_codes, g.window_codes[1:]):
+        assert e1 - s1 <= window and s1 < e0
+        overlap = e0 - s1
+        np.testing.assert_array_equal(cur[..., :overlap], prev[..., -overlap:])
+        np.testing.assert_array_equal(g.codes[..., s1:e1], cur)
+    steps = g.timings["steps"]
+    assert f"{steps}/{steps}" in capsys.readouterr().err  # one bar over all windows
+
+
+def test_default_stride_is_sixty_percent_of_window(tiny):
+    g = gen(tiny, duration=8.0)  # 400 frames, 200-frame window, stride 0.6 * 4 s = 120 frames
+    assert g.windows == [(0, 200), (120, 320), (200, 400)]
+    assert g.codes.shape[-1] == 400 and g.params["windows"] == 3
+
+
+# ------------------------------------------------------------------- melody
+def tune(notes, sr=32000, dur=0.5):
+    from musicgen_nb import audio
+
+    return audio.melody_tone(notes, dur, sr)
+
+
+def test_melody_changes_the_codes(tiny_melody):
+    a = tune(["C4", "E4", "G4", "C5"])
+    b = tune(["F#4", "A#4", "C#5", "D#4"])
+    ga = tiny_melody.generate("piano", melody=a, melody_sr=32000, duration=2, seed=0, progress=False)
+    gb = tiny_melody.generate("piano", melody=b, melody_sr=32000, duration=2, seed=0, progress=False)
+    assert (ga.codes != gb.codes).mean() > 0.2
+    plain = tiny_melody.generate("piano", duration=2, seed=0, progress=False)
+    assert (ga.codes != plain.codes).mean() > 0.2
+
+
+def test_melody_stereo_other_rate_short_and_long(tiny_melody):
+    stereo = np.stack([tune(["C4", "G4"], sr=44100)] * 2)
+    g = tiny_melody.generate("piano", melody=stereo, melody_sr=44100, duration=2, seed=0, progress=False)
+    assert g.audio.shape == (1, 1, 64000)
+    long = tune(["C4", "E4", "G4"] * 6, dur=0.5)  # 9 s melody, 2 s output
+    g2 = tiny_melody.generate("piano", melody=long, melody_sr=32000, duration=2, seed=0, progress=False)
+    assert g2.codes.shape[-1] == 100
+
+
+def test_fit_chroma_loops_a_short_melody():
+    chroma = np.eye(12, dtype=np.float32)[[0, 4, 7]]  # 3 frames
+    out = fit_chroma(chroma, 8)
+    assert out.shape == (8, 12)
+    assert out.argmax(-1).tolist() == [0, 4, 7, 0, 4, 7, 0, 4]
+    assert fit_chroma(chroma, 2, start=2).argmax(-1).tolist() == [7, 0]
+
+
+def test_double_cfg_on_melody(tiny_melody):
+    m = tune(["C4", "E4", "G4"])
+    base = tiny_melody.generate("piano", melody=m, melody_sr=32000, duration=1, seed=0, progress=False)
+    beta = tiny_melody.generate(
+        "piano", melody=m, melody_sr=32000, duration=1, seed=0, progress=False, cfg_coef_beta=5.0
+    )
+    assert (base.codes != beta.codes).any()
+    assert beta.params["cfg_coef_beta"] == 5.0

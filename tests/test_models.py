@@ -1,0 +1,109 @@
+import os
+
+import pytest
+import torch
+
+import musicgen_nb as mg
+from musicgen_nb import models
+
+
+def test_list_models_has_every_checkpoint_with_real_sizes():
+    df = mg.list_models()
+    names = set(df["name"])
+    assert {"small", "medium", "large", "melody", "stereo-small", "stereo-melody"} <= names
+    row = df.set_index("name").loc["small"]
+    assert row["checkpoint"] == "facebook/musicgen-small"
+    assert 410e6 < row["decoder_params"] < 430e6  # ~420M decoder
+    assert row["sample_rate"] == 32000 and row["frame_rate"] == 50 and row["num_codebooks"] == 4
+    assert row["fp32_gb"] == pytest.approx(2 * row["fp16_gb"], rel=0.01)
+    big = df.set_index("name")
+    assert big.loc["large", "params"] > big.loc["medium", "params"] > big.loc["small", "params"]
+    assert big.loc["melody", "melody"] and not big.loc["small", "melody"]
+    assert big.loc["stereo-small", "num_codebooks"] == 8 and big.loc["stereo-small", "stereo"]
+
+
+def test_load_tiny_facts(tiny):
+    assert isinstance(tiny, mg.MusicGen)
+    assert (tiny.sample_rate, tiny.frame_rate, tiny.num_codebooks) == (32000, 50, 4)
+    assert tiny.max_duration == 4.0 and not tiny.is_melody
+    assert tiny.device.type == "cpu" and tiny.dtype == torch.float32
+    assert type(tiny.model).__name__ == "MusicgenForConditionalGeneration"
+    assert "tiny" in repr(tiny)
+
+
+def test_load_tiny_melody(tiny_melody):
+    assert tiny_melody.is_melody
+    assert type(tiny_melody.model).__name__ == "MusicgenMelodyForConditionalGeneration"
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError) as err:
+        mg.load("musicgen-huge")
+    msg = str(err.value)
+    assert "musicgen-huge" in msg and "'small'" in msg and "tiny-melody" in msg
+
+
+def test_unreachable_hub_gives_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", os.devnull + "-nohub")
+    with pytest.raises(models.ModelUnavailableError) as err:
+        mg.load("facebook/musicgen-small")
+    msg = str(err.value)
+    assert "not reachable" in msg and "'tiny'" in msg
+
+
+def test_pickle_weights_are_refused_unless_asked(tmp_path, tiny):
+    tiny.model.save_pretrained(tmp_path)
+    tiny.processor.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(tiny.model.state_dict(), tmp_path / "pytorch_model.bin")  # a pickle checkpoint
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        mg.load(str(tmp_path))
+    s = mg.load(str(tmp_path), allow_pickle=True)
+    assert s.num_codebooks == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(precision="fp64"), "precision must be one of"),
+        (dict(device="tpu"), "device must be one of"),
+        (dict(device=3), "device must be a string"),
+        (dict(random_weights="yes"), "random_weights must be True or False"),
+        (dict(precision="int8", device="meta"), "device must be one of"),
+    ],
+)
+def test_bad_load_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        mg.load("tiny", **kwargs)
+
+
+def test_name_type_error():
+    with pytest.raises(TypeError, match="name_or_path must be a string"):
+        mg.load(42)
+
+
+def test_device_and_precision_auto_on_cpu():
+    dev = models.resolve_device("auto")
+    assert dev.type in ("cpu", "cuda", "mps")
+    assert models.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="int8"):
+        models.resolve_precision("int8", torch.device("cuda"))
+
+
+def test_random_weights_builds_tiny_without_saving(tmp_path, monkeypatch):
+    monkeypatch.setenv("MUSICGEN_NB_CACHE", str(tmp_path))
+    s = mg.load("tiny", random_weights=True)
+    assert s.meta.get("random_weights") is True
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_random_weights_small_has_the_real_parameter_count():
+    s = mg.load("small", random_weights=True)
+    decoder = sum(p.numel() for p in s.model.decoder.parameters())
+    assert decoder == mg.list_models().set_index("name").loc["small", "decoder_params"]
+    assert 410e6 < decoder < 430e6
+    cfg = s.model.config.decoder
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (1024, 24, 16)
+    assert s.max_duration == 30.0
