@@ -54,11 +54,12 @@ def known() -> dict[str, dict]:
     return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
-def tiny_spec(melody: bool = False) -> dict:
+def tiny_spec(melody: bool = False, stereo: bool = False) -> dict:
     """The architecture of the offline checkpoints: real layout, tiny sizes.
 
     The context is short (4 s), so long-form generation runs over several
-    windows in a test.
+    windows in a test. ``stereo=True`` gives the stereo layout (8 codebooks,
+    left/right interleaved), used to test the stereo code paths.
     """
     from ._tokenizer import build_tokenizer
 
@@ -75,14 +76,16 @@ def tiny_spec(melody: bool = False) -> dict:
         hidden_size=64, num_hidden_layers=2, num_attention_heads=4, ffn_dim=256,
         max_position_embeddings=512, dropout=0.0,
     )  # fmt: skip
+    if stereo:
+        decoder.update(num_codebooks=8, audio_channels=2)
     config = dict(
         model_type="musicgen_melody" if melody else "musicgen",
         text_encoder=text, audio_encoder=audio, decoder=decoder,
     )  # fmt: skip
     if melody:
         config.update(num_chroma=12, chroma_length=235)
-    name = "tiny-melody" if melody else "tiny"
-    meta = dict(name=name, checkpoint=name, melody=melody, stereo=False, max_duration=4.0)
+    name = "tiny" + ("-stereo" if stereo else "") + ("-melody" if melody else "")
+    meta = dict(name=name, checkpoint=name, melody=melody, stereo=stereo, max_duration=4.0)
     return dict(meta=meta, config=config)
 
 

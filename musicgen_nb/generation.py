@@ -371,6 +371,14 @@ def num_frames(duration: float, frame_rate: int) -> int:
     return max(1, math.ceil(duration * frame_rate - 1e-6))
 
 
+def delays(s) -> list[int]:
+    """The delay of each codebook: k for mono; stereo checkpoints interleave
+    left/right codebooks, so codebooks 2c and 2c+1 are both delayed by c."""
+    if s.audio_channels == 2:
+        return [k // 2 for k in range(s.num_codebooks)]
+    return list(range(s.num_codebooks))
+
+
 def run_window(
     s, cond: Conditioning, *, batch: int, prefix: torch.Tensor | None, frames: int, sampler: Sampler,
     generator, progress: _Progress, trace: StepRecord | None, capture, stop,
@@ -379,22 +387,24 @@ def run_window(
 
     ``prefix`` ``[B, K, P]`` holds known frames (audio prompt or the previous
     window's tail). Position 0 of every codebook is the special BOS token, and
-    codebook k's frame t sits at position ``t + k + 1``; step ``t`` predicts
-    position ``t + 1``. Returns the codes ``[B, K, frames_done]``, the number of
-    steps run, whether it was interrupted, and the decoder (for captures).
+    codebook k's frame t sits at position ``t + delay[k] + 1``; step ``t``
+    predicts position ``t + 1``. Returns the codes ``[B, K, frames_done]``, the
+    number of steps run, whether it was interrupted, and the decoder (for captures).
     """
     K = s.num_codebooks
+    delay = delays(s)
+    D = max(delay)
     special = s.special_id
-    length = frames + K  # BOS + delayed frames
+    length = frames + D + 1  # BOS + delayed frames
     seq = torch.full((batch, K, length), special, dtype=torch.long, device=s.device)
     known = torch.zeros((K, length), dtype=torch.bool, device=s.device)
     P = 0 if prefix is None else prefix.shape[-1]
-    for k in range(K):
+    for k, d in enumerate(delay):
         if P:
-            seq[:, k, k + 1 : k + 1 + P] = prefix[:, k]
-        known[k, : k + 1] = True  # BOS pad
-        known[k, k + 1 + frames :] = True  # end pad
-        known[k, k + 1 : k + 1 + P] = True
+            seq[:, k, d + 1 : d + 1 + P] = prefix[:, k]
+        known[k, : d + 1] = True  # BOS pad
+        known[k, d + 1 + frames :] = True  # end pad
+        known[k, d + 1 : d + 1 + P] = True
     decoder = Decoder(s.model, cond, max_len=length, capture=capture)
     rows = cond.hidden.shape[0]
     first = P + 1  # first position whose codebook-0 token is unknown
@@ -423,10 +433,28 @@ def run_window(
                 logits = decoder.step(step_in.repeat(cond.branches, 1, 1) if rows != batch else step_in)
     except KeyboardInterrupt:
         interrupted = True
-    # Frames complete in every codebook: frame f needs position f + K.
-    complete = frames if not interrupted else max(P, min(frames, done - K + 1))
-    codes = torch.stack([seq[:, k, k + 1 : k + 1 + complete] for k in range(K)], dim=1)
+    # Frames complete in every codebook: frame f needs position f + D + 1.
+    complete = frames if not interrupted else max(P, min(frames, done - D))
+    codes = torch.stack([seq[:, k, d + 1 : d + 1 + complete] for k, d in enumerate(delay)], dim=1)
     return codes, done - (first - 1), interrupted, decoder
+
+
+_SMALLER = {"large": "medium", "medium": "small", "melody-large": "melody", "stereo-large": "stereo-medium",
+            "stereo-medium": "stereo-small", "stereo-melody-large": "stereo-melody"}  # fmt: skip
+
+
+def oom_message(s, batch: int, duration: float) -> str:
+    """A clear out-of-memory message that names what to shrink."""
+    tips = []
+    short = s.name.removeprefix("facebook/musicgen-")
+    if short in _SMALLER:
+        tips.append(f"a smaller model (mg.load({_SMALLER[short]!r}))")
+    if s.precision == "fp32":
+        tips.append("half precision (mg.load(..., precision='fp16'))")
+    if batch > 1:
+        tips.append(f"fewer prompts per call (now {batch})")
+    tips.append(f"a shorter duration (now {duration:g} s)")
+    return f"out of GPU memory generating with {s.name!r} ({s.precision}); try " + ", or ".join(tips)
 
 
 def generate(
@@ -573,7 +601,7 @@ def generate(
     steps = 0
     for i, (start, end) in enumerate(plan):
         known_frames = P if i == 0 else plan[i - 1][1] - start
-        steps += (end - start) + K - 1 - known_frames
+        steps += (end - start) + max(delays(s)) - known_frames
 
     capture = None
     if attentions:
@@ -592,6 +620,7 @@ def generate(
     interrupted = False
     windows, window_codes = [], []
     decoder = cond = None
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     try:
         with torch.inference_mode():
             for i, (start, end) in enumerate(plan):
@@ -619,6 +648,10 @@ def generate(
                 window_codes.append(out)
                 if interrupted:
                     break
+    except oom as exc:
+        if s.device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise MemoryError(oom_message(s, batch, opts["duration"])) from exc
     finally:
         bar.close()
 

@@ -81,9 +81,13 @@ def test_timings(tiny):
 
 
 def test_progress_bar_counts_steps(tiny, capsys):
-    gen(tiny, duration=0.5, progress=True)
+    calls = []
+    gen(tiny, duration=0.5, progress=True, callback=lambda done, total: calls.append((done, total)))
     err = capsys.readouterr().err
-    assert "28/28" in err  # 25 frames + 3 delay steps
+    assert "generating" in err and "/28" in err  # 25 frames + 3 delay steps
+    assert calls == [(i, 28) for i in range(1, 29)]
+    gen(tiny, duration=0.5, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_callback_and_keyboard_interrupt_keep_partial_result(tiny):
@@ -231,7 +235,8 @@ def test_long_form_windows_overlap_and_exact_length(tiny, capsys):
         np.testing.assert_array_equal(cur[..., :overlap], prev[..., -overlap:])
         np.testing.assert_array_equal(g.codes[..., s1:e1], cur)
     steps = g.timings["steps"]
-    assert f"{steps}/{steps}" in capsys.readouterr().err  # one bar over all windows
+    assert steps == 500 + 3 * len(g.windows)  # new frames + 3 delay steps per window
+    assert f"/{steps}" in capsys.readouterr().err  # one bar over all windows
 
 
 def test_default_stride_is_sixty_percent_of_window(tiny):
@@ -282,3 +287,35 @@ def test_double_cfg_on_melody(tiny_melody):
     )
     assert (base.codes != beta.codes).any()
     assert beta.params["cfg_coef_beta"] == 5.0
+
+
+# ------------------------------------------------------------------- stereo layout
+@pytest.fixture(scope="module")
+def tiny_stereo(tiny):
+    from musicgen_nb import checkpoints
+
+    model = checkpoints.build_random(checkpoints.tiny_spec(stereo=True), init_scale=checkpoints.TINY_INIT_SCALE)
+    return mg.MusicGen(model, tiny.processor, name="tiny-stereo")
+
+
+def test_stereo_delay_matches_transformers(tiny_stereo):
+    import torch
+
+    s = tiny_stereo
+    assert s.num_codebooks == 8 and s.audio_channels == 2
+    g = s.generate(["jazz", "rock"], duration=1.0, seed=11, progress=False)
+    assert g.codes.shape == (2, 8, 50) and g.audio.shape == (2, 2, 32000)
+    assert g.timings["steps"] == 50 + 3  # codebook pairs share a delay: 3 delay steps
+    inputs = s.processor(text=["jazz", "rock"], padding=True, return_tensors="pt")
+    torch.manual_seed(11)
+    with torch.inference_mode():
+        ref = s.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=53)
+    np.testing.assert_allclose(g.audio, ref.numpy(), atol=1e-5)
+
+
+def test_oom_message_names_smaller_model_and_dtype(tiny):
+    from musicgen_nb.generation import oom_message
+
+    big = mg.MusicGen(tiny.model, tiny.processor, name="facebook/musicgen-large", precision="fp32")
+    msg = oom_message(big, batch=4, duration=30)
+    assert "mg.load('medium')" in msg and "precision='fp16'" in msg and "fewer prompts" in msg and "30 s" in msg

@@ -1,0 +1,22 @@
+"""Plotly figure builders: pure functions, data in -> ``go.Figure`` out.
+
+None of them calls ``.show()`` or runs a model. Each caps the data it sends
+to the browser and says so in the figure title when it downsamples.
+
+Examples
+--------
+>>> import numpy as np
+>>> from musicgen_nb import viz
+>>> fig = viz.token_grid(np.zeros((4, 50), dtype=np.int64))
+>>> fig.layout.xaxis.title.text
+'time (s)'
+"""
+
+from .chroma import chroma
+from .codebook_usage import codebook_usage
+from .pattern_grid import pattern_grid
+from .spectrogram import spectrogram
+from .token_grid import token_grid
+from .waveform import waveform
+
+__all__ = ["chroma", "codebook_usage", "pattern_grid", "spectrogram", "token_grid", "waveform"]

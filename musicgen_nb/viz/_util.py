@@ -1,0 +1,211 @@
+"""Private helpers shared by the figure builders.
+
+Input coercion (arrays, tensors, a ``Generation``), layout defaults, hover
+templates and the caps on how much data goes to the browser.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+#: Fixed template and margins: no random ids, no timestamps, same JSON every run.
+TEMPLATE = "plotly_white"
+FONT = dict(family="Arial, sans-serif", size=12)
+PITCH_CLASSES_FALLBACK = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def base_layout(fig, *, title: str, height: int | None = None, **extra):
+    """Apply the shared layout defaults to ``fig`` and return it."""
+    fig.update_layout(
+        template=TEMPLATE,
+        title=dict(text=title, x=0.01, xanchor="left"),
+        font=FONT,
+        margin=dict(l=60, r=20, t=60, b=50),
+        **({"height": height} if height is not None else {}),
+        **extra,
+    )
+    return fig
+
+
+def is_generation(obj) -> bool:
+    """Duck-type check for :class:`musicgen_nb.generation.Generation`.
+
+    Avoids importing ``generation`` (and torch) just to draw a figure.
+    """
+    return all(hasattr(obj, a) for a in ("audio", "codes", "sample_rate", "frame_rate", "prompts"))
+
+
+def as_array(x, name: str, *, dtype=None) -> np.ndarray:
+    """Coerce a numpy array, torch tensor or nested list to ``np.ndarray``."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    if isinstance(x, (str, bytes, dict)) or x is None:
+        raise TypeError(
+            f"{name} must be an array (numpy, torch or nested list), got {type(x).__name__}"
+        )
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array (numpy, torch or nested list): {e}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got an object array (ragged lists?)")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
+
+
+def check_int(value, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` as int, or raise naming ``name`` when it is not an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_rate(value, name: str) -> float:
+    """Return a positive finite rate (sample rate, frame rate) as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def pick_item(arr: np.ndarray, item: int, name: str) -> np.ndarray:
+    """Select batch item ``item`` of a batched array, with a clear error when out of range."""
+    item = check_int(item, "item", minimum=0)
+    if item >= arr.shape[0]:
+        raise ValueError(
+            f"item={item} is out of range for {name} with batch size {arr.shape[0]} "
+            f"(allowed: 0..{arr.shape[0] - 1})"
+        )
+    return arr[item]
+
+
+def codes_2d(codes, item: int, name: str = "codes") -> np.ndarray:
+    """Codes ``[K, T]`` or ``[B, K, T]`` -> int ``[K, T]`` of one item."""
+    arr = as_array(codes, name)
+    if arr.ndim == 3:
+        arr = pick_item(arr, item, name)
+    elif arr.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape [num_codebooks, frames] or [batch, num_codebooks, frames], "
+            f"got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} must hold at least one codebook and one frame, got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.number) or not np.all(np.mod(arr, 1) == 0):
+            raise TypeError(f"{name} must hold integer codes, got dtype {arr.dtype}")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def audio_2d(audio, item: int, name: str = "audio") -> np.ndarray:
+    """Audio ``[N]``, ``[C, N]`` or ``[B, C, N]`` -> float32 ``[C, N]`` of one item."""
+    arr = as_array(audio, name)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[None]
+    elif arr.ndim == 3:
+        arr = pick_item(arr, item, name)
+    elif arr.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape [samples], [channels, samples] or "
+            f"[batch, channels, samples], got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} must hold at least one channel and one sample, got shape {arr.shape}"
+        )
+    if arr.shape[0] > 16:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} channels (shape {arr.shape}); expected [channels, samples] "
+            "with at most 16 channels. Did you pass [samples, channels]? Transpose it."
+        )
+    return np.nan_to_num(arr.astype(np.float32, copy=False))
+
+
+def channel_names(n: int) -> list[str]:
+    """``["mono"]``, ``["left", "right"]`` or ``["ch 1", ...]``."""
+    if n == 1:
+        return ["mono"]
+    if n == 2:
+        return ["left", "right"]
+    return [f"ch {i + 1}" for i in range(n)]
+
+
+def stride_for(n: int, cap: int) -> int:
+    """Smallest integer stride that keeps ``ceil(n / stride) <= cap``."""
+    return max(1, -(-n // cap))
+
+
+def pool_columns(z: np.ndarray, cap: int, *, how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Pool the columns of ``z`` ``[rows, cols]`` in blocks so at most ``cap`` remain.
+
+    Returns the pooled array and the index of each block's first column.
+    """
+    step = stride_for(z.shape[1], cap)
+    starts = np.arange(0, z.shape[1], step)
+    if step == 1:
+        return z, starts
+    op = {"mean": np.add, "max": np.maximum}[how]
+    pooled = op.reduceat(z, starts, axis=1)
+    if how == "mean":
+        counts = np.diff(np.append(starts, z.shape[1]))
+        pooled = pooled / counts
+    return pooled.astype(z.dtype, copy=False), starts
+
+
+def minmax_envelope(y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max envelope of ``y`` with at most ``max_points`` points.
+
+    Returns sample positions and values: each block of samples gives its min
+    and its max, in the order they occur, so peaks survive downsampling.
+    """
+    n = y.shape[0]
+    if n <= max_points:
+        return np.arange(n), y
+    blocks = max_points // 2
+    step = -(-n // blocks)
+    starts = np.arange(0, n, step)
+    pad = (-n) % step
+    yp = np.pad(y, (0, pad), mode="edge").reshape(-1, step)
+    imin = yp.argmin(axis=1)
+    imax = yp.argmax(axis=1)
+    first = np.minimum(imin, imax)
+    second = np.maximum(imin, imax)
+    pos = np.empty(2 * len(starts), dtype=np.int64)
+    pos[0::2] = starts + first
+    pos[1::2] = starts + second
+    pos = np.minimum(pos, n - 1)
+    return pos, y[pos]
+
+
+def ordinal(n: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 4 -> '4th'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def short(text, limit: int = 60) -> str:
+    """Shorten a prompt for a title and escape it (plotly titles accept HTML tags)."""
+    text = "(unconditional)" if text is None else str(text)
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return html.escape(text, quote=False)
+
+
+def pitch_classes() -> tuple:
+    """Pitch class names from :mod:`musicgen_nb.melody`, with a fallback."""
+    try:
+        from ..melody import PITCH_CLASSES
+
+        return tuple(PITCH_CLASSES)
+    except ImportError:  # melody.py not present in this tree
+        return PITCH_CLASSES_FALLBACK

@@ -1,0 +1,157 @@
+"""Which frame each decoding step predicts, per codebook, for interleaving patterns."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ._util import as_array, base_layout, check_int
+
+#: Above this many steps per pattern, cells carry no text (hover still works).
+MAX_TEXT_STEPS = 80
+SPECIAL_COLOR = "#c8c8c8"
+HOVER = "step %{x}<br>%{y}<br>predicts frame %{z}<extra>%{fullData.name}</extra>"
+HOVER_SPECIAL = "step %{x}<br>%{y}<br>special token<extra>%{fullData.name}</extra>"
+
+
+def _resolve(p, num_codebooks: int, frames: int, index: int | None):
+    """A name or Pattern -> (name, layout [steps, K])."""
+    where = "patterns" if index is None else f"patterns[{index}]"
+    if isinstance(p, str):
+        from .. import patterns as _patterns
+
+        names = list(_patterns.names())
+        if p not in names:
+            raise ValueError(f"{where} must be a pattern name in {names}, got {p!r}")
+        p = _patterns.build(p, num_codebooks, frames)
+    if not hasattr(p, "layout"):
+        raise TypeError(
+            f"{where} must be a Pattern (with .layout) or a pattern name, got {type(p).__name__}"
+        )
+    layout = as_array(p.layout, f"{where}.layout")
+    if layout.ndim != 2 or layout.shape[0] == 0 or layout.shape[1] == 0:
+        raise ValueError(
+            f"{where}.layout must have shape [num_steps, num_codebooks], got {layout.shape}"
+        )
+    if not np.issubdtype(layout.dtype, np.integer):
+        raise TypeError(f"{where}.layout must hold integer frame indices, got dtype {layout.dtype}")
+    if (layout < -1).any():
+        raise ValueError(
+            f"{where}.layout holds {int(layout.min())}; allowed: frame indices >= 0, or -1"
+        )
+    name = getattr(p, "name", None) or f"pattern {1 if index is None else index + 1}"
+    return str(name), layout.astype(np.int64)
+
+
+def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Figure:
+    """Grid of decoding steps x codebooks: the frame each step predicts.
+
+    Parameters
+    ----------
+    patterns : str, Pattern or list of them
+        A pattern name (``"parallel"``, ``"delay"``, ``"unroll"``,
+        ``"coarse_first"``, ``"musiclm"``), a Pattern from
+        :func:`musicgen_nb.patterns.build`, or a list of names and Patterns,
+        drawn side by side.
+    num_codebooks : int
+        Codebooks, for patterns given by name.
+    frames : int
+        Frames, for patterns given by name.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One subplot per pattern, titled ``"<name>: <n> steps"``: x = decoding
+        step, y = codebook ("cb 1" at the top). A cell's colour and text
+        (``"t=3"``) give the frame predicted; special tokens (layout ``-1``)
+        are grey cells marked ``"S"``.
+
+    Examples
+    --------
+    >>> from musicgen_nb import viz
+    >>> fig = viz.pattern_grid(["parallel", "delay"], num_codebooks=4, frames=8)
+    >>> [a.text for a in fig.layout.annotations]
+    ['parallel: 8 steps', 'delay: 11 steps']
+    """
+    num_codebooks = check_int(num_codebooks, "num_codebooks", minimum=1)
+    frames = check_int(frames, "frames", minimum=1)
+    if isinstance(patterns, (list, tuple)):
+        if len(patterns) == 0:
+            raise ValueError(
+                "patterns must hold at least one pattern name or Pattern, got an empty list"
+            )
+        resolved = [_resolve(p, num_codebooks, frames, i) for i, p in enumerate(patterns)]
+    else:
+        resolved = [_resolve(patterns, num_codebooks, frames, None)]
+
+    n = len(resolved)
+    titles = [f"{name}: {layout.shape[0]} steps" for name, layout in resolved]
+    widths = [max(layout.shape[0], 1) for _, layout in resolved]
+    fig = make_subplots(
+        rows=1,
+        cols=n,
+        subplot_titles=titles,
+        column_widths=[w / sum(widths) for w in widths],
+        horizontal_spacing=min(0.06, 0.3 / n),
+    )
+    zmax = max(max(int(layout.max()), 0) for _, layout in resolved)
+    for col, (name, layout) in enumerate(resolved, start=1):
+        steps, K = layout.shape
+        z = layout.T  # [K, steps]
+        special = z < 0
+        x = np.arange(steps)
+        y = [f"cb {k + 1}" for k in range(K)]
+        show_text = steps <= MAX_TEXT_STEPS
+        frame_z = np.where(special, np.nan, z.astype(np.float64))
+        frame_text = np.where(special, "", np.char.add("t=", z.astype(str)))
+        fig.add_trace(
+            go.Heatmap(
+                z=frame_z,
+                x=x,
+                y=y,
+                text=frame_text if show_text else None,
+                texttemplate="%{text}" if show_text else None,
+                hovertemplate=HOVER,
+                coloraxis="coloraxis",
+                xgap=1,
+                ygap=1,
+                name=name,
+            ),
+            row=1,
+            col=col,
+        )
+        if special.any():
+            fig.add_trace(
+                go.Heatmap(
+                    z=np.where(special, 1.0, np.nan),
+                    x=x,
+                    y=y,
+                    text=np.where(special, "S", "") if show_text else None,
+                    texttemplate="%{text}" if show_text else None,
+                    hovertemplate=HOVER_SPECIAL,
+                    colorscale=[[0, SPECIAL_COLOR], [1, SPECIAL_COLOR]],
+                    showscale=False,
+                    xgap=1,
+                    ygap=1,
+                    name=f"{name} (special)",
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_xaxes(title_text="decoding step", row=1, col=col)
+        fig.update_yaxes(autorange="reversed", type="category", row=1, col=col)
+    fig.update_yaxes(title_text="codebook", row=1, col=1)
+    K = max(layout.shape[1] for _, layout in resolved)
+    base_layout(
+        fig,
+        title="Interleaving patterns: frame predicted at each step (grey S = special token)",
+        height=max(260, 45 * K + 160),
+        coloraxis=dict(
+            colorscale="Blues",
+            cmin=0,
+            cmax=max(zmax, 1),
+            colorbar=dict(title=dict(text="frame")),
+        ),
+    )
+    return fig

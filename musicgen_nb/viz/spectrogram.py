@@ -1,0 +1,132 @@
+"""Log-mel spectrogram heatmap."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._util import audio_2d, base_layout, check_int, check_rate, is_generation, pool_columns, short
+
+HOVER = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"
+
+
+def spectrogram(
+    audio,
+    sr=None,
+    *,
+    item: int = 0,
+    n_mels: int = 128,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    fmax: float | None = None,
+    channel: int | None = None,
+    max_frames: int = 2000,
+    title: str | None = None,
+) -> go.Figure:
+    """Log-mel spectrogram (dB relative to the peak) as a heatmap.
+
+    Parameters
+    ----------
+    audio : array-like or Generation
+        Samples ``[samples]``, ``[channels, samples]`` or
+        ``[batch, channels, samples]``, or a :class:`~musicgen_nb.Generation`
+        (then ``sr`` may be ``None``).
+    sr : int
+        Sample rate in Hz (optional for a ``Generation``).
+    item : int
+        Batch item to draw when the audio is batched.
+    n_mels, n_fft, hop_length : int
+        Passed to :func:`librosa.feature.melspectrogram`.
+    fmax : float, optional
+        Highest mel frequency; defaults to ``sr / 2``.
+    channel : int, optional
+        Channel to analyse; by default channels are averaged to mono.
+    max_frames : int
+        At most this many time frames go to the browser; longer spectrograms
+        are averaged over blocks of frames (the title says so).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One heatmap: x = time in seconds (frame centres), y = mel-band centre
+        frequency in Hz, z = power in dB (0 dB = loudest bin).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musicgen_nb import viz
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(32000) / 32000)
+    >>> fig = viz.spectrogram(y, 32000, n_mels=64)
+    >>> fig.data[0].z.shape[0]
+    64
+    """
+    import librosa
+
+    prompt = None
+    if is_generation(audio):
+        g = audio
+        sr = g.sample_rate if sr is None else sr
+        prompts = list(g.prompts or [])
+        prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
+        audio = g.audio
+    sr = check_rate(sr, "sr")
+    n_mels = check_int(n_mels, "n_mels", minimum=1)
+    n_fft = check_int(n_fft, "n_fft", minimum=2)
+    hop_length = check_int(hop_length, "hop_length", minimum=1)
+    max_frames = check_int(max_frames, "max_frames", minimum=1)
+    if fmax is None:
+        fmax = sr / 2
+    fmax = check_rate(fmax, "fmax")
+    if fmax > sr / 2:
+        raise ValueError(f"fmax must be at most sr / 2 = {sr / 2:g} Hz, got {fmax!r}")
+    wav = audio_2d(audio, item, "audio")
+    if channel is None:
+        y = wav.mean(axis=0)
+        which = "mono mix" if wav.shape[0] > 1 else "mono"
+    else:
+        channel = check_int(channel, "channel", minimum=0)
+        if channel >= wav.shape[0]:
+            raise ValueError(
+                f"channel={channel} is out of range for audio with {wav.shape[0]} channel(s) "
+                f"(allowed: 0..{wav.shape[0] - 1} or None for a mono mix)"
+            )
+        y = wav[channel]
+        which = f"channel {channel}"
+    N = y.shape[0]
+    if N < n_fft:  # too short for one window: zero-pad rather than shrink the FFT
+        y = np.pad(y, (0, n_fft - N))
+    S = librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, fmax=fmax
+    )
+    db = librosa.power_to_db(S, ref=np.max(S) if np.max(S) > 0 else 1.0).astype(np.float32)
+    freqs = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=0.0, fmax=fmax)[1:-1]
+    T = db.shape[1]
+    db, starts = pool_columns(db, max_frames, how="mean")
+    times = librosa.frames_to_time(starts, sr=sr, hop_length=hop_length)
+    if len(starts) < T:  # block centres
+        block = starts[1] - starts[0]
+        times = times + (block - 1) * hop_length / sr / 2
+
+    if title is None:
+        title = f"Log-mel spectrogram ({which}, {n_mels} mels, n_fft={n_fft}, hop={hop_length})"
+        if prompt is not None:
+            title = f"{prompt} — {title}"
+    if len(starts) < T:
+        title += f"<br><sup>averaged to {len(starts)} of {T} frames</sup>"
+    fig = go.Figure(
+        go.Heatmap(
+            z=db,
+            x=times.astype(np.float32),
+            y=freqs.astype(np.float32),
+            colorscale="Magma",
+            colorbar=dict(title=dict(text="dB")),
+            hovertemplate=HOVER,
+            name="log-mel",
+        )
+    )
+    base_layout(fig, title=title, height=360)
+    fig.update_xaxes(title_text="time (s)")
+    fig.update_yaxes(title_text="frequency (Hz)")
+    return fig

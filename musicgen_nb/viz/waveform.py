@@ -1,0 +1,95 @@
+"""Per-channel waveform lines, with a min/max envelope for long audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ._util import (
+    audio_2d,
+    base_layout,
+    channel_names,
+    check_int,
+    check_rate,
+    is_generation,
+    minmax_envelope,
+    short,
+)
+
+HOVER = "%{x:.3f} s<br>%{y:.3f}<extra>%{fullData.name}</extra>"
+
+
+def waveform(
+    audio, sr=None, *, item: int = 0, max_points: int = 20000, title: str | None = None
+) -> go.Figure:
+    """Plot the waveform of each channel against time.
+
+    Parameters
+    ----------
+    audio : array-like or Generation
+        Samples ``[samples]``, ``[channels, samples]`` or
+        ``[batch, channels, samples]`` (numpy or torch), or a
+        :class:`~musicgen_nb.Generation` (then ``sr`` may be ``None``).
+    sr : int
+        Sample rate in Hz (optional for a ``Generation``).
+    item : int
+        Batch item to draw when the audio is batched.
+    max_points : int
+        At most this many points per channel go to the browser. Longer audio
+        is drawn as a min/max envelope (each block keeps its lowest and
+        highest sample, so peaks survive); the title says so.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line trace per channel (``"mono"``, or ``"left"`` and ``"right"``),
+        x = time in seconds, y = amplitude.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from musicgen_nb import viz
+    >>> y = np.sin(2 * np.pi * 440 * np.arange(32000) / 32000)
+    >>> fig = viz.waveform(y, 32000, max_points=2000)
+    >>> len(fig.data[0].x) <= 2000
+    True
+    """
+    prompt = None
+    if is_generation(audio):
+        g = audio
+        sr = g.sample_rate if sr is None else sr
+        prompts = list(g.prompts or [])
+        prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
+        audio = g.audio
+    sr = check_rate(sr, "sr")
+    max_points = check_int(max_points, "max_points", minimum=2)
+    wav = audio_2d(audio, item, "audio")
+    C, N = wav.shape
+
+    fig = go.Figure()
+    envelope = N > max_points
+    for name, y in zip(channel_names(C), wav, strict=True):
+        pos, vals = minmax_envelope(y, max_points)
+        fig.add_trace(
+            go.Scatter(
+                x=(pos / sr).astype(np.float32),
+                y=vals.astype(np.float32),
+                mode="lines",
+                line=dict(width=1),
+                name=name,
+                hovertemplate=HOVER,
+            )
+        )
+    if title is None:
+        title = f"Waveform: {C} channel{'s' if C > 1 else ''}, {N / sr:.2f} s at {sr:g} Hz"
+        if prompt is not None:
+            title = f"{prompt} — {title}"
+    if envelope:
+        n_shown = len(fig.data[0].x)
+        title += f"<br><sup>min/max envelope: {n_shown} of {N} points per channel</sup>"
+    base_layout(fig, title=title, height=300, showlegend=C > 1)
+    fig.update_xaxes(title_text="time (s)")
+    fig.update_yaxes(title_text="amplitude")
+    return fig

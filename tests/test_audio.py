@@ -1,0 +1,233 @@
+"""Tests for musicgen_nb.audio: batching, resampling, I/O, loudness and synthesis."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from musicgen_nb import audio
+
+
+# ---------------------------------------------------------------------------- as_batch
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [((100,), (1, 1, 100)), ((2, 100), (1, 2, 100)), ((3, 2, 100), (3, 2, 100))],
+)
+def test_as_batch_shapes(shape, expected):
+    x = np.random.default_rng(0).standard_normal(shape)
+    out = audio.as_batch(x)
+    assert out.shape == expected
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.reshape(shape), x, rtol=1e-6)
+
+
+def test_as_batch_accepts_torch_with_grad():
+    t = torch.ones(2, 50, requires_grad=True) * 0.5
+    out = audio.as_batch(t)
+    assert isinstance(out, np.ndarray) and out.shape == (1, 2, 50)
+    assert np.all(out == 0.5)
+
+
+def test_as_batch_scales_int16_pcm():
+    out = audio.as_batch(np.array([0, 16384, -32768], dtype=np.int16))
+    np.testing.assert_allclose(out[0, 0], [0.0, 0.5, -1.0])
+
+
+@pytest.mark.parametrize(
+    ("bad", "exc", "match"),
+    [
+        (np.zeros((1, 1, 1, 4)), ValueError, "shape"),
+        (np.zeros(0), ValueError, "empty"),
+        (np.array([0.0, np.nan]), ValueError, "non-finite"),
+        (np.array([0.0, np.inf]), ValueError, "non-finite"),
+        ("noise.wav", TypeError, "str"),
+        (np.array(["a", "b"]), TypeError, "dtype"),
+        (np.zeros(3, dtype=complex), TypeError, "complex"),
+    ],
+)
+def test_as_batch_rejects(bad, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        audio.as_batch(bad, name="melody")
+    assert "melody" in str(info.value)
+
+
+def test_as_batch_detects_channels_last():
+    with pytest.raises(ValueError, match=r"\[samples, channels\].*\.T"):
+        audio.as_batch(np.zeros((1000, 2)))
+
+
+# ---------------------------------------------------------------------------- resample
+def test_resample_keeps_leading_shape_and_frequency():
+    x = np.stack([audio.sine(440, 1.0, 48000), audio.sine(880, 1.0, 48000)])[None]
+    y = audio.resample(x, 48000, 32000)
+    assert y.shape == (1, 2, 32000) and y.dtype == np.float32
+    for ch, freq in enumerate((440, 880)):
+        spectrum = np.abs(np.fft.rfft(y[0, ch]))
+        assert np.argmax(spectrum) == freq  # 1 s of audio: bin index == Hz
+
+
+def test_resample_same_rate_is_a_copy():
+    x = np.ones(10, dtype=np.float32)
+    y = audio.resample(x, 16000, 16000)
+    y[0] = 5
+    assert x[0] == 1
+
+
+@pytest.mark.parametrize("sr", [0, -1, 44100.5, "16k", True, float("nan")])
+def test_resample_rejects_bad_rates(sr):
+    with pytest.raises((ValueError, TypeError), match="target_sr"):
+        audio.resample(np.zeros(10), 16000, sr)
+
+
+def test_match_channels():
+    mono = np.arange(4, dtype=np.float32).reshape(1, 1, 4)
+    stereo = audio.match_channels(mono, 2)
+    assert stereo.shape == (1, 2, 4)
+    np.testing.assert_array_equal(stereo[0, 0], stereo[0, 1])
+    x = np.array([[[1.0, 0.0], [0.0, 1.0]]], dtype=np.float32)
+    np.testing.assert_allclose(audio.match_channels(x, 1), [[[0.5, 0.5]]])
+    assert audio.match_channels(x, 2) is x
+    with pytest.raises(ValueError, match="channels"):
+        audio.match_channels(np.zeros((1, 3, 4)), 2)
+    with pytest.raises(ValueError, match="channels"):
+        audio.match_channels(mono, 0)
+
+
+# ---------------------------------------------------------------------------- I/O
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_write_load_round_trip(tmp_path, fmt):
+    x = np.stack([audio.sine(440, 0.5, 16000), audio.sine(660, 0.5, 16000)])
+    path = audio.write(tmp_path / "tone", x, 16000, fmt=fmt)
+    assert path == tmp_path / f"tone.{fmt}"
+    assert sf.info(str(path)).subtype == "PCM_16"
+    y, sr = audio.load(path)
+    assert sr == 16000 and y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, x, atol=1 / 32768 + 1e-6)
+    m, sr2 = audio.load(path, sr=8000, mono=True)
+    assert (m.shape, sr2) == ((1, 4000), 8000)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    p = audio.write(tmp_path / "a.wav", np.zeros(100), 8000)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        audio.write(p, np.ones(100) * 0.5, 8000)
+    audio.write(p, np.ones(100) * 0.5, 8000, overwrite=True)
+    y, _ = audio.load(p)
+    assert np.allclose(y, 0.5, atol=1e-4)
+
+
+def test_write_clips_to_full_scale(tmp_path):
+    p = audio.write(tmp_path / "loud.wav", np.array([2.0, -3.0, 0.25]), 8000)
+    y, _ = audio.load(p)
+    np.testing.assert_allclose(y[0], [1.0, -1.0, 0.25], atol=1e-4)
+
+
+def test_write_rejects_bad_format(tmp_path):
+    with pytest.raises(ValueError, match=r"fmt must be one of \['wav', 'flac'\], got 'mp3'"):
+        audio.write(tmp_path / "a.mp3", np.zeros(10), 8000)
+    with pytest.raises(ValueError, match="does not match"):
+        audio.write(tmp_path / "a.wav", np.zeros(10), 8000, fmt="flac")
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.wav"):
+        audio.load(tmp_path / "missing.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(ValueError, match="could not read audio from"):
+        audio.load(junk)
+
+
+def test_unique_path(tmp_path):
+    p = tmp_path / "take.wav"
+    assert audio.unique_path(p) == p
+    p.touch()
+    assert audio.unique_path(p) == tmp_path / "take-1.wav"
+    (tmp_path / "take-1.wav").touch()
+    assert audio.unique_path(p) == tmp_path / "take-2.wav"
+
+
+# ---------------------------------------------------------------------------- loudness
+def test_loudness_reference_sine():
+    full = audio.sine(997, 5.0, 48000, amplitude=1.0)
+    assert audio.loudness(full, 48000) == pytest.approx(-3.01, abs=0.1)
+    half = audio.loudness(full * 0.5, 48000)
+    assert audio.loudness(full, 48000) - half == pytest.approx(6.02, abs=0.01)
+
+
+def test_loudness_other_rate_and_stereo():
+    assert audio.loudness(audio.sine(997, 5.0, 32000, amplitude=1.0), 32000) == pytest.approx(
+        -3.01, abs=0.1
+    )
+    stereo = np.stack([audio.sine(997, 5.0, 48000, amplitude=1.0)] * 2)
+    assert audio.loudness(stereo, 48000) == pytest.approx(0.0, abs=0.1)  # channels sum
+
+
+def test_loudness_k_weighting_cuts_low_frequencies():
+    low = audio.loudness(audio.sine(30, 5.0, 48000, amplitude=1.0), 48000)
+    assert low < -3.01 - 1.0
+
+
+def test_loudness_gating_ignores_silence():
+    tone = audio.sine(997, 3.0, 48000, amplitude=0.5)
+    padded = np.concatenate([tone, np.zeros(48000 * 3, dtype=np.float32)])
+    gated = audio.loudness(padded, 48000)
+    # Without gating, doubling the length with silence would cost 3.01 dB; only the few
+    # blocks straddling the edge still count.
+    assert gated == pytest.approx(audio.loudness(tone, 48000), abs=0.4)
+    assert audio.loudness(np.zeros(48000), 48000) == float("-inf")
+
+
+def test_normalize_loudness_hits_target_and_limits_peak():
+    quiet = audio.sine(440, 3.0, 32000, amplitude=0.01)
+    y = audio.normalize_loudness(quiet, 32000, -20.0)
+    assert y.shape == quiet.shape
+    assert audio.loudness(y, 32000) == pytest.approx(-20.0, abs=0.05)
+    loud = audio.normalize_loudness(quiet, 32000, -1.0, peak=0.5)
+    assert np.abs(loud).max() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_normalize_loudness_silence_and_batch():
+    silent = np.zeros((2, 16000), dtype=np.float32)
+    np.testing.assert_array_equal(audio.normalize_loudness(silent, 16000), silent)
+    batch = np.stack(
+        [audio.sine(440, 2.0, 16000, amplitude=a)[None] for a in (0.01, 0.3)]
+    )  # [2, 1, N]
+    out = audio.normalize_loudness(batch, 16000, -24.0)
+    assert out.shape == batch.shape
+    for item in out:
+        assert audio.loudness(item, 16000) == pytest.approx(-24.0, abs=0.05)
+    with pytest.raises(ValueError, match="peak"):
+        audio.normalize_loudness(batch[0], 16000, peak=1.5)
+
+
+# ---------------------------------------------------------------------------- synthesis
+def test_note_to_midi():
+    assert [audio.note_to_midi(n) for n in ("C4", "A4", "C#4", "Db4", "B3", "c-1")] == [
+        60,
+        69,
+        61,
+        61,
+        59,
+        0,
+    ]
+    for bad in ("H2", "C", 128, 4.5):
+        with pytest.raises(ValueError, match="note"):
+            audio.note_to_midi(bad)
+
+
+def test_sine_and_melody_tone():
+    x = audio.sine(100, 1.0, 8000, amplitude=0.3)
+    assert x.shape == (8000,) and x.dtype == np.float32
+    assert np.abs(x).max() == pytest.approx(0.3, rel=1e-3)
+    m = audio.melody_tone(["A4", 81], 0.5, 16000, amplitude=0.8)
+    assert m.shape == (16000,)
+    assert np.abs(m).max() == pytest.approx(0.8, rel=1e-5)
+    spectrum = np.abs(np.fft.rfft(m[:8000]))  # 0.5 s: bin = 2 Hz
+    assert np.argmax(spectrum) * 2 == 440
+    assert spectrum[880 // 2] > 0.2 * spectrum[440 // 2]  # a real harmonic
+    with pytest.raises(ValueError, match="freq"):
+        audio.sine(5000, 1.0, 8000)
+    with pytest.raises(ValueError, match="notes"):
+        audio.melody_tone([], 0.5, 8000)
