@@ -63,6 +63,80 @@ class StepRecord:
     kl: list = field(default_factory=list)
 
 
+def _fast_mm_ok(weight: torch.Tensor) -> bool:
+    """True where ``W @ x.T`` beats ``F.linear`` for a few rows (fp32/bf16 on the CPU).
+
+    MKL runs ``x @ W.T`` with 2-8 rows as a small GEMM at 7-10 GB/s on a 2-core
+    CPU; ``W @ x.T`` (x row-major) takes its matrix-vector path at 30+ GB/s,
+    near the memory bandwidth a decode step is bound by.
+    """
+    return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
+
+
+def _linear_fn(module):
+    """A fast callable ``f(x2d) -> y2d`` equivalent to ``module(x2d)``."""
+    from .quantize import Int8Linear
+
+    if isinstance(module, Int8Linear) and module.packed is not None:
+        packed, reduce_range = module.packed, module.reduce_range
+        op = torch.ops.quantized.linear_dynamic
+        return lambda x: op(x, packed, reduce_range)
+    if type(module) is torch.nn.Linear and _fast_mm_ok(module.weight):
+        w, b = module.weight, module.bias
+        if b is None:
+            return lambda x: torch.mm(w, x.contiguous().t()).t()
+        col = b[:, None]
+        return lambda x: torch.addmm(col, w, x.contiguous().t()).t()
+    return module
+
+
+def _norm_fn(module):
+    """``f(x) -> layer_norm(x)`` without the nn.Module call overhead."""
+    if type(module) is torch.nn.LayerNorm:
+        shape, w, b, eps = module.normalized_shape, module.weight, module.bias, module.eps
+        return lambda x: F.layer_norm(x, shape, w, b, eps)
+    return module
+
+
+@dataclass
+class _Layer:
+    """One decoder layer's callables, looked up once per :class:`Decoder`."""
+
+    self_norm: object
+    q: object
+    k: object
+    v: object
+    out: object
+    cross_norm: object
+    cross_q: object
+    cross_out: object
+    final_norm: object
+    fc1: object
+    fc2: object
+    act: object
+
+
+def _layer_plan(layer) -> _Layer:
+    act = layer.activation_fn
+    if type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is F.gelu:
+        act = F.gelu
+    cross = getattr(layer, "encoder_attn", None)
+    return _Layer(
+        self_norm=_norm_fn(layer.self_attn_layer_norm),
+        q=_linear_fn(layer.self_attn.q_proj),
+        k=_linear_fn(layer.self_attn.k_proj),
+        v=_linear_fn(layer.self_attn.v_proj),
+        out=_linear_fn(layer.self_attn.out_proj),
+        cross_norm=_norm_fn(layer.encoder_attn_layer_norm) if cross is not None else None,
+        cross_q=_linear_fn(cross.q_proj) if cross is not None else None,
+        cross_out=_linear_fn(cross.out_proj) if cross is not None else None,
+        final_norm=_norm_fn(layer.final_layer_norm),
+        fc1=_linear_fn(layer.fc1),
+        fc2=_linear_fn(layer.fc2),
+        act=act,
+    )
+
+
 class Decoder:
     """Run a MusicGen decoder step by step with a static KV cache.
 
@@ -75,6 +149,14 @@ class Decoder:
     capture : dict, optional
         ``{"layers": [...], "heads": [...] or None, "rows": int}`` to record
         attention weights of the first ``rows`` batch rows.
+
+    Notes
+    -----
+    Each step runs the layers' weights directly (no ``nn.Module`` calls):
+    on the CPU an fp32/bf16 linear is ``W @ x.T`` (MKL's fast matrix-vector
+    path for a few rows), an :class:`~musicgen_nb.quantize.Int8Linear` calls
+    fbgemm directly, and anything else is called as a module. The keys and
+    values of each step are written into a cache allocated once.
     """
 
     def __init__(self, model, cond: Conditioning, max_len: int, capture: dict | None = None):
@@ -89,7 +171,7 @@ class Decoder:
         rows = cond.hidden.shape[0]
         self.rows = rows
         param = next(p for p in self.lm.parameters() if p.is_floating_point())
-        self.dtype = cond.hidden.dtype if param.dtype == torch.int8 else param.dtype
+        self.dtype = param.dtype
         self.device = cond.hidden.device
         self.offset = cond.hidden.shape[1] if cond.prefix else 0
         total = self.offset + max_len
@@ -99,9 +181,15 @@ class Decoder:
         self.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.pos = 0
         self.positions = self._positions(total)
+        self.plan = [_layer_plan(layer) for layer in self.layers]
+        self.embeddings = [e.weight for e in dec.embed_tokens]
+        self.final_norm = _norm_fn(dec.layer_norm)
+        self.lm_heads = [_linear_fn(h) for h in self.lm.lm_heads]
         self.capture = capture
         self.captured_self: dict[int, list] = {}
         self.captured_cross: dict[int, list] = {}
+        self.cross_empty = None
+        self.cross_bias = None
         self.cross_kv = None if cond.prefix else self._cross_kv()
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
@@ -126,15 +214,17 @@ class Decoder:
         bias = torch.zeros(rows, 1, 1, length, dtype=self.dtype, device=self.device)
         bias.masked_fill_(~mask[:, None, None, :], torch.finfo(self.dtype).min)
         # A row with nothing to attend to (the unconditional branch) attends nowhere: output 0.
-        self.cross_empty = ~mask.any(dim=1)
+        empty = ~mask.any(dim=1)
+        self.cross_empty = empty[:, None, None, None] if bool(empty.any()) else None
         self.cross_bias = bias
         return out
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Sum of the per-codebook embeddings of ``tokens`` ``[R, K, n]``."""
-        x = self.dec.embed_tokens[0](tokens[:, 0])
+        w = self.embeddings
+        x = F.embedding(tokens[:, 0], w[0])
         for k in range(1, tokens.shape[1]):
-            x = x + self.dec.embed_tokens[k](tokens[:, k])
+            x = x + F.embedding(tokens[:, k], w[k])
         return x.to(self.dtype)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -158,43 +248,52 @@ class Decoder:
         w = w[:, cap["heads"]] if cap.get("heads") is not None else w
         store = self.captured_self if kind == "self" else self.captured_cross
         store.setdefault(layer_idx, []).append(w.mean(1).to(torch.float16).cpu())
-        return (weights.to(v.dtype) @ v)
+        return weights.to(v.dtype) @ v
 
     def _forward(self, x: torch.Tensor, *, need_logits: bool):
-        rows, n, _ = x.shape
+        rows, n, dim = x.shape
+        heads, hd = self.heads, self.head_dim
         start = self.pos
         end = start + n
-        x = x + self.positions[start:end]
+        x = (x + self.positions[start:end]).reshape(rows * n, dim)
         causal = n > 1
-        for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            h = layer.self_attn_layer_norm(x)
-            q = attn.q_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
-            self.k_cache[i, :, :, start:end] = attn.k_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
-            self.v_cache[i, :, :, start:end] = attn.v_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
-            k = self.k_cache[i, :, :, :end]
-            v = self.v_cache[i, :, :, :end]
-            if causal and start > 0:  # a chunk after earlier positions: explicit mask
-                mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
-                o = self._attend(q, k, v, i, "self", bias=_bias(mask, x.dtype))
+        bias = None
+        if causal and start > 0:  # a chunk after earlier positions: explicit mask
+            mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
+            bias, causal = _bias(mask, x.dtype), False
+        sdpa = F.scaled_dot_product_attention
+        capture = self.capture["layers"] if self.capture is not None else ()
+        cross_kv, cross_bias, cross_empty = self.cross_kv, self.cross_bias, self.cross_empty
+        k_cache, v_cache = self.k_cache, self.v_cache
+        for i, L in enumerate(self.plan):
+            h = L.self_norm(x)
+            q = L.q(h).reshape(rows, n, heads, hd).transpose(1, 2)
+            k_cache[i, :, :, start:end] = L.k(h).reshape(rows, n, heads, hd).transpose(1, 2)
+            v_cache[i, :, :, start:end] = L.v(h).reshape(rows, n, heads, hd).transpose(1, 2)
+            k = k_cache[i, :, :, :end]
+            v = v_cache[i, :, :, :end]
+            if i in capture:
+                o = self._attend(q, k, v, i, "self", bias=bias, causal=causal)
             else:
-                o = self._attend(q, k, v, i, "self", causal=causal)
-            x = x + attn.out_proj(o.transpose(1, 2).reshape(rows, n, -1))
-            if self.cross_kv is not None:
-                cattn = layer.encoder_attn
-                h = layer.encoder_attn_layer_norm(x)
-                q = cattn.q_proj(h).view(rows, n, self.heads, self.head_dim).transpose(1, 2)
-                ck, cv = self.cross_kv[i]
-                o = self._attend(q, ck, cv, i, "cross", bias=self.cross_bias)
-                o = o.masked_fill(self.cross_empty[:, None, None, None], 0.0)
-                x = x + cattn.out_proj(o.transpose(1, 2).reshape(rows, n, -1))
-            h = layer.final_layer_norm(x)
-            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+                o = sdpa(q, k, v, attn_mask=bias, is_causal=causal)
+            x = x + L.out(o.transpose(1, 2).reshape(rows * n, dim))
+            if cross_kv is not None:
+                h = L.cross_norm(x)
+                q = L.cross_q(h).reshape(rows, n, heads, hd).transpose(1, 2)
+                ck, cv = cross_kv[i]
+                if i in capture:
+                    o = self._attend(q, ck, cv, i, "cross", bias=cross_bias)
+                else:
+                    o = sdpa(q, ck, cv, attn_mask=cross_bias)
+                if cross_empty is not None:
+                    o = o.masked_fill(cross_empty, 0.0)
+                x = x + L.cross_out(o.transpose(1, 2).reshape(rows * n, dim))
+            x = x + L.fc2(L.act(L.fc1(L.final_norm(x))))
         self.pos = end
         if not need_logits:
             return None
-        h = self.dec.layer_norm(x[:, -1])
-        return torch.stack([head(h) for head in self.lm.lm_heads], dim=1)  # [R, K, V]
+        h = self.final_norm(x.reshape(rows, n, dim)[:, -1])
+        return torch.stack([head(h) for head in self.lm_heads], dim=1)  # [R, K, V]
 
 
 def _bias(mask: torch.Tensor, dtype) -> torch.Tensor:
@@ -202,7 +301,9 @@ def _bias(mask: torch.Tensor, dtype) -> torch.Tensor:
     return bias.masked_fill(~mask, torch.finfo(dtype).min)
 
 
-def guide(logits: torch.Tensor, batch: int, sampler: Sampler) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def guide(
+    logits: torch.Tensor, batch: int, sampler: Sampler
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Combine the guidance branches of ``logits`` ``[branches*B, K, V]``.
 
     Two branches (conditional, unconditional): ``u + s * (c - u)``, as in

@@ -23,7 +23,7 @@ def test_sweep_renders_a_gallery(tiny):
 
 def test_sweep_errors(tiny):
     with pytest.raises(ValueError, match="at least one setting"):
-        mg.sweep(tiny, "x", duration=1)
+        mg.sweep(tiny, "x", seed=1, progress=False)
     with pytest.raises(TypeError, match="one string"):
         mg.sweep(tiny, ["a", "b"], guidance_scale=[1, 2])
     with pytest.raises(ValueError, match="guidance_scale must list at least one value"):
