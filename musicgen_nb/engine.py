@@ -84,9 +84,9 @@ def _linear_fn(module):
     if type(module) is torch.nn.Linear and _fast_mm_ok(module.weight):
         w, b = module.weight, module.bias
         if b is None:
-            return lambda x: torch.mm(w, x.contiguous().t()).t()
+            return lambda x: torch.mm(w, x.contiguous().t()).t().contiguous()
         col = b[:, None]
-        return lambda x: torch.addmm(col, w, x.contiguous().t()).t()
+        return lambda x: torch.addmm(col, w, x.contiguous().t()).t().contiguous()
     return module
 
 
@@ -358,7 +358,10 @@ def record(rec: StepRecord, probs, tokens, cond, uncond, temperature: float, top
     """Append one step's trace statistics: entropy, chosen prob, top-k, KL(cond || uncond)."""
     logp = probs.clamp_min(1e-30).log()
     rec.entropy.append(-(probs * logp).sum(-1))
-    rec.chosen_prob.append(probs.gather(-1, tokens[..., None])[..., 0])
+    # Forced steps hold the special id (== vocab size): their rows are dropped later.
+    vocab = probs.shape[-1]
+    chosen = probs.gather(-1, tokens.clamp(max=vocab - 1)[..., None])[..., 0]
+    rec.chosen_prob.append(torch.where(tokens < vocab, chosen, torch.zeros_like(chosen)))
     tp, ti = probs.topk(top, dim=-1)
     rec.top_probs.append(tp)
     rec.top_ids.append(ti)
@@ -366,3 +369,85 @@ def record(rec: StepRecord, probs, tokens, cond, uncond, temperature: float, top
         lc = (cond.float() / temperature).log_softmax(-1)
         lu = (uncond.float() / temperature).log_softmax(-1)
         rec.kl.append((lc.exp() * (lc - lu)).sum(-1))
+
+
+# --------------------------------------------------------------------------- memory
+_SMALLER = {
+    "large": "medium", "medium": "small", "melody-large": "melody", "melody": "small",
+    "stereo-large": "stereo-medium", "stereo-medium": "stereo-small",
+    "stereo-melody-large": "stereo-melody", "stereo-melody": "stereo-small",
+}  # fmt: skip
+
+
+def cache_bytes(model, rows: int, positions: int, dtype: torch.dtype) -> int:
+    """Bytes of the static key/value cache for ``rows`` batch rows and ``positions`` positions."""
+    cfg = model.config.decoder
+    return (
+        2
+        * cfg.num_hidden_layers
+        * rows
+        * cfg.hidden_size
+        * positions
+        * torch.empty((), dtype=dtype).element_size()
+    )
+
+
+def oom_message(s, batch: int = 1, duration: float | None = None) -> str:
+    """A clear out-of-memory message naming a smaller model or dtype to try.
+
+    Parameters
+    ----------
+    s : MusicGen
+        The session that ran out of memory.
+    batch : int
+        Prompts in the failed call.
+    duration : float, optional
+        Seconds requested in the failed call.
+
+    Returns
+    -------
+    str
+        What the model's weights and this call's cache need, what the device
+        has, and the next things to try (half precision, a smaller model,
+        fewer prompts, a shorter duration).
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> from musicgen_nb.engine import oom_message
+    >>> "out of memory" in oom_message(mg.load("tiny"), batch=2, duration=8.0)
+    True
+    """
+    model = s.model
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    dtype = getattr(s, "dtype", torch.float32)
+    frames = round((duration or getattr(s, "max_duration", 30.0)) * getattr(s, "frame_rate", 50))
+    frames = min(frames, getattr(s, "max_frames", frames))
+    rows = 2 * batch  # guidance: conditional + unconditional rows
+    kv = cache_bytes(model, rows, frames + getattr(s, "num_codebooks", 4), dtype)
+    device = getattr(s, "device", torch.device("cpu"))
+    have = ""
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(device)
+        have = f"; the GPU has {total / 1e9:.1f} GB ({free / 1e9:.1f} GB free now)"
+    name = str(getattr(s, "name", "this model")).removeprefix("facebook/musicgen-")
+    precision = getattr(s, "precision", "fp32")
+    tips = []
+    if precision == "fp32":
+        half = "fp16" if device.type == "cuda" else "bf16"
+        tips.append(f"half precision (mg.load({name!r}, precision={half!r}) halves the weights)")
+    if name in _SMALLER:
+        tips.append(f"a smaller model (mg.load({_SMALLER[name]!r}))")
+    if batch > 1:
+        tips.append(f"fewer prompts per call (now {batch})")
+    if duration is not None:
+        tips.append(f"a shorter duration (now {duration:g} s)")
+    if device.type == "cuda":
+        tips.append("device='cpu' (slow, but bounded by RAM)")
+    return (
+        f"out of memory running {name!r} in {precision} on {device.type}: weights {weights / 1e9:.2f} GB "
+        f"+ key/value cache {kv / 1e9:.2f} GB for {batch} prompt(s) x {frames} frames{have}. Try "
+        + ", or ".join(tips)
+        + "."
+    )

@@ -202,7 +202,10 @@ class Generation:
     window_codes : list of np.ndarray
         Long-form only: each window's codes ``[B, K, end - start]``, prompt tail included.
     trace : pandas.DataFrame or None
-    attentions : dict or None
+        Per (item, frame, codebook) sampling statistics (``trace=True``), see
+        :func:`musicgen_nb.trace.to_frame`.
+    attentions : musicgen_nb.attention.Attentions or None
+        Captured attention of the first window (``attentions=True``).
     """
 
     audio: np.ndarray
@@ -607,8 +610,9 @@ def generate(
     if attentions:
         from . import attention as attention_mod
 
+        text_len = s.processor.tokenizer([t or "" for t in texts + (negative or [])], padding=True).input_ids
         capture = attention_mod.plan_capture(
-            s, batch=batch, frames=min(total_frames, window), text_len=None,
+            s, batch=batch, frames=min(total_frames, window), text_len=len(text_len[0]),
             layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb,
         )  # fmt: skip
 
@@ -619,7 +623,7 @@ def generate(
     codes = prefix
     interrupted = False
     windows, window_codes = [], []
-    decoder = cond = None
+    decoder = cond = cap_decoder = cap_cond = None
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     try:
         with torch.inference_mode():
@@ -644,6 +648,8 @@ def generate(
                 timings["decode_loop_s"] += t2 - t1
                 timings["steps"] += n_steps
                 codes = out if codes is None else torch.cat([codes[..., :start], out], dim=-1)
+                if i == 0:  # attention is captured in the first window only
+                    cap_decoder, cap_cond = decoder, cond
                 windows.append((start, start + out.shape[-1]))
                 window_codes.append(out)
                 if interrupted:
@@ -688,9 +694,9 @@ def generate(
     if rec is not None:
         from .trace import to_frame
 
-        g.trace = to_frame(rec, s, batch=batch, prompt_frames=P, plan=plan, prefix_known=P)
-    if capture is not None and decoder is not None:
+        g.trace = to_frame(rec, s, batch=batch, prompt_frames=P, plan=plan, prefix_known=P, codes=codes_np)
+    if capture is not None and cap_decoder is not None:
         from . import attention as attention_mod
 
-        g.attentions = attention_mod.collect(decoder, capture, s, texts, cond)
+        g.attentions = attention_mod.collect(cap_decoder, capture, s, texts, cap_cond)
     return g

@@ -14,9 +14,28 @@ Examples
 
 from .chroma import chroma
 from .codebook_usage import codebook_usage
+from .cross_attention import cross_attention
+from .divergence import divergence
+from .entropy import entropy
+from .guidance import guidance_comparison
 from .pattern_grid import pattern_grid
+from .self_attention import self_attention
 from .spectrogram import spectrogram
 from .token_grid import token_grid
+from .topk import topk
 from .waveform import waveform
 
-__all__ = ["chroma", "codebook_usage", "pattern_grid", "spectrogram", "token_grid", "waveform"]
+__all__ = [
+    "chroma",
+    "codebook_usage",
+    "cross_attention",
+    "divergence",
+    "entropy",
+    "guidance_comparison",
+    "pattern_grid",
+    "self_attention",
+    "spectrogram",
+    "token_grid",
+    "topk",
+    "waveform",
+]
