@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -36,7 +36,7 @@ ORDER = (
 )  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def known() -> dict[str, dict]:
     """Return the stored architectures, keyed by short name.
 
@@ -97,16 +97,16 @@ def model_class(model_type: str):
         return transformers.MusicgenMelodyForConditionalGeneration
     if model_type == "musicgen":
         return transformers.MusicgenForConditionalGeneration
-    raise ValueError(
-        f"model_type must be 'musicgen' or 'musicgen_melody', got {model_type!r}"
-    )
+    raise ValueError(f"model_type must be 'musicgen' or 'musicgen_melody', got {model_type!r}")
 
 
 def build_config(config: dict):
     """Turn a stored config dict into a transformers composite config."""
     import transformers
 
-    text = transformers.T5Config(**{k: v for k, v in config["text_encoder"].items() if k != "model_type"})
+    text = transformers.T5Config(
+        **{k: v for k, v in config["text_encoder"].items() if k != "model_type"}
+    )
     audio = transformers.EncodecConfig(
         **{k: v for k, v in config["audio_encoder"].items() if k != "model_type"}
     )

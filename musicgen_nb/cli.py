@@ -15,7 +15,9 @@ DEMO_NOTEBOOK = "00_quickstart.ipynb"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="musicgen-nb", description="MusicGen in notebooks and on the command line.")
+    p = argparse.ArgumentParser(
+        prog="musicgen-nb", description="MusicGen in notebooks and on the command line."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate audio files from text prompts")
     g.add_argument("prompts", nargs="+", metavar="PROMPT", help="one or more text prompts")
@@ -34,7 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="outputs", help="output directory (default ./outputs)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     d = sub.add_parser("demo", help="run the quickstart notebook headless into build/")
-    d.add_argument("--model", default=None, help=f"model for the demo (default {DEMO_MODEL}, else tiny offline)")
+    d.add_argument(
+        "--model",
+        default=None,
+        help=f"model for the demo (default {DEMO_MODEL}, else tiny offline)",
+    )
     d.add_argument("--out", default="build", help="output directory (default ./build)")
     sub.add_parser("models", help="list the known checkpoints")
     return p
@@ -81,7 +87,9 @@ def notebooks_dir() -> Path:
     cwd = Path.cwd() / "notebooks"
     if (cwd / DEMO_NOTEBOOK).exists():
         return cwd
-    raise FileNotFoundError(f"cannot find notebooks/{DEMO_NOTEBOOK}; run the demo from a checkout of musicgen-nb")
+    raise FileNotFoundError(
+        f"cannot find notebooks/{DEMO_NOTEBOOK}; run the demo from a checkout of musicgen-nb"
+    )
 
 
 def _demo(args) -> int:

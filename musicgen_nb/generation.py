@@ -28,7 +28,9 @@ _FORMATS = ("wav", "flac")
 # --------------------------------------------------------------------------- validation
 def _finite_number(name, value, *, allowed):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number ({allowed}), got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be a number ({allowed}), got {type(value).__name__} {value!r}"
+        )
     value = float(value)
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{name} must be a finite number ({allowed}), got {value!r}")
@@ -36,15 +38,29 @@ def _finite_number(name, value, *, allowed):
 
 
 def validate(
-    s, *, duration, guidance_scale, temperature, top_k, top_p, do_sample, seed, cfg_coef_beta, extend_stride
+    s,
+    *,
+    duration,
+    guidance_scale,
+    temperature,
+    top_k,
+    top_p,
+    do_sample,
+    seed,
+    cfg_coef_beta,
+    extend_stride,
 ) -> dict:
     """Check every sampling parameter; return them normalised. Errors name the argument."""
     duration = _finite_number("duration", duration, allowed="seconds > 0")
     if duration <= 0:
         raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
-    guidance_scale = _finite_number("guidance_scale", guidance_scale, allowed=">= 1; 1 turns guidance off")
+    guidance_scale = _finite_number(
+        "guidance_scale", guidance_scale, allowed=">= 1; 1 turns guidance off"
+    )
     if guidance_scale < 1:
-        raise ValueError(f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale!r}")
+        raise ValueError(
+            f"guidance_scale must be >= 1 (1 turns guidance off), got {guidance_scale!r}"
+        )
     temperature = _finite_number("temperature", temperature, allowed="> 0")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
@@ -57,11 +73,15 @@ def validate(
         raise ValueError(f"top_p must be in [0, 1] (0 turns it off), got {top_p!r}")
     if not isinstance(do_sample, bool):
         raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
         raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
     if cfg_coef_beta is not None:
         if not s.is_melody:
-            raise ValueError(f"cfg_coef_beta needs a melody checkpoint; {s.name!r} is a text-only model")
+            raise ValueError(
+                f"cfg_coef_beta needs a melody checkpoint; {s.name!r} is a text-only model"
+            )
         cfg_coef_beta = _finite_number("cfg_coef_beta", cfg_coef_beta, allowed=">= 0")
         if cfg_coef_beta < 0:
             raise ValueError(f"cfg_coef_beta must be >= 0, got {cfg_coef_beta!r}")
@@ -82,12 +102,16 @@ def _prompts(prompts, name="prompts") -> list[str | None]:
         return [prompts]
     if isinstance(prompts, (list, tuple)):
         if not prompts:
-            raise ValueError(f"{name} must not be an empty list; use None for unconditional generation")
+            raise ValueError(
+                f"{name} must not be an empty list; use None for unconditional generation"
+            )
         for p in prompts:
             if p is not None and not isinstance(p, str):
                 raise TypeError(f"{name} must be strings or None, got {type(p).__name__} {p!r}")
         return list(prompts)
-    raise TypeError(f"{name} must be a string, a list of strings/None, or None; got {type(prompts).__name__}")
+    raise TypeError(
+        f"{name} must be a string, a list of strings/None, or None; got {type(prompts).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------- conditioning
@@ -103,7 +127,10 @@ def encode_text(s, texts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]
     mask = batch.attention_mask.to(s.device).bool()
     hidden = s.model.text_encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
     proj = getattr(s.model, "enc_to_dec_proj", None)
-    if proj is not None and s.model.text_encoder.config.hidden_size != s.model.decoder.config.hidden_size:
+    if (
+        proj is not None
+        and s.model.text_encoder.config.hidden_size != s.model.decoder.config.hidden_size
+    ):
         hidden = proj(hidden)
     none = torch.tensor([t is None for t in texts], device=s.device)
     mask = mask & ~none[:, None]
@@ -113,7 +140,9 @@ def encode_text(s, texts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]
 
 def _null_chroma(s, rows: int) -> torch.Tensor:
     """The melody models' 'no melody' input: pitch class 0 everywhere."""
-    chroma = torch.zeros(rows, s.model.config.chroma_length, s.model.config.num_chroma, device=s.device)
+    chroma = torch.zeros(
+        rows, s.model.config.chroma_length, s.model.config.num_chroma, device=s.device
+    )
     chroma[..., 0] = 1
     return chroma
 
@@ -129,7 +158,9 @@ def fit_chroma(chroma: np.ndarray, length: int, start: int = 0) -> np.ndarray:
     return chroma[..., idx, :]
 
 
-def conditioning(s, texts, *, negative, guidance_scale, melody_chroma=None, cfg_coef_beta=None) -> Conditioning:
+def conditioning(
+    s, texts, *, negative, guidance_scale, melody_chroma=None, cfg_coef_beta=None
+) -> Conditioning:
     """Build the stacked guidance branches for the decoder.
 
     Branch order: conditional, [melody-only when ``cfg_coef_beta``], unconditional.
@@ -142,7 +173,9 @@ def conditioning(s, texts, *, negative, guidance_scale, melody_chroma=None, cfg_
     if guided and cfg_coef_beta is not None:
         branches.append(encode_text(s, [None] * batch))
     if guided:
-        branches.append(encode_text(s, negative) if negative is not None else encode_text(s, [None] * batch))
+        branches.append(
+            encode_text(s, negative) if negative is not None else encode_text(s, [None] * batch)
+        )
     width = max(h.shape[1] for h, _ in branches)
     hs = torch.cat([F_pad(h, width) for h, _ in branches])
     ms = torch.cat([F_pad(m, width) for _, m in branches])
@@ -159,7 +192,9 @@ def conditioning(s, texts, *, negative, guidance_scale, melody_chroma=None, cfg_
     chroma = torch.cat(rows).to(s.dtype)
     proj = getattr(s.model, "audio_enc_to_dec_proj", None)
     audio_states = proj(chroma) if proj is not None else chroma
-    return Conditioning(hidden=torch.cat([audio_states, hs], dim=1), mask=None, prefix=True, branches=len(branches))
+    return Conditioning(
+        hidden=torch.cat([audio_states, hs], dim=1), mask=None, prefix=True, branches=len(branches)
+    )
 
 
 def F_pad(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -306,7 +341,9 @@ class Generation:
             meta = self.provenance(i) | dict(
                 file=path.name,
                 loudness_lufs=loudness,
-                sha256=hashlib.sha256(np.ascontiguousarray(wav, dtype=np.float32).tobytes()).hexdigest(),
+                sha256=hashlib.sha256(
+                    np.ascontiguousarray(wav, dtype=np.float32).tobytes()
+                ).hexdigest(),
             )
             _write_json_atomic(path.with_suffix(".json"), meta)
             paths.append(path)
@@ -383,8 +420,18 @@ def delays(s) -> list[int]:
 
 
 def run_window(
-    s, cond: Conditioning, *, batch: int, prefix: torch.Tensor | None, frames: int, sampler: Sampler,
-    generator, progress: _Progress, trace: StepRecord | None, capture, stop,
+    s,
+    cond: Conditioning,
+    *,
+    batch: int,
+    prefix: torch.Tensor | None,
+    frames: int,
+    sampler: Sampler,
+    generator,
+    progress: _Progress,
+    trace: StepRecord | None,
+    capture,
+    stop,
 ) -> tuple[torch.Tensor, int, bool, Decoder]:
     """Decode one window of ``frames`` frames over the delay pattern.
 
@@ -415,7 +462,9 @@ def run_window(
     interrupted = False
     done = 0
     try:
-        logits = decoder.step(seq[:, :, :first].repeat(cond.branches, 1, 1) if rows != batch else seq[:, :, :first])
+        logits = decoder.step(
+            seq[:, :, :first].repeat(cond.branches, 1, 1) if rows != batch else seq[:, :, :first]
+        )
         for t in range(first - 1, steps_total):
             if stop is not None and stop.is_set():
                 interrupted = True
@@ -433,7 +482,9 @@ def run_window(
             progress.update()
             if pos < steps_total:
                 step_in = new[:, :, None]
-                logits = decoder.step(step_in.repeat(cond.branches, 1, 1) if rows != batch else step_in)
+                logits = decoder.step(
+                    step_in.repeat(cond.branches, 1, 1) if rows != batch else step_in
+                )
     except KeyboardInterrupt:
         interrupted = True
     # Frames complete in every codebook: frame f needs position f + D + 1.
@@ -457,7 +508,9 @@ def oom_message(s, batch: int, duration: float) -> str:
     if batch > 1:
         tips.append(f"fewer prompts per call (now {batch})")
     tips.append(f"a shorter duration (now {duration:g} s)")
-    return f"out of GPU memory generating with {s.name!r} ({s.precision}); try " + ", or ".join(tips)
+    return f"out of GPU memory generating with {s.name!r} ({s.precision}); try " + ", or ".join(
+        tips
+    )
 
 
 def generate(
@@ -536,9 +589,13 @@ def generate(
         if len(negative) == 1:
             negative = negative * batch
         if len(negative) != batch:
-            raise ValueError(f"negative_prompt must be one text or {batch} (one per prompt), got {len(negative)}")
+            raise ValueError(
+                f"negative_prompt must be one text or {batch} (one per prompt), got {len(negative)}"
+            )
         if opts["guidance_scale"] <= 1:
-            raise ValueError("negative_prompt needs guidance_scale > 1: it replaces the unconditional branch")
+            raise ValueError(
+                "negative_prompt needs guidance_scale > 1: it replaces the unconditional branch"
+            )
     if melody is not None and not s.is_melody:
         raise ValueError(
             f"melody= needs a melody checkpoint ('melody', 'tiny-melody'); {s.name!r} is a text-only model"
@@ -551,7 +608,7 @@ def generate(
         raise ValueError("cfg_coef_beta needs guidance_scale > 1")
 
     seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-    fr, K = s.frame_rate, s.num_codebooks
+    fr = s.frame_rate
     new_frames = num_frames(opts["duration"], fr)
 
     # Audio prompt -> prefix codes.
@@ -559,12 +616,16 @@ def generate(
     P = 0
     if audio_prompt is not None:
         if audio_prompt_sr is None:
-            raise ValueError("audio_prompt_sr is required with audio_prompt= (the prompt's sample rate)")
+            raise ValueError(
+                "audio_prompt_sr is required with audio_prompt= (the prompt's sample rate)"
+            )
         codes_p = s.encode(audio_prompt, audio_prompt_sr)
         if codes_p.shape[0] == 1 and batch > 1:
             codes_p = np.repeat(codes_p, batch, axis=0)
         if codes_p.shape[0] != batch:
-            raise ValueError(f"audio_prompt has {codes_p.shape[0]} items but there are {batch} prompts")
+            raise ValueError(
+                f"audio_prompt has {codes_p.shape[0]} items but there are {batch} prompts"
+            )
         P = codes_p.shape[-1]
         if P >= s.max_frames:
             raise ValueError(
@@ -585,7 +646,9 @@ def generate(
         if chroma_full.ndim == 2:
             chroma_full = np.repeat(chroma_full[None], batch, axis=0)
         if chroma_full.shape[0] != batch:
-            raise ValueError(f"melody has {chroma_full.shape[0]} items but there are {batch} prompts")
+            raise ValueError(
+                f"melody has {chroma_full.shape[0]} items but there are {batch} prompts"
+            )
     chroma_rate = s.sample_rate / 4096 if s.is_melody else None
 
     sampler = Sampler(
@@ -610,7 +673,9 @@ def generate(
     if attentions:
         from . import attention as attention_mod
 
-        text_len = s.processor.tokenizer([t or "" for t in texts + (negative or [])], padding=True).input_ids
+        text_len = s.processor.tokenizer(
+            [t or "" for t in texts + (negative or [])], padding=True
+        ).input_ids
         capture = attention_mod.plan_capture(
             s, batch=batch, frames=min(total_frames, window), text_len=len(text_len[0]),
             layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb,
@@ -668,7 +733,9 @@ def generate(
     else:
         wav = np.zeros((batch, s.audio_channels, 0), dtype=np.float32)
     timings["codec_decode_s"] = time.perf_counter() - t3
-    timings["steps_per_s"] = timings["steps"] / timings["decode_loop_s"] if timings["decode_loop_s"] else 0.0
+    timings["steps_per_s"] = (
+        timings["steps"] / timings["decode_loop_s"] if timings["decode_loop_s"] else 0.0
+    )
     hop = s.hop_length
     if not interrupted:
         wav = wav[..., : P * hop + round(opts["duration"] * s.sample_rate)]
@@ -694,7 +761,9 @@ def generate(
     if rec is not None:
         from .trace import to_frame
 
-        g.trace = to_frame(rec, s, batch=batch, prompt_frames=P, plan=plan, prefix_known=P, codes=codes_np)
+        g.trace = to_frame(
+            rec, s, batch=batch, prompt_frames=P, plan=plan, prefix_known=P, codes=codes_np
+        )
     if capture is not None and cap_decoder is not None:
         from . import attention as attention_mod
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ def _known_names() -> str:
     return f"known names: {names}; offline presets: 'tiny', 'tiny-melody'; or a local directory"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _param_counts(name: str) -> tuple[int, int]:
     """(total, decoder) parameter counts of a known architecture, built on the meta device."""
     spec = checkpoints.known()[name]
@@ -140,7 +140,9 @@ def _resolve_source(name_or_path, *, random_weights: bool) -> tuple[str, dict | 
         if name in checkpoints.OFFLINE:
             return "random", checkpoints.tiny_spec(melody=name == "tiny-melody")
         if short is None:
-            raise ValueError(f"random_weights=True needs a known architecture, got {name!r}; " + _known_names())
+            raise ValueError(
+                f"random_weights=True needs a known architecture, got {name!r}; " + _known_names()
+            )
         return "random", known[short]
     if name in checkpoints.OFFLINE:
         return os.fspath(checkpoints.offline_checkpoint(name)), None
@@ -205,7 +207,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     import urllib.request
 
     try:
-        urllib.request.urlopen("https://huggingface.co/api/models/facebook/musicgen-small", timeout=timeout)
+        urllib.request.urlopen(
+            "https://huggingface.co/api/models/facebook/musicgen-small", timeout=timeout
+        )
     except Exception:
         return False
     return True
@@ -272,7 +276,9 @@ def load(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
-        return _load(name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle)
+        return _load(
+            name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle
+        )
 
 
 def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
@@ -301,7 +307,9 @@ def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
         from .quantize import quantize_int8
 
         model = quantize_int8(model.to(dev, dtype=torch.float32))
-    return MusicGen(model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta)
+    return MusicGen(
+        model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta
+    )
 
 
 class MusicGen:
@@ -319,7 +327,9 @@ class MusicGen:
     (1, 4, 50)
     """
 
-    def __init__(self, model, processor, *, name: str, precision: str = "fp32", meta: dict | None = None):
+    def __init__(
+        self, model, processor, *, name: str, precision: str = "fp32", meta: dict | None = None
+    ):
         self.model = model
         self.processor = processor
         self.name = name

@@ -5,7 +5,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-_SWEEPABLE = ("guidance_scale", "temperature", "top_k", "top_p", "duration", "negative_prompt", "cfg_coef_beta")
+_SWEEPABLE = (
+    "guidance_scale",
+    "temperature",
+    "top_k",
+    "top_p",
+    "duration",
+    "negative_prompt",
+    "cfg_coef_beta",
+)
 
 
 @dataclass
@@ -31,10 +39,15 @@ class SweepResult:
         from .players import gallery
 
         labels = [
-            ", ".join(f"{k}={row[k]}" for k in self.table.columns if k not in ("seed", "steps_per_s"))
+            ", ".join(
+                f"{k}={row[k]}" for k in self.table.columns if k not in ("seed", "steps_per_s")
+            )
             for _, row in self.table.iterrows()
         ]
-        items = [(g.audio[0], g.sample_rate, label) for g, label in zip(self.generations, labels)]
+        items = [
+            (g.audio[0], g.sample_rate, label)
+            for g, label in zip(self.generations, labels, strict=True)
+        ]
         return gallery(items, table=self.table)._repr_html_()
 
 
@@ -71,7 +84,9 @@ def sweep(s, prompt, *, seed: int = 0, progress: bool = True, **grid) -> SweepRe
     import pandas as pd
 
     if isinstance(prompt, (list, tuple)):
-        raise TypeError("prompt must be one string (or None) in a sweep; sweep the settings, not the prompts")
+        raise TypeError(
+            "prompt must be one string (or None) in a sweep; sweep the settings, not the prompts"
+        )
     axes, fixed = {}, {}
     for key, value in grid.items():
         if key in _SWEEPABLE:
@@ -91,7 +106,7 @@ def sweep(s, prompt, *, seed: int = 0, progress: bool = True, **grid) -> SweepRe
         bar = tqdm(total=len(combos), desc="sweep", unit="run")
     rows, gens = [], []
     for combo in combos:
-        settings = dict(zip(axes, combo))
+        settings = dict(zip(axes, combo, strict=True))
         g = s.generate(prompt, seed=seed, progress=False, **settings, **fixed)
         gens.append(g)
         rows.append(dict(settings, seed=g.seed, steps_per_s=round(g.timings["steps_per_s"], 1)))

@@ -36,7 +36,11 @@ def test_known_architectures_are_the_real_configs():
     known = checkpoints.known()
     assert list(known)[:4] == ["small", "medium", "large", "melody"]
     dec = known["medium"]["config"]["decoder"]
-    assert (dec["hidden_size"], dec["num_hidden_layers"], dec["num_attention_heads"]) == (1536, 48, 24)
+    assert (dec["hidden_size"], dec["num_hidden_layers"], dec["num_attention_heads"]) == (
+        1536,
+        48,
+        24,
+    )
     assert known["large"]["config"]["decoder"]["hidden_size"] == 2048
     assert known["melody"]["config"]["model_type"] == "musicgen_melody"
     assert known["stereo-small"]["config"]["decoder"]["audio_channels"] == 2
@@ -52,7 +56,11 @@ def test_tiny_spec_is_small_with_a_short_window():
 def test_offline_meta_file(tmp_path):
     path = checkpoints.offline_checkpoint("tiny-melody", cache_dir=tmp_path)
     meta = json.loads((path / "musicgen_nb.json").read_text())
-    assert meta["name"] == "tiny-melody" and meta["melody"] is True and meta["seed"] == checkpoints.SEED
+    assert (
+        meta["name"] == "tiny-melody"
+        and meta["melody"] is True
+        and meta["seed"] == checkpoints.SEED
+    )
 
 
 def test_offline_checkpoint_rejects_unknown_names(tmp_path):

@@ -9,7 +9,11 @@ from musicgen_nb import cli
 
 def run(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "musicgen_nb.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "musicgen_nb.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -23,7 +27,11 @@ def test_generate_writes_files_with_sidecars(tmp_path):
     wavs = sorted(out.glob("*.wav"))
     assert len(wavs) == 2
     meta = json.loads(wavs[0].with_suffix(".json").read_text())
-    assert meta["seed"] == 7 and meta["params"]["top_k"] == 50 and meta["params"]["guidance_scale"] == 2.5
+    assert (
+        meta["seed"] == 7
+        and meta["params"]["top_k"] == 50
+        and meta["params"]["guidance_scale"] == 2.5
+    )
 
 
 def test_errors_are_one_line_not_a_traceback(tmp_path):

@@ -135,12 +135,20 @@ def test_stop_event_stops_at_next_step(tiny):
         (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be a finite"),
         (dict(seed=-3), ValueError, "seed must be None or an int"),
         (dict(do_sample="yes"), TypeError, "do_sample must be True or False"),
-        (dict(melody=np.zeros(32000), melody_sr=32000), ValueError, "melody= needs a melody checkpoint"),
+        (
+            dict(melody=np.zeros(32000), melody_sr=32000),
+            ValueError,
+            "melody= needs a melody checkpoint",
+        ),
         (dict(cfg_coef_beta=1.0), ValueError, "cfg_coef_beta needs a melody checkpoint"),
         (dict(audio_prompt=np.zeros((1, 1, 1, 100)), audio_prompt_sr=32000), ValueError, "audio"),
         (dict(audio_prompt=np.zeros(3200)), ValueError, "audio_prompt_sr is required"),
         (dict(negative_prompt=["a", "b"]), ValueError, "negative_prompt must be one text"),
-        (dict(negative_prompt="a", guidance_scale=1), ValueError, "negative_prompt needs guidance_scale"),
+        (
+            dict(negative_prompt="a", guidance_scale=1),
+            ValueError,
+            "negative_prompt needs guidance_scale",
+        ),
         (dict(extend_stride=10), ValueError, "extend_stride must be in"),
     ],
 )
@@ -203,7 +211,9 @@ def test_repr_and_html(tiny):
 def test_continuation_prefix_equals_encoded_prompt(tiny):
     rng = np.random.default_rng(0)
     prompt = (rng.standard_normal(16000) * 0.2).astype(np.float32)  # 0.5 s at 32 kHz
-    g = tiny.generate("jazz", audio_prompt=prompt, audio_prompt_sr=32000, duration=1.0, seed=0, progress=False)
+    g = tiny.generate(
+        "jazz", audio_prompt=prompt, audio_prompt_sr=32000, duration=1.0, seed=0, progress=False
+    )
     enc = tiny.encode(prompt, 32000)
     assert g.prompt_frames == enc.shape[-1] == 25
     np.testing.assert_array_equal(g.codes[..., : g.prompt_frames], enc)
@@ -212,8 +222,12 @@ def test_continuation_prefix_equals_encoded_prompt(tiny):
 
 
 def test_continuation_other_rate_and_stereo_prompt(tiny):
-    prompt = np.random.default_rng(1).standard_normal((2, 8000)).astype(np.float32) * 0.1  # stereo, 16 kHz
-    g = tiny.generate("rock", audio_prompt=prompt, audio_prompt_sr=16000, duration=0.5, seed=0, progress=False)
+    prompt = (
+        np.random.default_rng(1).standard_normal((2, 8000)).astype(np.float32) * 0.1
+    )  # stereo, 16 kHz
+    g = tiny.generate(
+        "rock", audio_prompt=prompt, audio_prompt_sr=16000, duration=0.5, seed=0, progress=False
+    )
     assert g.prompt_frames == 25 and g.codes.shape[-1] == 50
 
 
@@ -229,7 +243,8 @@ def test_long_form_windows_overlap_and_exact_length(tiny, capsys):
     assert g.audio.shape[-1] == 320000 and g.codes.shape[-1] == 500
     assert len(g.windows) >= 3
     window = tiny.max_frames
-    for (s0, e0), (s1, e1), prev, cur in zip(g.windows, g.windows[1:], g.window_codes, g.window_codes[1:]):
+    pairs = zip(g.windows, g.windows[1:], g.window_codes, g.window_codes[1:], strict=False)
+    for (_, e0), (s1, e1), prev, cur in pairs:
         assert e1 - s1 <= window and s1 < e0
         overlap = e0 - s1
         np.testing.assert_array_equal(cur[..., :overlap], prev[..., -overlap:])
@@ -255,8 +270,12 @@ def tune(notes, sr=32000, dur=0.5):
 def test_melody_changes_the_codes(tiny_melody):
     a = tune(["C4", "E4", "G4", "C5"])
     b = tune(["F#4", "A#4", "C#5", "D#4"])
-    ga = tiny_melody.generate("piano", melody=a, melody_sr=32000, duration=2, seed=0, progress=False)
-    gb = tiny_melody.generate("piano", melody=b, melody_sr=32000, duration=2, seed=0, progress=False)
+    ga = tiny_melody.generate(
+        "piano", melody=a, melody_sr=32000, duration=2, seed=0, progress=False
+    )
+    gb = tiny_melody.generate(
+        "piano", melody=b, melody_sr=32000, duration=2, seed=0, progress=False
+    )
     assert (ga.codes != gb.codes).mean() > 0.2
     plain = tiny_melody.generate("piano", duration=2, seed=0, progress=False)
     assert (ga.codes != plain.codes).mean() > 0.2
@@ -264,10 +283,14 @@ def test_melody_changes_the_codes(tiny_melody):
 
 def test_melody_stereo_other_rate_short_and_long(tiny_melody):
     stereo = np.stack([tune(["C4", "G4"], sr=44100)] * 2)
-    g = tiny_melody.generate("piano", melody=stereo, melody_sr=44100, duration=2, seed=0, progress=False)
+    g = tiny_melody.generate(
+        "piano", melody=stereo, melody_sr=44100, duration=2, seed=0, progress=False
+    )
     assert g.audio.shape == (1, 1, 64000)
     long = tune(["C4", "E4", "G4"] * 6, dur=0.5)  # 9 s melody, 2 s output
-    g2 = tiny_melody.generate("piano", melody=long, melody_sr=32000, duration=2, seed=0, progress=False)
+    g2 = tiny_melody.generate(
+        "piano", melody=long, melody_sr=32000, duration=2, seed=0, progress=False
+    )
     assert g2.codes.shape[-1] == 100
 
 
@@ -281,7 +304,9 @@ def test_fit_chroma_loops_a_short_melody():
 
 def test_double_cfg_on_melody(tiny_melody):
     m = tune(["C4", "E4", "G4"])
-    base = tiny_melody.generate("piano", melody=m, melody_sr=32000, duration=1, seed=0, progress=False)
+    base = tiny_melody.generate(
+        "piano", melody=m, melody_sr=32000, duration=1, seed=0, progress=False
+    )
     beta = tiny_melody.generate(
         "piano", melody=m, melody_sr=32000, duration=1, seed=0, progress=False, cfg_coef_beta=5.0
     )
@@ -294,7 +319,9 @@ def test_double_cfg_on_melody(tiny_melody):
 def tiny_stereo(tiny):
     from musicgen_nb import checkpoints
 
-    model = checkpoints.build_random(checkpoints.tiny_spec(stereo=True), init_scale=checkpoints.TINY_INIT_SCALE)
+    model = checkpoints.build_random(
+        checkpoints.tiny_spec(stereo=True), init_scale=checkpoints.TINY_INIT_SCALE
+    )
     return mg.MusicGen(model, tiny.processor, name="tiny-stereo")
 
 
@@ -309,7 +336,9 @@ def test_stereo_delay_matches_transformers(tiny_stereo):
     inputs = s.processor(text=["jazz", "rock"], padding=True, return_tensors="pt")
     torch.manual_seed(11)
     with torch.inference_mode():
-        ref = s.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=53)
+        ref = s.model.generate(
+            **inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=53
+        )
     np.testing.assert_allclose(g.audio, ref.numpy(), atol=1e-5)
 
 
@@ -318,4 +347,9 @@ def test_oom_message_names_smaller_model_and_dtype(tiny):
 
     big = mg.MusicGen(tiny.model, tiny.processor, name="facebook/musicgen-large", precision="fp32")
     msg = oom_message(big, batch=4, duration=30)
-    assert "mg.load('medium')" in msg and "precision='fp16'" in msg and "fewer prompts" in msg and "30 s" in msg
+    assert (
+        "mg.load('medium')" in msg
+        and "precision='fp16'" in msg
+        and "fewer prompts" in msg
+        and "30 s" in msg
+    )

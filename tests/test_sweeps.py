@@ -5,12 +5,27 @@ import musicgen_nb as mg
 
 
 def test_sweep_grid_uses_one_seed(tiny):
-    r = mg.sweep(tiny, "jazz", seed=3, guidance_scale=[1, 3], temperature=[0.7, 1.0], duration=1, progress=False)
+    r = mg.sweep(
+        tiny,
+        "jazz",
+        seed=3,
+        guidance_scale=[1, 3],
+        temperature=[0.7, 1.0],
+        duration=1,
+        progress=False,
+    )
     assert len(r) == 4
-    assert r.table[["guidance_scale", "temperature"]].values.tolist() == [[1, 0.7], [1, 1.0], [3, 0.7], [3, 1.0]]
+    assert r.table[["guidance_scale", "temperature"]].values.tolist() == [
+        [1, 0.7],
+        [1, 1.0],
+        [3, 0.7],
+        [3, 1.0],
+    ]
     assert set(r.table["seed"]) == {3}
     # seed stability: re-running one cell of the grid gives the same codes
-    again = tiny.generate("jazz", seed=3, guidance_scale=3, temperature=0.7, duration=1, progress=False)
+    again = tiny.generate(
+        "jazz", seed=3, guidance_scale=3, temperature=0.7, duration=1, progress=False
+    )
     np.testing.assert_array_equal(r[2].codes, again.codes)
     assert (r[0].codes != r[2].codes).any()
 
