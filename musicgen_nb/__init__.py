@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 # Submodules and names load on first use, so ``import musicgen_nb`` stays cheap.
 _LAZY = {
     "audio": ("musicgen_nb.audio", None),
+    "models": ("musicgen_nb.models", None),
     "melody": ("musicgen_nb.melody", None),
     "patterns": ("musicgen_nb.patterns", None),
     "tokens": ("musicgen_nb.tokens", None),

@@ -30,8 +30,8 @@ def _known_names() -> str:
 def _param_counts(name: str) -> tuple[int, int]:
     """(total, decoder) parameter counts of a known architecture, built on the meta device."""
     spec = checkpoints.known()[name]
-    config = checkpoints.build_config(spec["config"])
-    with torch.device("meta"):
+    with quiet_transformers(), torch.device("meta"):
+        config = checkpoints.build_config(spec["config"])
         model = checkpoints.model_class(spec["config"]["model_type"])(config)
     total = sum(p.numel() for p in model.parameters())
     return total, sum(p.numel() for p in model.decoder.parameters())

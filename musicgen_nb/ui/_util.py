@@ -1,0 +1,117 @@
+"""Private helpers of the UI: front-end files, uploads, compact payloads."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+#: Largest upload accepted by the studio, in bytes.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+UPLOAD_TYPES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def asset(name: str) -> str:
+    """Text of a front-end file: shipped in the wheel as ``musicgen_nb._widgets``,
+    or read from the repository's ``widgets/`` folder in a checkout."""
+    try:
+        path = resources.files("musicgen_nb._widgets") / name
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        pass
+    repo = Path(__file__).resolve().parents[2] / "widgets" / name
+    if repo.is_file():
+        return repo.read_text(encoding="utf-8")
+    raise FileNotFoundError(f"front-end file {name!r} is missing from the musicgen_nb install")
+
+
+def upload_files(value) -> list[tuple[str, bytes]]:
+    """(name, bytes) of a FileUpload value, for ipywidgets 8 (tuple of dicts)
+    and ipywidgets 7 / Colab (dict of name -> {"content", "metadata"})."""
+    if not value:
+        return []
+    if isinstance(value, dict):  # ipywidgets 7
+        return [(name, bytes(item["content"])) for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value]
+
+
+def read_audio_bytes(name: str, data: bytes) -> tuple[np.ndarray, int]:
+    """Decode an uploaded audio file to (float32 [channels, samples], sample rate).
+
+    Raises
+    ------
+    ValueError
+        For a file over :data:`MAX_UPLOAD_BYTES`, an unsupported type, or bytes
+        that are not readable audio; the message names the file.
+    """
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(
+            f"{name}: {len(data) / 1e6:.1f} MB is over the {MAX_UPLOAD_BYTES / 1e6:.0f} MB upload limit"
+        )
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_TYPES:
+        raise ValueError(
+            f"{name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_TYPES)}"
+        )
+    import soundfile as sf
+
+    try:
+        audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        audio = audio.T
+    except Exception:
+        try:  # mp3 and other formats libsndfile cannot read
+            import tempfile
+
+            import librosa
+
+            with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
+                tmp.write(data)
+                tmp.flush()
+                audio, sr = librosa.load(tmp.name, sr=None, mono=False)
+            audio = np.atleast_2d(audio).astype(np.float32)
+        except Exception as exc:
+            raise ValueError(
+                f"{name}: could not read audio from this file ({type(exc).__name__})"
+            ) from None
+    if audio.size == 0:
+        raise ValueError(f"{name}: the file holds no audio samples")
+    return np.ascontiguousarray(audio, dtype=np.float32), int(sr)
+
+
+def codes_payload(codes: np.ndarray, max_frames: int) -> tuple[str, int, int]:
+    """Base64 of codes ``[K, T]`` as little-endian uint16, every n-th frame past ``max_frames``."""
+    codes = np.asarray(codes)
+    step = max(1, int(np.ceil(codes.shape[-1] / max_frames)))
+    kept = np.ascontiguousarray(codes[:, ::step].astype("<u2"))
+    return base64.b64encode(kept.tobytes()).decode("ascii"), kept.shape[0], kept.shape[1]
+
+
+def spectrogram_payload(
+    audio: np.ndarray, sr: int, *, bins: int = 64, max_cols: int = 800
+) -> tuple[str, list]:
+    """Base64 of a log-mel spectrogram as uint8 ``[bins, cols]`` (80 dB range)."""
+    import librosa
+
+    mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.asarray(audio).shape[-1]).mean(0)
+    if mono.size == 0:
+        return "", [bins, 0]
+    hop = max(256, int(np.ceil(mono.size / max_cols)))
+    mel = librosa.feature.melspectrogram(y=mono, sr=sr, n_fft=2048, hop_length=hop, n_mels=bins)
+    db = librosa.power_to_db(mel, ref=np.max(mel) if mel.max() > 0 else 1.0, top_db=80.0)
+    img = np.clip((db + 80.0) / 80.0 * 255.0, 0, 255).astype(np.uint8)
+    return base64.b64encode(np.ascontiguousarray(img).tobytes()).decode("ascii"), list(img.shape)
+
+
+def one_line(exc: BaseException) -> str:
+    """A readable one-line message for an exception."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def escape(text) -> str:
+    return html.escape(str(text), quote=True)

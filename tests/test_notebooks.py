@@ -1,0 +1,226 @@
+"""The curated notebooks: they run headless on the offline checkpoints, and they are committed clean.
+
+Each notebook runs with papermill on ``tiny`` (``tiny-melody`` for the melody
+notebook) with short durations. The executed copies and their HTML renderings go
+to ``build/notebooks/`` (git-ignored) for people to look at.
+
+Cells marked ``# NBVAL_CHECK_OUTPUT`` print things that do not depend on the
+weights (shapes, frame counts, pattern grids, formulas). Their expected text is
+kept in ``tests/notebooks_expected.json`` (not in the notebooks, which are
+committed without outputs) and compared after each papermill run. The Makefile
+then runs ``pytest --nbval-lax`` on the executed copies: a second, independent
+execution must reproduce every checked output.
+
+Set ``MUSICGEN_NB_UPDATE_EXPECTED=1`` to rewrite the expected text after a
+deliberate change (and read the diff before committing it).
+
+The static checks need no kernel: no committed output or execution count, a
+``parameters`` cell and at least one ``solution`` cell.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+BUILD_DIR = ROOT / "build" / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+CHECK = "# NBVAL_CHECK_OUTPUT"
+KERNEL = "python3"
+CELL_TIMEOUT = 120  # seconds per cell
+
+EXPECTED = ROOT / "tests" / "notebooks_expected.json"
+SANITIZE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
+# CI runs each notebook on an offline checkpoint with MUSICGEN_NB_QUICK=1 (short
+# clips), exactly as the nbval step does, so that checked outputs agree.
+MODELS = {"04_melody_conditioning": "tiny-melody"}
+
+
+def _ids(paths):
+    return [p.stem for p in paths]
+
+
+def _read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def _parameters_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return cells[0] if len(cells) == 1 else None
+
+
+def _declared_names(nb) -> set[str]:
+    import ast
+
+    cell = _parameters_cell(nb)
+    names = set()
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_notebooks_exist():
+    prefixes = {p.stem[:3] for p in NOTEBOOKS}
+    assert {f"{i:02d}_" for i in range(7)} <= prefixes, _ids(NOTEBOOKS)
+
+
+# ---------------------------------------------------------------------------- static checks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_clean(path):
+    """No outputs, no execution counts, no metadata but tags (tools/nbstrip.py)."""
+    nb = _read(path)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        if cell.outputs or cell.execution_count is not None:
+            problems.append(f"cell {i}: committed output or execution count (run tools/nbstrip.py)")
+        extra = set(cell.metadata) - {"tags"}
+        if extra:
+            problems.append(f"cell {i}: cell metadata {sorted(extra)} (run tools/nbstrip.py)")
+    assert not problems, f"{path.name} is not stripped:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_checked_cells_have_expected_text(path):
+    """Every checked cell has its expected output on file, and only checked cells do."""
+    checked = [c for c in _read(path).cells if c.cell_type == "code" and CHECK in c.source]
+    expected = json.loads(EXPECTED.read_text()).get(path.stem, [])
+    assert len(expected) == len(checked), (
+        f"{path.name}: {len(checked)} checked cells, {len(expected)} expected outputs on file "
+        "(MUSICGEN_NB_UPDATE_EXPECTED=1 pytest tests/test_notebooks.py)"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_structure(path):
+    """A parameters cell with MODEL, a solution cell, a Colab badge, an intro and ruff-clean code."""
+    nb = _read(path)
+    cell = _parameters_cell(nb)
+    assert cell is not None and cell.cell_type == "code", (
+        f"{path.name}: need exactly one code cell tagged 'parameters'"
+    )
+    assert "MODEL" in _declared_names(nb), f"{path.name}: the parameters cell must set MODEL"
+    assert "os.environ.get(" in cell.source, (
+        f"{path.name}: MODEL must be overridable from the environment (nbval)"
+    )
+    tags = [t for c in nb.cells for t in c.get("metadata", {}).get("tags", [])]
+    assert "solution" in tags, f"{path.name}: no cell tagged 'solution'"
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), (
+        f"{path.name}: open with a markdown title"
+    )
+    badge = (
+        f"colab.research.google.com/github/musicgen-nb/musicgen-nb/blob/main/notebooks/{path.name}"
+    )
+    assert badge in first.source, (
+        f"{path.name}: the first cell needs the Colab badge linking to {badge}"
+    )
+    setup = nb.cells[1]
+    assert setup.cell_type == "code" and '"google.colab" in sys.modules' in setup.source
+
+
+# ---------------------------------------------------------------------------- execution
+@pytest.fixture(scope="session")
+def kernel():
+    """papermill starts the kernel named 'python3': make sure it is this interpreter."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL)
+        argv0 = spec.argv[0]
+    except NoSuchKernel:
+        argv0 = None
+    if argv0 is None or (
+        argv0 != "python" and Path(argv0).resolve() != Path(sys.executable).resolve()
+    ):
+        from ipykernel.kernelspec import install
+
+        install(prefix=sys.prefix, kernel_name=KERNEL)
+    return KERNEL
+
+
+def _sanitizers() -> list[tuple[re.Pattern, str]]:
+    cfg = configparser.ConfigParser()
+    cfg.read(SANITIZE)
+    return [(re.compile(cfg[sec]["regex"]), cfg[sec]["replace"]) for sec in cfg.sections()]
+
+
+def checked_text(nb) -> list[str]:
+    """The printed text of each checked cell, sanitized as nbval does."""
+    rules = _sanitizers()
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or CHECK not in cell.source:
+            continue
+        text = ""
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                text += out.text
+            elif "text/plain" in out.get("data", {}):
+                text += out.data["text/plain"] + "\n"
+        for pattern, repl in rules:
+            text = pattern.sub(repl, text)
+        texts.append(text)
+    return texts
+
+
+@pytest.mark.notebooks
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    from nbconvert import HTMLExporter
+
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    out = BUILD_DIR / path.name
+    params = {"MODEL": MODELS.get(path.stem, "tiny")}
+    monkeypatch.setenv("MUSICGEN_NB_QUICK", "1")  # the kernel inherits it: short clips
+    # One torch thread per kernel: with notebooks run side by side (pytest -n 2) on 2 cores,
+    # more threads oversubscribe the CPU and decoding slows down about 50x.
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    if "MUSICGEN_NB_CACHE" not in os.environ:
+        monkeypatch.setenv("MUSICGEN_NB_CACHE", str(ROOT / "build" / "cache"))
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(out),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(tmp_path),  # files the notebook writes (g.save) stay out of the repo
+            execution_timeout=CELL_TIMEOUT,
+            progress_bar=False,
+            log_output=False,
+        )
+    finally:
+        if out.exists():
+            body, _ = HTMLExporter().from_filename(str(out))
+            out.with_suffix(".html").write_text(body, encoding="utf-8")
+    executed = _read(out)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    got = checked_text(executed)
+    expected = json.loads(EXPECTED.read_text())
+    if os.environ.get("MUSICGEN_NB_UPDATE_EXPECTED") == "1":
+        expected[path.stem] = got
+        EXPECTED.write_text(json.dumps(dict(sorted(expected.items())), indent=1) + "\n")
+    want = [_sanitize(t) for t in expected.get(path.stem, [])]
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a == b, f"{path.name}: checked cell {i} printed\n{a}\nexpected\n{b}"
+
+
+def _sanitize(text: str) -> str:
+    for pattern, repl in _sanitizers():
+        text = pattern.sub(repl, text)
+    return text

@@ -1,0 +1,185 @@
+import io
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import musicgen_nb as mg
+from musicgen_nb.ui import Studio, run
+from musicgen_nb.ui._util import read_audio_bytes, upload_files
+
+
+@pytest.fixture
+def st(tiny):
+    st = mg.studio(tiny, display=False)
+    st.prompt.value = "lo-fi beat"
+    st.duration.value = 1.0
+    return st
+
+
+def wav_bytes(seconds=0.5, sr=16000, channels=1):
+    buf = io.BytesIO()
+    data = (
+        np.random.default_rng(0).standard_normal((int(seconds * sr), channels)).astype(np.float32)
+        * 0.1
+    )
+    sf.write(buf, data, sr, format="WAV")
+    return buf.getvalue()
+
+
+def test_params_follow_the_controls(st):
+    st.guidance.value = 4.5
+    st.top_k.value = 100
+    st.negative.value = "  drums "
+    p = st.params()
+    assert p["prompt"] == "lo-fi beat" and p["negative_prompt"] == "drums"
+    assert p["guidance_scale"] == 4.5 and p["top_k"] == 100 and p["duration"] == 1.0
+
+
+def test_generate_adds_a_history_row_and_fills_the_player(st):
+    g = st.generate(wait=True)
+    assert st.last_error is None
+    assert isinstance(g, mg.Generation) and g.audio.shape == (1, 1, 32000)
+    assert len(st.history) == 1
+    row = st.history.iloc[0]
+    assert row["prompt"] == "lo-fi beat" and row["seed"] == g.seed and not row["stopped"]
+    assert st.seed.value == g.seed
+    assert st.player.frames == 50 and st.player.audio_url.startswith("data:audio/")
+    assert "lo-fi beat" in st.history_html.value
+    assert not st.generate_button.disabled and st.stop_button.disabled
+    assert st.progress.value == st.progress.max == 53
+
+
+def test_locked_seed_and_rerun_reproduce(st):
+    st.lock.value = True
+    st.seed.value = 1234
+    a = st.generate(wait=True)
+    assert a.seed == 1234
+    b = st.rerun(1, wait=True)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    assert list(st.history["seed"]) == [1234, 1234]
+
+
+def test_unlocked_seed_changes_each_run(st):
+    a = st.generate(wait=True)
+    b = st.generate(wait=True)
+    assert a.seed != b.seed
+
+
+def test_double_click_starts_one_run(st):
+    st.duration.value = 2.0
+    st.generate_button.click()
+    st.generate_button.click()  # ignored: a run is in flight
+    assert st.generate_button.disabled
+    st.wait()
+    assert len(st.history) == 1
+
+
+def test_stop_keeps_the_partial_result(st):
+    st.duration.value = 4.0
+    started = threading.Event()
+    original = st._progress
+
+    def progress(done, total):
+        original(done, total)
+        if done == 20:
+            started.set()
+            st.stop_button.click()
+
+    st._progress = progress
+    st.generate()
+    st.wait()
+    assert started.is_set()
+    g = st.generations[-1]
+    assert g.interrupted and 0 < g.codes.shape[-1] < 200
+    assert bool(st.history.iloc[-1]["stopped"]) and "stopped" in st.message.value
+
+
+def test_bad_parameter_shows_one_message_and_panel_stays_usable(st):
+    st.duration.value = 0.5
+    st.prompt.value = "x"
+    st.model.value = "tiny"
+    bad = st.generate(params={"top_p": 2.0}, wait=True)
+    assert bad is None and "top_p must be in [0, 1]" in st.last_error
+    assert "top_p" in st.message.value and not st.generate_button.disabled
+    assert st.generate(wait=True) is not None and st.message.value == ""
+
+
+def test_bad_upload_is_refused_with_one_message(st):
+    assert st.set_upload("audio_prompt", "noise.wav", b"not audio at all") is False
+    assert "noise.wav: could not read audio" in st.message.value
+    assert st.uploads["audio_prompt"] is None
+    assert st.set_upload("audio_prompt", "song.txt", b"abc") is False
+    assert "unsupported file type .txt" in st.last_error
+    assert st.generate(wait=True) is not None  # still usable
+
+
+def test_audio_prompt_upload_continues_the_clip(st):
+    assert st.set_upload("audio_prompt", "clip.wav", wav_bytes(0.5, 16000)) is True
+    g = st.generate(wait=True)
+    assert g.prompt_frames == 25 and g.codes.shape[-1] == 75
+
+
+def test_melody_upload_only_for_melody_checkpoints(tiny, tiny_melody, tmp_path):
+    st = mg.studio(tiny, display=False)
+    assert st.melody_upload.disabled
+    assert st.set_upload("melody", "tune.wav", wav_bytes()) is False
+    assert "needs a melody checkpoint" in st.last_error
+    sm = mg.studio(tiny_melody, display=False)
+    assert not sm.melody_upload.disabled
+    assert sm.set_upload("melody", "tune.wav", wav_bytes(1.0, 32000, channels=2))
+    sm.duration.value = 1.0
+    g = sm.generate(wait=True)
+    assert g.params["melody"] is True
+
+
+def test_model_change_is_lazy_and_updates_the_melody_switch(tiny):
+    st = Studio(tiny)
+    st.model.value = "tiny-melody"
+    assert not st.melody_upload.disabled and "not loaded yet" in st.status.value
+    st.model.value = "small"
+    assert st.melody_upload.disabled
+
+
+def test_save_writes_files(st, tmp_path):
+    st.generate(wait=True)
+    paths = st.save(1, tmp_path)
+    assert paths and paths[0].exists() and paths[0].with_suffix(".json").exists()
+    assert "saved" in st.message.value
+    with pytest.raises(ValueError, match="run_id must be one of"):
+        st.replay(7)
+
+
+def test_unavailable_model_shows_the_error(st, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st.model.value = "small"
+    assert st.generate(wait=True) is None
+    assert "ModelUnavailableError" in st.last_error and "tiny" in st.last_error
+    assert not st.generate_button.disabled
+
+
+def test_run_is_a_plain_function(tiny):
+    g = run(tiny, dict(prompt="", negative_prompt="", duration=0.5, guidance_scale=1.0, temperature=1.0,
+                       top_k=0, top_p=0.0, seed=3, model="tiny"))  # fmt: skip
+    assert g.prompts == [None] and g.seed == 3
+
+
+def test_upload_values_of_ipywidgets_7_and_8():
+    v8 = ({"name": "a.wav", "content": memoryview(b"xyz"), "size": 3, "type": "audio/wav"},)
+    v7 = {"a.wav": {"content": b"xyz", "metadata": {"name": "a.wav"}}}
+    assert upload_files(v8) == upload_files(v7) == [("a.wav", b"xyz")]
+    audio, sr = read_audio_bytes("x.wav", wav_bytes(0.25, 8000, channels=2))
+    assert audio.shape == (2, 2000) and sr == 8000
+
+
+def test_mimebundle_without_a_browser(st):
+    bundle = st._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "mgnb-studio" in st.panel._dom_classes
+
+
+def test_bad_model_argument():
+    with pytest.raises(TypeError, match="model_or_session must be"):
+        Studio(3.5)
