@@ -10,7 +10,7 @@ def test_codebook_usage_from_codes_matches_tokens():
     fig = viz.codebook_usage(codes, codebook_size=8)
     df = mg.tokens.codebook_usage(codes, codebook_size=8)
     ent, uniq = fig.data
-    assert list(ent.x) == ["cb 1", "cb 2"] and list(uniq.x) == ["cb 1", "cb 2"]
+    assert list(ent.x) == ["cb 0", "cb 1"] and list(uniq.x) == ["cb 0", "cb 1"]
     np.testing.assert_allclose(np.asarray(ent.y), df.entropy_bits)
     np.testing.assert_array_equal(np.asarray(uniq.y), df.unique_codes)
     assert [a.text for a in fig.layout.annotations][:2] == ["entropy (bits)", "unique codes"]

@@ -21,7 +21,7 @@ def test_pattern_grid_delay_by_name():
     layout_t = p.layout.T
     np.testing.assert_array_equal(np.isnan(z), layout_t < 0)
     np.testing.assert_array_equal(z[layout_t >= 0], layout_t[layout_t >= 0])
-    assert list(frames.y) == ["cb 1", "cb 2", "cb 3", "cb 4"]
+    assert list(frames.y) == ["cb 0", "cb 1", "cb 2", "cb 3"]
     np.testing.assert_array_equal(np.asarray(frames.x), np.arange(11))
     text = np.asarray(frames.text)
     assert text[0, 3] == "t=3" and text[1, 0] == "" and text[1, 1] == "t=0"

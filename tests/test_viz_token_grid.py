@@ -15,7 +15,7 @@ def test_token_grid_values_axes_and_hover():
     (hm,) = fig.data
     assert hm.type == "heatmap"
     np.testing.assert_array_equal(np.asarray(hm.z), codes)
-    assert list(hm.y) == ["cb 1", "cb 2", "cb 3", "cb 4"]
+    assert list(hm.y) == ["cb 0", "cb 1", "cb 2", "cb 3"]
     np.testing.assert_allclose(np.asarray(hm.x), np.arange(100) / 50)
     np.testing.assert_array_equal(np.asarray(hm.customdata)[2], np.arange(100))
     for part in ("code %{z}", "frame %{customdata}", "time %{x:.2f} s"):

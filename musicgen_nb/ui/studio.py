@@ -17,7 +17,15 @@ import time
 
 import ipywidgets as W
 
-from ._util import escape, one_line, read_audio_bytes, upload_files
+from ._util import (
+    MAX_UPLOAD_BYTES,
+    UPLOAD_TYPES,
+    display_bundle,
+    escape,
+    one_line,
+    read_audio_bytes,
+    upload_files,
+)
 from .synced_player import SyncedPlayer
 
 MODELS = (
@@ -82,8 +90,9 @@ class Studio:
 
         self.save_dir = save_dir
         self._sessions: dict[str, MusicGen] = {}
+        self._given = None
         if isinstance(model_or_session, MusicGen):
-            name = model_or_session.name
+            name = self._given = model_or_session.name
             self._sessions[name] = model_or_session
         elif isinstance(model_or_session, str):
             name = model_or_session
@@ -97,27 +106,31 @@ class Studio:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self.last_error: str | None = None
         self._build(name)
 
     # ------------------------------------------------------------------ widgets
     def _build(self, name: str) -> None:
-        wide = W.Layout(width="100%")
-        style = {"description_width": "90px"}
+        style = {"description_width": "84px"}
+        auto = W.Layout(width="auto")
         options = list(dict.fromkeys([name, *MODELS]))
-        self.model = W.Dropdown(options=options, value=name, description="model", style=style)
-        self.status = W.HTML(value=self._status_text())
+        self.model = W.Dropdown(
+            options=options, value=name, description="model", style=style,
+            layout=W.Layout(width="300px"),
+        )  # fmt: skip
+        self.status = W.HTML(value=self._status_text(), layout=W.Layout(margin="0 0 0 8px"))
         self.prompt = W.Textarea(
             value="lo-fi hip hop beat with mellow piano", placeholder="describe the music",
-            description="prompt", layout=W.Layout(width="100%", height="64px"), style=style,
+            description="prompt", layout=W.Layout(width="auto", height="64px"), style=style,
         )  # fmt: skip
         self.negative = W.Textarea(
-            value="", placeholder="what to steer away from (optional)", description="negative",
-            layout=W.Layout(width="100%", height="40px"), style=style,
+            value="", placeholder="what to steer away from (optional, needs guidance > 1)",
+            description="negative", layout=W.Layout(width="auto", height="36px"), style=style,
         )  # fmt: skip
-        slider = dict(continuous_update=False, style=style, layout=wide)
+        slider = dict(continuous_update=False, style=style, layout=auto)
         self.duration = W.FloatSlider(
-            value=8.0, min=0.5, max=60.0, step=0.5, description="duration s", **slider
+            value=8.0, min=0.5, max=60.0, step=0.5, description="duration (s)", **slider
         )
         self.guidance = W.FloatSlider(
             value=3.0, min=1.0, max=10.0, step=0.5, description="guidance", **slider
@@ -130,64 +143,109 @@ class Studio:
             value=0.0, min=0.0, max=1.0, step=0.05, description="top-p", **slider
         )
         self.seed = W.IntText(
-            value=0, description="seed", style=style, layout=W.Layout(width="200px")
+            value=0, description="seed", style=style, layout=W.Layout(width="220px")
         )
         self.lock = W.ToggleButton(
-            value=False, description="lock seed", icon="lock", tooltip="keep this seed"
+            value=False, description="lock", icon="lock", tooltip="keep this seed for the next runs",
+            layout=auto,
+        )  # fmt: skip
+        self.dice = W.Button(
+            description="",
+            icon="random",
+            tooltip="draw a random seed",
+            layout=W.Layout(width="40px"),
         )
-        self.dice = W.Button(description="new seed", icon="random", tooltip="draw a random seed")
-        self.audio_upload = W.FileUpload(accept=",".join((".wav", ".flac", ".ogg", ".mp3")), multiple=False,
-                                         description="audio prompt")  # fmt: skip
-        self.melody_upload = W.FileUpload(accept=",".join((".wav", ".flac", ".ogg", ".mp3")), multiple=False,
-                                          description="melody")  # fmt: skip
+        accept = ",".join(UPLOAD_TYPES)
+        self.audio_upload = W.FileUpload(accept=accept, multiple=False, description="audio prompt",
+                                         layout=auto)  # fmt: skip
+        self.melody_upload = W.FileUpload(accept=accept, multiple=False, description="melody",
+                                          layout=auto)  # fmt: skip
+        self.clear_button = W.Button(description="clear", icon="times", tooltip="forget both uploads",
+                                     layout=auto)  # fmt: skip
         self.uploads_note = W.HTML(value="")
-        self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
-        self.stop_button = W.Button(
-            description="Stop", button_style="warning", icon="stop", disabled=True
+        self.generate_button = W.Button(
+            description="Generate",
+            button_style="primary",
+            icon="play",
+            layout=W.Layout(width="130px"),
         )
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
+                                    disabled=True, layout=W.Layout(width="100px"))  # fmt: skip
         self.progress = W.IntProgress(
-            value=0, min=0, max=1, description="", layout=W.Layout(width="50%")
+            value=0, min=0, max=1, description="", layout=W.Layout(width="auto", flex="1 1 auto")
         )
+        self.progress_text = W.HTML(value="", layout=W.Layout(width="130px"))
         self.message = W.HTML(value="")
         self.player = SyncedPlayer()
-        self.history_html = W.HTML(value=self._history_table())
-        self.run_picker = W.Dropdown(options=[], description="run", style={"description_width": "40px"},
-                                     layout=W.Layout(width="140px"))  # fmt: skip
-        self.replay_button = W.Button(description="Replay", icon="play-circle", disabled=True)
-        self.rerun_button = W.Button(description="Re-run same seed", icon="redo", disabled=True)
-        self.save_button = W.Button(description="Save", icon="save", disabled=True)
+        self.figures = W.Output(layout=W.Layout(width="100%"))
+        self.figures_box = W.Accordion(children=[self.figures], selected_index=None)
+        self.figures_box.set_title(0, "plotly figures: token grid and spectrogram")
+        self.history_html = W.HTML(value=self._history_table(), layout=W.Layout(overflow="auto"))
+        self.run_picker = W.Dropdown(options=[], description="run", style={"description_width": "32px"},
+                                     layout=W.Layout(width="130px"))  # fmt: skip
+        self.replay_button = W.Button(
+            description="Replay", icon="play-circle", disabled=True, layout=auto
+        )
+        self.rerun_button = W.Button(description="Re-run same seed", icon="redo", disabled=True,
+                                     layout=auto)  # fmt: skip
+        self.save_button = W.Button(description="Save", icon="save", disabled=True, layout=auto)
 
         self.dice.on_click(lambda _: self.roll_seed())
         self.generate_button.on_click(lambda _: self.generate())
         self.stop_button.on_click(lambda _: self.stop())
+        self.clear_button.on_click(lambda _: self.clear_uploads())
         self.replay_button.on_click(lambda _: self.replay(self.run_picker.value))
         self.rerun_button.on_click(lambda _: self.rerun(self.run_picker.value))
         self.save_button.on_click(lambda _: self.save(self.run_picker.value))
-        self.model.observe(lambda ch: self._model_changed(ch["new"]), names="value")
+        self.model.observe(lambda ch: self._model_changed(ch["new"], load=True), names="value")
         self.audio_upload.observe(
             lambda ch: self._upload_changed("audio_prompt", ch["new"]), names="value"
         )
         self.melody_upload.observe(
             lambda ch: self._upload_changed("melody", ch["new"]), names="value"
         )
-        self._model_changed(self.model.value)
+        self.figures_box.observe(
+            lambda ch: ch["new"] == 0 and self.records and self.show_figures(),
+            names="selected_index",
+        )
+        self._model_changed(self.model.value, load=False)
 
-        header = W.HTML(value="<b style='font-size:15px'>musicgen-nb studio</b>")
-        inputs = W.VBox([W.HBox([self.model, self.status]), self.prompt, self.negative])
-        knobs = W.VBox([self.duration, self.guidance, self.temperature, self.top_k, self.top_p,
-                        W.HBox([self.seed, self.lock, self.dice])])  # fmt: skip
-        uploads = W.HBox([self.audio_upload, self.melody_upload, self.uploads_note])
-        actions = W.HBox([self.generate_button, self.stop_button, self.progress])
+        def section(title: str) -> W.HTML:
+            return W.HTML(
+                value=f"<div style='font-size:11px;font-weight:600;letter-spacing:.06em;color:#777;"
+                f"text-transform:uppercase;margin:6px 0 0 2px'>{escape(title)}</div>"
+            )
+
+        column = dict(width="50%", padding="0 8px 0 0")
+        header = W.HTML(
+            value="<div style='font-size:16px;font-weight:600'>musicgen-nb studio</div>",
+            layout=W.Layout(margin="0 16px 0 0"),
+        )
+        top = W.HBox([header, self.model, self.status], layout=W.Layout(align_items="center"))
+        knobs = W.HBox([
+            W.VBox([self.duration, self.guidance, self.temperature], layout=W.Layout(**column)),
+            W.VBox([self.top_k, self.top_p, W.HBox([self.seed, self.lock, self.dice])],
+                   layout=W.Layout(**column)),
+        ])  # fmt: skip
+        uploads = W.HBox(
+            [self.audio_upload, self.melody_upload, self.clear_button, self.uploads_note],
+            layout=W.Layout(align_items="center"),
+        )
+        actions = W.HBox(
+            [self.generate_button, self.stop_button, self.progress, self.progress_text],
+            layout=W.Layout(align_items="center"),
+        )
         history = W.VBox([
-            W.HTML(value="<b>history</b>"), self.history_html,
+            self.history_html,
             W.HBox([self.run_picker, self.replay_button, self.rerun_button, self.save_button]),
         ])  # fmt: skip
         self.panel = W.VBox(
-            [header, inputs, knobs, uploads, actions, self.message, self.player, history],
-            layout=W.Layout(
-                border="1px solid #ddd", padding="8px", width="100%", max_width="960px"
-            ),
-        )
+            [top, section("prompt"), self.prompt, self.negative, section("sampling"), knobs,
+             section("conditioning audio"), uploads, actions, self.message, section("output"),
+             self.player, self.figures_box, section("history"), history],
+            layout=W.Layout(border="1px solid #d0d0d0", padding="10px 12px", width="auto",
+                            max_width="980px"),
+        )  # fmt: skip
         self.panel.add_class("mgnb-studio")
 
     def _ipython_display_(self):
@@ -202,16 +260,25 @@ class Studio:
     def _status_text(self, note: str = "") -> str:
         name = self.model.value if hasattr(self, "model") else ""
         s = self._sessions.get(name)
-        if s is None:
-            text = note or "not loaded yet (loads on first Generate)"
+        colour = "#888"
+        if note:
+            text = note
+            colour = "#a4001d" if note.startswith("could not") else "#8a5a00"
+        elif s is None:
+            text = "not loaded yet (loads on first Generate)"
         else:
-            text = (
-                note
-                or f"loaded: {s.device.type}, {str(s.dtype).removeprefix('torch.')}, max {s.max_duration:g} s"
-            )
-        return f"<span style='color:#555;font-size:12px'>{escape(text)}</span>"
+            dtype = str(s.dtype).removeprefix("torch.")
+            text = f"loaded · {s.device.type} · {dtype} · up to {s.max_duration:g} s"
+            colour = "#1b6e20"
+        return f"<span style='font-size:12px'><span style='color:{colour}'>●</span> {escape(text)}</span>"
 
-    def _model_changed(self, name: str) -> None:
+    def _set_status(self, note: str = "", *, name: str | None = None) -> None:
+        """Show the status of ``name`` if it is still the dropdown's choice."""
+        with self._status_lock:
+            if name is None or name == self.model.value:
+                self.status.value = self._status_text(note)
+
+    def _model_changed(self, name: str, *, load: bool = True) -> None:
         melody = _is_melody_name(name)
         self.melody_upload.disabled = not melody
         self.melody_upload.tooltip = (
@@ -219,14 +286,43 @@ class Studio:
         )
         if not melody:
             self.uploads["melody"] = None
-        self.status.value = self._status_text()
+        self._set_status()
         self._uploads_note()
+        if load and name not in self._sessions:
+            self.load_model()
+
+    def load_model(self, *, wait: bool = False) -> bool:
+        """Load the model chosen in the dropdown, in the background (the model
+        dropdown's handler). Errors show in the panel.
+
+        Returns
+        -------
+        bool
+            Whether loading started (False while a run or a load is in flight).
+        """
+        started = self._start(self._load, self.model.value)
+        if started and wait:
+            self.wait()
+        return started
+
+    def _load(self, name: str) -> None:
+        try:
+            self.session(name)
+        except Exception as exc:
+            self._set_status(f"could not load {name}", name=name)
+            self._error(one_line(exc))
 
     def _uploads_note(self) -> None:
         parts = [
             f"{kind.replace('_', ' ')}: {escape(v[0])}" for kind, v in self.uploads.items() if v
         ]
-        self.uploads_note.value = f"<span style='font-size:12px'>{' · '.join(parts)}</span>"
+        if not parts:
+            parts = [f"wav, flac, ogg or mp3, up to {MAX_UPLOAD_BYTES // 2**20} MB"]
+            if self.melody_upload.disabled:
+                parts.append("melody needs a melody checkpoint")
+        self.uploads_note.value = (
+            f"<span style='font-size:12px;color:#666;margin-left:6px'>{' · '.join(parts)}</span>"
+        )
 
     def _upload_changed(self, kind: str, value) -> None:
         files = upload_files(value)
@@ -288,15 +384,21 @@ class Studio:
         )
         return out
 
-    def session(self):
-        """The loaded model for the chosen name (loaded on first use)."""
+    def session(self, name: str | None = None):
+        """The loaded model for ``name`` (default: the dropdown's choice), loaded on first use.
+
+        The studio keeps the session it was given and the last one it loaded,
+        so that browsing the dropdown does not pile models up in memory.
+        """
         from .. import load
 
-        name = self.model.value
+        name = name or self.model.value
         if name not in self._sessions:
-            self.status.value = self._status_text(f"loading {name}...")
+            self._set_status(f"loading {name}...", name=name)
+            for other in [n for n in self._sessions if n != self._given]:
+                del self._sessions[other]
             self._sessions[name] = load(name)
-            self.status.value = self._status_text()
+        self._set_status(name=name)
         return self._sessions[name]
 
     @property
@@ -327,26 +429,53 @@ class Studio:
         Generation, True or False
             The Generation when ``wait``; else whether a run was started.
         """
-        with self._lock:
-            if self.running:
-                return False
-            if not self.lock.value and params is None:
-                self.roll_seed()
-            p = dict(self.params(), **(params or {}))
-            self.generate_button.disabled = True
-            self.stop_button.disabled = False
-            self.progress.value = 0
-            self.message.value = ""
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, args=(p,), daemon=True)
-            self._thread.start()
+        if self.running:
+            return False
+        if not self.lock.value and "seed" not in (params or {}):
+            self.roll_seed()
+        p = dict(self.params(), **(params or {}))
+        if not self._start(self._run, p):
+            return False
         if wait:
             self.wait()
             return self.generations[-1] if self.generations and self.last_error is None else None
         return True
 
+    def _start(self, target, *args) -> bool:
+        """Run ``target(*args)`` in the background unless something is in flight."""
+        with self._lock:
+            if self.running:
+                return False
+            self.generate_button.disabled = True
+            self.stop_button.disabled = target != self._run
+            self.message.value = ""
+            self.last_error = None
+            self._stop.clear()
+
+            def work():
+                try:
+                    target(*args)
+                finally:
+                    self.generate_button.disabled = False
+                    self.stop_button.disabled = True
+
+            self._thread = threading.Thread(target=work, daemon=True)
+            self._thread.start()
+        return True
+
+    def generate_now(self, **overrides):
+        """Run with the current controls (plus ``overrides`` of :meth:`params`) and
+        block until done: the Generate button without a browser.
+
+        Returns
+        -------
+        Generation or None
+            None when the run failed; :attr:`last_error` says why.
+        """
+        return self.generate(params=overrides, wait=True)
+
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the run in flight (if any) ends."""
+        """Block until the run (or model load) in flight, if any, ends."""
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -358,11 +487,15 @@ class Studio:
         if self.progress.max != total:
             self.progress.max = total
         self.progress.value = done
+        self.progress_text.value = (
+            f"<span style='font-size:12px;color:#555'>step {done} / {total}</span>"
+        )
 
     def _run(self, p: dict) -> None:
-        self.last_error = None
+        self.progress.value = 0
+        self.progress_text.value = ""
         try:
-            s = self.session()
+            s = self.session(p["model"])
             extra = {}
             if self.uploads["audio_prompt"]:
                 _, audio, sr = self.uploads["audio_prompt"]
@@ -376,10 +509,7 @@ class Studio:
             self._add(g, p, elapsed)
         except Exception as exc:  # the panel stays usable and says what went wrong
             self._error(one_line(exc))
-            self.status.value = self._status_text()
-        finally:
-            self.generate_button.disabled = False
-            self.stop_button.disabled = True
+            self._set_status(name=p["model"])
 
     def _add(self, g, p: dict, elapsed: float) -> None:
         self.generations.append(g)
@@ -397,23 +527,42 @@ class Studio:
         for b in (self.replay_button, self.rerun_button, self.save_button):
             b.disabled = False
         self.show(run_id)
+        if self.figures_box.selected_index == 0:
+            self.show_figures(run_id)
         if g.interrupted:
             self.message.value = f"<span style='color:#8a5a00'>stopped: kept {g.duration:.2f} s of {p['duration']:g} s</span>"
 
     def _history_table(self) -> str:
         if not self.records:
-            return "<div class='mgnb-history' style='color:#777;font-size:12px'>no runs yet</div>"
-        cols = ["run", "prompt", "model", "duration", "guidance", "temperature", "top_k", "top_p", "seed",
-                "seconds", "stopped", "time"]  # fmt: skip
-        head = "".join(f"<th style='text-align:left;padding:2px 6px'>{c}</th>" for c in cols)
+            return "<div class='mgnb-history' style='color:#888;font-size:12px;padding:2px'>no runs yet</div>"
+        cols = {"run": "#", "prompt": "prompt", "model": "model", "duration": "sec",
+                "guidance": "cfg", "temperature": "temp", "top_k": "top-k", "top_p": "top-p",
+                "seed": "seed", "seconds": "took", "time": "time"}  # fmt: skip
+        cell = "padding:3px 6px;text-align:left;white-space:nowrap"
+        head = "".join(
+            f"<th style='{cell};border-bottom:1px solid #bbb;font-weight:600'>{escape(t)}</th>"
+            for t in cols.values()
+        )
+
+        def value(r, c):
+            v = r[c]
+            if c == "prompt":
+                text = v or "(unconditional)"
+                short = text if len(text) <= 36 else text[:35] + "…"
+                return f"<span title='{escape(text)}'>{escape(short)}</span>"
+            if c == "seconds":
+                stopped = " <span style='color:#8a5a00'>(stopped)</span>" if r["stopped"] else ""
+                return f"{v:.1f} s{stopped}"
+            return escape(v)
+
         rows = "".join(
-            "<tr>"
-            + "".join(f"<td style='padding:2px 6px'>{escape(r[c])}</td>" for c in cols)
+            f"<tr style='background:{'#f6f8fa' if i % 2 else 'transparent'}'>"
+            + "".join(f"<td style='{cell}'>{value(r, c)}</td>" for c in cols)
             + "</tr>"
-            for r in reversed(self.records)
+            for i, r in enumerate(reversed(self.records))
         )
         return (
-            "<table class='mgnb-history' style='font-size:12px;border-collapse:collapse'>"
+            "<table class='mgnb-history' style='font-size:12px;border-collapse:collapse;width:100%'>"
             f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
         )
 
@@ -433,6 +582,32 @@ class Studio:
     def replay(self, run_id: int) -> None:
         """Play an earlier run again (loads it into the player)."""
         self.show(run_id)
+        if self.figures_box.selected_index == 0:
+            self.show_figures(run_id)
+
+    def figures_for(self, run_id: int | None = None) -> list:
+        """The plotly token grid and spectrogram of a run (default: the latest)."""
+        from ..viz.spectrogram import spectrogram
+        from ..viz.token_grid import token_grid
+
+        g = self.generations[self._pick(run_id if run_id is not None else self.records[-1]["run"])]
+        return [token_grid(g), spectrogram(g)]
+
+    def show_figures(self, run_id: int | None = None) -> list:
+        """Draw the plotly figures of a run into the figures area (opened by its accordion).
+
+        Works from the run's background thread too: outputs are set, not captured.
+        """
+        self.figures.outputs = ()
+        try:
+            figs = self.figures_for(run_id)
+        except Exception as exc:
+            self._error(one_line(exc))
+            return []
+        for fig in figs:
+            fig.update_layout(height=260, margin=dict(l=60, r=20, t=40, b=40))
+        self.figures.outputs = tuple(display_bundle(fig) for fig in figs)
+        return figs
 
     def rerun(self, run_id: int, *, wait: bool = False):
         """Run an earlier take again with its exact parameters and seed."""

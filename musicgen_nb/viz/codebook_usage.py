@@ -74,7 +74,7 @@ def codebook_usage(codes_or_df, *, codebook_size: int = 2048, item: int | None =
     -------
     plotly.graph_objects.Figure
         Two subplots side by side: "entropy (bits)" and "unique codes", one
-        bar per codebook ("cb 1" ...). Hover lists the most used codes.
+        bar per codebook ("cb 0" ...). Hover lists the most used codes.
 
     Examples
     --------
@@ -88,9 +88,9 @@ def codebook_usage(codes_or_df, *, codebook_size: int = 2048, item: int | None =
     codebook_size = check_int(codebook_size, "codebook_size", minimum=1)
     df, total = _usage_frame(codes_or_df, codebook_size, item)
     cb = np.asarray(df["codebook"])
-    # tokens.codebook_usage numbers codebooks from 0; label them "cb 1".. like token_grid
+    # codebooks count from 0 everywhere (tokens, patterns, notebooks)
     integer = np.issubdtype(cb.dtype, np.integer)
-    labels = [f"cb {int(c) + 1}" if integer else str(c) for c in cb]
+    labels = [f"cb {int(c)}" if integer else str(c) for c in cb]
     entropy = np.asarray(df["entropy_bits"], dtype=np.float64)
     unique = np.asarray(df["unique_codes"], dtype=np.int64)
     top = [_top_text(row) for _, row in df.iterrows()]

@@ -63,7 +63,7 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
     -------
     plotly.graph_objects.Figure
         One subplot per pattern, titled ``"<name>: <n> steps"``: x = decoding
-        step, y = codebook ("cb 1" at the top). A cell's colour and text
+        step, y = codebook ("cb 0" at the top). A cell's colour and text
         (``"t=3"``) give the frame predicted; special tokens (layout ``-1``)
         are grey cells marked ``"S"``.
 
@@ -101,7 +101,7 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
         z = layout.T  # [K, steps]
         special = z < 0
         x = np.arange(steps)
-        y = [f"cb {k + 1}" for k in range(K)]
+        y = [f"cb {k}" for k in range(K)]
         show_text = steps <= MAX_TEXT_STEPS
         frame_z = np.where(special, np.nan, z.astype(np.float64))
         frame_text = np.where(special, "", np.char.add("t=", z.astype(str)))

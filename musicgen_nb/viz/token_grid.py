@@ -40,7 +40,7 @@ def token_grid(
     Returns
     -------
     plotly.graph_objects.Figure
-        One heatmap: y = codebook ("cb 1" at the top), x = time in seconds,
+        One heatmap: y = codebook ("cb 0" at the top), x = time in seconds,
         z = code. Hover shows codebook, frame, time and code.
 
     Examples
@@ -75,7 +75,7 @@ def token_grid(
     if np.all((z >= np.iinfo(np.int32).min) & (z <= np.iinfo(np.int32).max)):
         z = z.astype(np.int32)  # plotly.js has no int64 typed arrays
     x = frames / frame_rate
-    labels = [f"cb {k + 1}" for k in range(K)]
+    labels = [f"cb {k}" for k in range(K)]
     customdata = np.broadcast_to(frames.astype(np.int32), (K, len(frames)))
 
     if title is None:
