@@ -36,6 +36,17 @@ ARGS = [
 ]  # fmt: skip
 
 
+def _wav(seconds: float = 0.5, sr: int = 16000) -> bytes:
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(int(seconds * sr), dtype=np.float32), sr, format="WAV")
+    return buf.getvalue()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,10 +74,18 @@ def lab(tmp_path_factory):
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
-    log = open(root / "lab.log", "w")
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=dict(os.environ)
+    # Private settings and workspaces: no news toast over the panel, no saved layout.
+    settings = tmp_path_factory.mktemp("lab-settings")
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("lab-workspaces")),
     )
+    log = open(root / "lab.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -117,6 +136,7 @@ def test_studio_in_a_real_browser(lab):
                     continue
             studio.wait_for(timeout=1_000)
 
+            assert studio.get_by_text("No audio yet").is_visible()  # the player's empty state
             prompt = studio.locator("textarea").first
             prompt.fill("lo-fi beat with warm piano")
             prompt.press("Tab")  # commit the value to the kernel
@@ -149,7 +169,32 @@ def test_studio_in_a_real_browser(lab):
             page.wait_for_timeout(300)
             now = audio.evaluate("el => el.currentTime")
             assert 0.3 < now < 0.7, f"clicking the grid should seek to the middle, got {now}"
+            status = studio.locator(".widget-html", has_text="loaded").first.inner_text()
+            assert "cpu" in status and "float32" in status, status
             studio.screenshot(path=str(shot))
+
+            # The plotly token grid and spectrogram, drawn when their accordion opens.
+            studio.get_by_text("plotly figures").first.click()
+            plots = studio.locator(".js-plotly-plot")
+            plots.nth(1).wait_for(timeout=60_000)
+            assert plots.count() == 2
+            studio.screenshot(path=str(shot.with_name("studio-figures.png")))
+
+            # Uploads through the real FileUpload: a bad file gives one message, a good one is kept.
+            # (ipywidgets 8 keeps its <input type=file> out of the DOM: go through the chooser.)
+            def upload(name, data):
+                with page.expect_file_chooser(timeout=30_000) as chooser:
+                    studio.locator("button", has_text="audio prompt").click()
+                chooser.value.set_files(
+                    files=[{"name": name, "mimeType": "audio/wav", "buffer": data}]
+                )
+
+            upload("bad.wav", b"not audio")
+            studio.get_by_text("bad.wav: could not read audio").wait_for(timeout=30_000)
+            upload("clip.wav", _wav())
+            studio.get_by_text("audio prompt: clip.wav").wait_for(timeout=30_000)
+            assert studio.get_by_text("could not read audio").count() == 0
+            assert not generate.is_disabled()
         except Exception:
             page.screenshot(path=str(shot.with_name("studio-failure.png")), full_page=True)
             raise

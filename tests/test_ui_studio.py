@@ -134,12 +134,35 @@ def test_melody_upload_only_for_melody_checkpoints(tiny, tiny_melody, tmp_path):
     assert g.params["melody"] is True
 
 
-def test_model_change_is_lazy_and_updates_the_melody_switch(tiny):
+def test_model_change_loads_in_the_background_and_updates_the_melody_switch(tiny, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     st = Studio(tiny)
+    assert "loaded · cpu · float32" in st.status.value
     st.model.value = "tiny-melody"
-    assert not st.melody_upload.disabled and "not loaded yet" in st.status.value
-    st.model.value = "small"
+    assert not st.melody_upload.disabled
+    st.wait()
+    assert "loaded · cpu · float32" in st.status.value and st.last_error is None
+    assert set(st._sessions) == {"tiny", "tiny-melody"} and not st.generate_button.disabled
+    st.model.value = "small"  # not available offline: the error shows, the panel stays usable
     assert st.melody_upload.disabled
+    st.wait()
+    assert "could not load small" in st.status.value
+    assert "ModelUnavailableError" in st.message.value and not st.generate_button.disabled
+    assert set(st._sessions) == {"tiny"}  # the studio's own loads do not pile up
+    st.model.value = "tiny"
+    assert "loaded" in st.status.value
+
+
+def test_model_change_is_lazy_while_a_run_is_in_flight(tiny, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    st = Studio(tiny)
+    st.duration.value = 2.0
+    assert st.generate() is True
+    st.model.value = "tiny-melody"  # a run is in flight: loads on the next Generate
+    assert st.load_model() is False
+    st.wait()
+    assert "not loaded yet" in st.status.value
+    assert st.history.iloc[-1]["model"] == "tiny"
 
 
 def test_save_writes_files(st, tmp_path):
@@ -154,9 +177,35 @@ def test_save_writes_files(st, tmp_path):
 def test_unavailable_model_shows_the_error(st, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     st.model.value = "small"
-    assert st.generate(wait=True) is None
+    st.wait()  # the load on change fails: one message
+    assert "ModelUnavailableError" in st.last_error
+    assert st.generate(wait=True) is None  # and so does a Generate
     assert "ModelUnavailableError" in st.last_error and "tiny" in st.last_error
     assert not st.generate_button.disabled
+
+
+def test_plotly_figures_of_a_run(st):
+    assert st.figures.outputs == ()
+    st.figures_box.selected_index = 0  # opening the accordion before any run draws nothing
+    assert st.figures.outputs == ()
+    st.generate(wait=True)  # open: each new run draws its figures
+    outs = st.figures.outputs
+    assert len(outs) == 2 and all("application/vnd.plotly.v1+json" in o["data"] for o in outs)
+    figs = st.figures_for(1)
+    assert figs[0].data[0].z.shape == (4, 50) and len(figs) == 2
+
+
+def test_generate_now_with_overrides(st):
+    st.lock.value = True
+    st.seed.value = 7
+    g = st.generate_now(duration=0.5)
+    assert g.seed == 7 and g.audio.shape[-1] == 16000
+    assert st.generate_now(seed=8).seed == 8
+
+
+def test_progress_shows_the_steps(st):
+    st.generate(wait=True)
+    assert "step 53 / 53" in st.progress_text.value
 
 
 def test_run_is_a_plain_function(tiny):

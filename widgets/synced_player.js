@@ -71,7 +71,10 @@ function render({ model, el }) {
   stack.append(head);
   const time = document.createElement("div");
   time.className = "mgnb-player-time";
-  el.append(title, audio, stack, time);
+  const empty = document.createElement("div");
+  empty.className = "mgnb-player-placeholder";
+  empty.textContent = "No audio yet: press Generate.";
+  el.append(empty, title, audio, stack, time);
 
   function drawGrid() {
     const k = model.get("num_codebooks");
@@ -94,6 +97,7 @@ function render({ model, el }) {
 
   function loadAudio() {
     const url = model.get("audio_url");
+    el.classList.toggle("mgnb-player-empty", !url);
     if (url && audio.src !== url) audio.src = url;
     title.textContent = model.get("label");
     placeHead();

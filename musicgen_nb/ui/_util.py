@@ -115,3 +115,28 @@ def one_line(exc: BaseException) -> str:
 
 def escape(text) -> str:
     return html.escape(str(text), quote=True)
+
+
+def display_bundle(obj) -> dict:
+    """An ``Output`` widget's display_data entry for ``obj``, built without capturing
+    (so a background thread may call it). In a kernel, IPython's formatters (and so
+    the notebook's plotly renderer) decide the mime types; elsewhere a plotly
+    figure falls back to its JSON mime type."""
+    data, metadata = {}, {}
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            data, metadata = shell.display_formatter.format(obj)
+    except Exception:
+        data = {}
+    if not data or set(data) == {"text/plain"}:
+        if hasattr(obj, "to_plotly_json"):
+            import json
+
+            data = {"application/vnd.plotly.v1+json": json.loads(obj.to_json())}
+        else:
+            data = {"text/plain": repr(obj)}
+        metadata = {}
+    return {"output_type": "display_data", "data": data, "metadata": metadata}

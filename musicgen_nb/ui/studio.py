@@ -509,7 +509,8 @@ class Studio:
             self._add(g, p, elapsed)
         except Exception as exc:  # the panel stays usable and says what went wrong
             self._error(one_line(exc))
-            self._set_status(name=p["model"])
+            failed = p["model"] not in self._sessions
+            self._set_status(f"could not load {p['model']}" if failed else "", name=p["model"])
 
     def _add(self, g, p: dict, elapsed: float) -> None:
         self.generations.append(g)
