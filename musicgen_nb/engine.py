@@ -1,12 +1,27 @@
 """Our decode engine: a static-KV-cache loop over transformers' MusicGen modules.
 
-It runs the decoder layers of the loaded transformers model (their Linear,
-LayerNorm and Embedding modules) with a pre-allocated key/value cache, the
-guidance branches stacked in one batch, and sampling done directly on the
+It runs the decoder layers of the loaded transformers model (their weights,
+layer norms and embeddings) with a pre-allocated key/value cache, the guidance
+branches stacked in one batch, and sampling done directly on the
 delay-pattern steps. There is no per-step logits-processor chain and no
 per-step reallocation. The sampling order matches transformers' ``generate``
 (guidance on logits, then temperature, top-k, top-p, softmax, multinomial), so
 the same seed gives the same tokens.
+
+A decode step with batch 1 is bound by memory bandwidth: every weight is read
+once per step for two rows (conditional and unconditional). So the step:
+
+* looks every layer's weights up once per :class:`Decoder` (no ``nn.Module``
+  calls per step);
+* on the CPU runs an fp32 linear as ``W @ x.T``, which MKL serves from its
+  matrix-vector path at ~30 GB/s where ``F.linear`` with 2 rows gets 7-10 GB/s
+  (same arithmetic, so the same tokens as transformers in practice; the tests
+  check it);
+* with int8 weights (:mod:`musicgen_nb.quantize`) calls fbgemm directly, one
+  fused GEMM for each self-attention's q/k/v and one for the four lm_heads;
+* computes cross-attention keys and values once, with zero values for the
+  rows that attend nowhere (the unconditional branch), instead of masking the
+  output at every step.
 """
 
 from __future__ import annotations
@@ -64,13 +79,14 @@ class StepRecord:
 
 
 def _fast_mm_ok(weight: torch.Tensor) -> bool:
-    """True where ``W @ x.T`` beats ``F.linear`` for a few rows (fp32/bf16 on the CPU).
+    """True where ``W @ x.T`` beats ``F.linear`` for a few rows: fp32 on the CPU.
 
     MKL runs ``x @ W.T`` with 2-8 rows as a small GEMM at 7-10 GB/s on a 2-core
     CPU; ``W @ x.T`` (x row-major) takes its matrix-vector path at 30+ GB/s,
-    near the memory bandwidth a decode step is bound by.
+    near the memory bandwidth a decode step is bound by. (bf16 is the other way
+    round: ``F.linear`` reads 17-20 GB/s there, ``W @ x.T`` 10.)
     """
-    return weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.bfloat16)
+    return weight.device.type == "cpu" and weight.dtype == torch.float32
 
 
 def _linear_fn(module):
@@ -81,8 +97,10 @@ def _linear_fn(module):
         packed, reduce_range = module.packed, module.reduce_range
         op = torch.ops.quantized.linear_dynamic
         return lambda x: op(x, packed, reduce_range)
-    if type(module) is torch.nn.Linear and _fast_mm_ok(module.weight):
+    if type(module) is torch.nn.Linear:
         w, b = module.weight, module.bias
+        if not _fast_mm_ok(w):
+            return lambda x: F.linear(x, w, b)
         if b is None:
             return lambda x: torch.mm(w, x.contiguous().t()).t().contiguous()
         col = b[:, None]
@@ -98,10 +116,26 @@ def _norm_fn(module):
     return module
 
 
+def _fused_parts(modules) -> object | None:
+    """The fused int8 layer behind ``modules`` when they are its consecutive parts, in order."""
+    from .quantize import Int8Part
+
+    if not modules or not all(isinstance(m, Int8Part) for m in modules):
+        return None
+    fused = modules[0].fused
+    edge = 0
+    for m in modules:
+        if m.fused is not fused or m.start != edge:
+            return None
+        edge = m.stop
+    return fused if edge == fused.out_features else None
+
+
 @dataclass
 class _Layer:
     """One decoder layer's callables, looked up once per :class:`Decoder`."""
 
+    qkv: object  # fused q/k/v projection (int8) or None
     self_norm: object
     q: object
     k: object
@@ -121,7 +155,10 @@ def _layer_plan(layer) -> _Layer:
     if type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is F.gelu:
         act = F.gelu
     cross = getattr(layer, "encoder_attn", None)
+    attn = layer.self_attn
+    fused = _fused_parts([attn.q_proj, attn.k_proj, attn.v_proj])
     return _Layer(
+        qkv=_linear_fn(fused) if fused is not None else None,
         self_norm=_norm_fn(layer.self_attn_layer_norm),
         q=_linear_fn(layer.self_attn.q_proj),
         k=_linear_fn(layer.self_attn.k_proj),
@@ -179,16 +216,18 @@ class Decoder:
         shape = (len(self.layers), rows, self.heads, total, self.head_dim)
         self.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
         self.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
         self.pos = 0
         self.positions = self._positions(total)
         self.plan = [_layer_plan(layer) for layer in self.layers]
         self.embeddings = [e.weight for e in dec.embed_tokens]
         self.final_norm = _norm_fn(dec.layer_norm)
+        fused = _fused_parts(list(self.lm.lm_heads))
+        self.heads_fused = _linear_fn(fused) if fused is not None else None
         self.lm_heads = [_linear_fn(h) for h in self.lm.lm_heads]
         self.capture = capture
         self.captured_self: dict[int, list] = {}
         self.captured_cross: dict[int, list] = {}
-        self.cross_empty = None
         self.cross_bias = None
         self.cross_kv = None if cond.prefix else self._cross_kv()
         if cond.prefix:
@@ -213,9 +252,12 @@ class Decoder:
         mask = self.cond.mask
         bias = torch.zeros(rows, 1, 1, length, dtype=self.dtype, device=self.device)
         bias.masked_fill_(~mask[:, None, None, :], torch.finfo(self.dtype).min)
-        # A row with nothing to attend to (the unconditional branch) attends nowhere: output 0.
+        # A row with nothing to attend to (the unconditional branch) attends nowhere:
+        # its output is 0. Zero values give exactly that (uniform weights times 0),
+        # without a masked_fill per layer and step.
         empty = ~mask.any(dim=1)
-        self.cross_empty = empty[:, None, None, None] if bool(empty.any()) else None
+        if bool(empty.any()):
+            out = [(k, v.masked_fill(empty[:, None, None, None], 0.0)) for k, v in out]
         self.cross_bias = bias
         return out
 
@@ -263,15 +305,18 @@ class Decoder:
             bias, causal = _bias(mask, x.dtype), False
         sdpa = F.scaled_dot_product_attention
         capture = self.capture["layers"] if self.capture is not None else ()
-        cross_kv, cross_bias, cross_empty = self.cross_kv, self.cross_bias, self.cross_empty
-        k_cache, v_cache = self.k_cache, self.v_cache
-        for i, L in enumerate(self.plan):
+        cross_kv, cross_bias = self.cross_kv, self.cross_bias
+        for i, (L, kc, vc) in enumerate(zip(self.plan, self.k_layers, self.v_layers, strict=True)):
             h = L.self_norm(x)
-            q = L.q(h).reshape(rows, n, heads, hd).transpose(1, 2)
-            k_cache[i, :, :, start:end] = L.k(h).reshape(rows, n, heads, hd).transpose(1, 2)
-            v_cache[i, :, :, start:end] = L.v(h).reshape(rows, n, heads, hd).transpose(1, 2)
-            k = k_cache[i, :, :, :end]
-            v = v_cache[i, :, :, :end]
+            if L.qkv is not None:
+                q, k, v = L.qkv(h).split(dim, dim=-1)
+            else:
+                q, k, v = L.q(h), L.k(h), L.v(h)
+            q = q.reshape(rows, n, heads, hd).transpose(1, 2)
+            kc[:, :, start:end] = k.reshape(rows, n, heads, hd).transpose(1, 2)
+            vc[:, :, start:end] = v.reshape(rows, n, heads, hd).transpose(1, 2)
+            k = kc[:, :, :end]
+            v = vc[:, :, :end]
             if i in capture:
                 o = self._attend(q, k, v, i, "self", bias=bias, causal=causal)
             else:
@@ -285,14 +330,14 @@ class Decoder:
                     o = self._attend(q, ck, cv, i, "cross", bias=cross_bias)
                 else:
                     o = sdpa(q, ck, cv, attn_mask=cross_bias)
-                if cross_empty is not None:
-                    o = o.masked_fill(cross_empty, 0.0)
                 x = x + L.cross_out(o.transpose(1, 2).reshape(rows * n, dim))
             x = x + L.fc2(L.act(L.fc1(L.final_norm(x))))
         self.pos = end
         if not need_logits:
             return None
         h = self.final_norm(x.reshape(rows, n, dim)[:, -1])
+        if self.heads_fused is not None:
+            return self.heads_fused(h).view(rows, len(self.lm_heads), -1)
         return torch.stack([head(h) for head in self.lm_heads], dim=1)  # [R, K, V]
 
 

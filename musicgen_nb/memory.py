@@ -1,9 +1,26 @@
 """Measured peak memory of each architecture (random weights), shown by ``list_models()``.
 
-The figures come from ``benchmarks/bench_memory.py`` (fp32 on CPU: peak RSS while
-generating 30 s; fp16 is estimated from the weight bytes plus the same activations,
-halved). Re-run the benchmark to refresh them.
+The figures come from ``benchmarks/bench_memory.py`` (batch 1, guidance 3,
+30 s of audio; see ``benchmarks/README.md`` for the arithmetic):
+
+* ``peak_rss_gb_fp32_30s``: **measured** peak resident memory of the whole
+  process while generating 30 s in fp32 on the CPU (small only; NaN elsewhere).
+* ``est_peak_gb_fp32_30s`` / ``est_peak_gb_fp16_30s``: **estimates**, weights +
+  static key/value cache + the overhead and EnCodec activations measured on
+  small. The model was checked against medium measured at 2 s (estimated
+  8.74 GB, measured 8.74 GB). fp16 keeps the host overhead, so it is an upper
+  bound for a GPU.
+* ``kv_cache_gb_fp16_30s``: the static key/value cache alone in fp16.
+
+Re-run the benchmark to refresh them (measured on a 2-core CPU, torch 2.13,
+transformers 5.24).
 """
 
-#: Rows merged into ``mg.list_models()`` on ``name``; empty until measured.
-MEASURED: list[dict] = []
+#: Rows merged into ``mg.list_models()`` on ``name``.
+MEASURED: list[dict] = [
+    dict(name="small", peak_rss_gb_fp32_30s=4.64, est_peak_gb_fp32_30s=4.64, est_peak_gb_fp16_30s=3.17,
+         kv_cache_gb_fp16_30s=0.30),
+    dict(name="medium", est_peak_gb_fp32_30s=11.49, est_peak_gb_fp16_30s=6.60, kv_cache_gb_fp16_30s=0.89),
+    dict(name="large", est_peak_gb_fp32_30s=17.76, est_peak_gb_fp16_30s=9.73, kv_cache_gb_fp16_30s=1.18),
+    dict(name="melody", est_peak_gb_fp32_30s=9.98, est_peak_gb_fp16_30s=5.84, kv_cache_gb_fp16_30s=1.04),
+]  # fmt: skip

@@ -1,0 +1,160 @@
+"""Int8 decoder linears: what is quantized, accuracy, memory, and that generation runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import musicgen_nb as mg
+from musicgen_nb import generation as G
+from musicgen_nb import quantize as Q
+from musicgen_nb.engine import Decoder, Sampler, guide
+
+
+@pytest.fixture(scope="module")
+def tiny_int8():
+    return mg.load("tiny", precision="int8")
+
+
+def _linears(module):
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def test_decoder_linears_are_int8_rest_fp32(tiny_int8):
+    model = tiny_int8.model
+    assert _linears(model.decoder) == []
+    qs = [m for m in model.decoder.modules() if isinstance(m, Q.Int8Linear)]
+    parts = [m for m in model.decoder.modules() if isinstance(m, Q.Int8Part)]
+    layers = model.config.decoder.num_hidden_layers
+    K = model.config.decoder.num_codebooks
+    # per layer: fused self q/k/v, self out, cross q/k/v/out, fc1, fc2; one fused lm head
+    assert len(qs) == layers * 8 + 1
+    assert len(parts) == layers * 3 + K
+    for part in (model.text_encoder, model.audio_encoder):
+        assert all(p.dtype == torch.float32 for p in part.parameters())
+    assert _linears(model.text_encoder)
+    assert tiny_int8.dtype == torch.float32
+    assert "int8" in repr(qs[0])
+
+
+def test_melody_model_quantizes():
+    s = mg.load("tiny-melody", precision="int8")
+    assert _linears(s.model.decoder) == []
+    g = s.generate("jazz", duration=0.5, seed=0, progress=False)
+    assert g.codes.shape == (1, s.num_codebooks, 25)
+
+
+@pytest.mark.parametrize("fbgemm", [True, False])
+def test_int8_linear_accuracy(monkeypatch, fbgemm):
+    if not fbgemm:
+        monkeypatch.setattr(Q, "fbgemm_available", lambda: False)
+    elif not Q.fbgemm_available():
+        pytest.skip("fbgemm is not available in this PyTorch build")
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 96)
+    q = Q.Int8Linear(lin)
+    assert (q.packed is not None) == fbgemm
+    w = q.int8_weight()
+    assert w.dtype == torch.int8 and w.shape == (96, 256)
+    deq = w.float() * q.scale[:, None]
+    assert (deq - lin.weight).abs().max() <= q.scale.max() / 2 + 1e-6
+    x = torch.randn(3, 7, 256)
+    with torch.inference_mode():
+        y, ref = q(x), lin(x)
+    assert y.shape == ref.shape
+    rel = ((y - ref).norm() / ref.norm()).item()
+    assert rel < 0.03, rel
+
+
+def test_linear_bytes_quarter(tiny):
+    fp32 = Q.linear_bytes(tiny.model.decoder)
+    s = mg.load("tiny", precision="int8")
+    int8 = Q.linear_bytes(s.model.decoder)
+    assert 0.24 < int8 / fp32 < 0.30
+
+
+def test_rejects_non_musicgen():
+    with pytest.raises(TypeError, match="quantize_int8"):
+        Q.quantize_int8(nn.Linear(2, 2))
+
+
+def test_close_to_fp32_under_teacher_forcing(tiny, tiny_int8):
+    """Same input sequence: the guided next-token distributions stay close to fp32's."""
+    steps = 20
+    toks = torch.randint(
+        0,
+        tiny.codebook_size,
+        (1, tiny.num_codebooks, steps),
+        generator=torch.Generator().manual_seed(0),
+    )
+    sampler = Sampler(guidance_scale=3.0)
+    out = []
+    for s in (tiny, tiny_int8):
+        with torch.inference_mode():
+            cond = G.conditioning(s, ["lo-fi beat"], negative=None, guidance_scale=3.0)
+            dec = Decoder(s.model, cond, max_len=steps)
+            lps = []
+            for t in range(steps):
+                logits = dec.step(toks[:, :, t : t + 1].repeat(2, 1, 1))
+                lps.append(guide(logits, 1, sampler)[0].float().log_softmax(-1))
+            out.append(torch.cat(lps))
+    ref, q = out
+    kl = (ref.exp() * (ref - q)).sum(-1).mean().item()
+    top1 = (ref.argmax(-1) == q.argmax(-1)).float().mean().item()
+    assert kl < 0.05 and top1 > 0.85, (kl, top1)
+
+
+def test_engine_and_transformers_generate_int8(tiny_int8):
+    s = tiny_int8
+    g = s.generate(["a", "b"], duration=0.4, seed=3, progress=False)
+    assert g.codes.shape == (2, s.num_codebooks, 20)
+    assert g.audio.shape[-1] == round(0.4 * s.sample_rate)
+    inputs = s.processor(text=["a"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        audio = s.model.generate(**inputs, do_sample=True, max_new_tokens=10)
+    assert torch.isfinite(audio).all()
+
+
+def test_fused_parts_equal_separate_layers():
+    torch.manual_seed(0)
+    lins = [nn.Linear(32, 16, bias=False), nn.Linear(32, 8), nn.Linear(32, 16)]
+    fused = Q.Int8Linear.fuse(lins)
+    parts = [Q.Int8Part(fused, 0, 16), Q.Int8Part(fused, 16, 24), Q.Int8Part(fused, 24, 40)]
+    x = torch.randn(2, 5, 32)
+    with torch.inference_mode():
+        for lin, part in zip(lins, parts, strict=True):
+            torch.testing.assert_close(part(x), Q.Int8Linear(lin)(x), rtol=0, atol=1e-6)
+
+
+def test_part_memo_not_stale():
+    torch.manual_seed(0)
+    fused = Q.Int8Linear.fuse([nn.Linear(8, 4), nn.Linear(8, 4)])
+    part = Q.Int8Part(fused, 0, 4)
+    x = torch.randn(3, 8)
+    a = part(x)
+    x.mul_(2)  # same tensor, changed in place
+    b = part(x)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(part(x.clone()), b)
+
+
+def test_engine_matches_transformers_forward_int8(tiny_int8):
+    """The engine's fused int8 path and transformers' forward through the parts agree."""
+    s = tiny_int8
+    with torch.inference_mode():
+        cond = G.conditioning(s, ["a", "b"], negative=None, guidance_scale=1.0)
+        toks = torch.randint(
+            0, s.codebook_size, (2, s.num_codebooks, 5), generator=torch.Generator().manual_seed(1)
+        )
+        dec = Decoder(s.model, cond, max_len=8)
+        assert dec.heads_fused is not None and dec.plan[0].qkv is not None
+        # One chunk: activations are quantized per call, so both sides must see the same rows.
+        ours = dec.step(toks)
+        hidden = s.model.decoder.model(
+            input_ids=toks.reshape(2 * s.num_codebooks, 5),
+            encoder_hidden_states=cond.hidden,
+            encoder_attention_mask=cond.mask.long(),
+        ).last_hidden_state[:, -1]
+        ref = torch.stack([head(hidden) for head in s.model.decoder.lm_heads], dim=1)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
