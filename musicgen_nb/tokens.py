@@ -94,14 +94,18 @@ def encode(s, audio, sr: int) -> np.ndarray:
     return codes.to("cpu", torch.int64).numpy()
 
 
-def _check_codes(s, codes) -> np.ndarray:
+def _int_codes(codes) -> np.ndarray:
+    """Codes (array or tensor) as an integer array, ``[K, T]`` promoted to ``[1, K, T]``."""
     if hasattr(codes, "detach") and hasattr(codes, "cpu"):
         codes = codes.detach().cpu().numpy()
     arr = np.asarray(codes)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"codes must hold integer code ids, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[None]
+    return arr[None] if arr.ndim == 2 else arr
+
+
+def _check_codes(s, codes) -> np.ndarray:
+    arr = _int_codes(codes)
     k = int(s.num_codebooks)
     if arr.ndim != 3 or arr.shape[1] != k or arr.shape[2] == 0 or arr.shape[0] == 0:
         raise ValueError(
@@ -304,13 +308,7 @@ def codebook_usage(codes, *, codebook_size: int = 2048, top: int = 5):
 
     size = _positive(codebook_size, "codebook_size", integer=True)
     top = _positive(top, "top", integer=True)
-    if hasattr(codes, "detach") and hasattr(codes, "cpu"):
-        codes = codes.detach().cpu().numpy()
-    arr = np.asarray(codes)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"codes must hold integer code ids, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = arr[None]
+    arr = _int_codes(codes)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[2] == 0:
         raise ValueError(
             f"codes must be [batch, K, frames] or [K, frames] with frames >= 1, "

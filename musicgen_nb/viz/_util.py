@@ -56,6 +56,16 @@ def as_array(x, name: str, *, dtype=None) -> np.ndarray:
     return arr
 
 
+def unpack_generation(audio, sr, item):
+    """(audio, sr, short prompt or None): a Generation's audio and rate, or the inputs as given."""
+    if not is_generation(audio):
+        return audio, sr, None
+    g = audio
+    prompts = list(g.prompts or [])
+    prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
+    return g.audio, (g.sample_rate if sr is None else sr), prompt
+
+
 def check_int(value, name: str, *, minimum: int = 0) -> int:
     """Return ``value`` as int, or raise naming ``name`` when it is not an int >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

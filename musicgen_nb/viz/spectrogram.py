@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import audio_2d, base_layout, check_int, check_rate, is_generation, pool_columns, short
+from ._util import audio_2d, base_layout, check_int, check_rate, pool_columns, unpack_generation
 
 HOVER = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"
 
@@ -64,13 +64,7 @@ def spectrogram(
     """
     import librosa
 
-    prompt = None
-    if is_generation(audio):
-        g = audio
-        sr = g.sample_rate if sr is None else sr
-        prompts = list(g.prompts or [])
-        prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
-        audio = g.audio
+    audio, sr, prompt = unpack_generation(audio, sr, item)
     sr = check_rate(sr, "sr")
     n_mels = check_int(n_mels, "n_mels", minimum=1)
     n_fft = check_int(n_fft, "n_fft", minimum=2)

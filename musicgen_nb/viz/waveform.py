@@ -11,9 +11,8 @@ from ._util import (
     channel_names,
     check_int,
     check_rate,
-    is_generation,
     minmax_envelope,
-    short,
+    unpack_generation,
 )
 
 HOVER = "%{x:.3f} s<br>%{y:.3f}<extra>%{fullData.name}</extra>"
@@ -56,13 +55,7 @@ def waveform(
     >>> len(fig.data[0].x) <= 2000
     True
     """
-    prompt = None
-    if is_generation(audio):
-        g = audio
-        sr = g.sample_rate if sr is None else sr
-        prompts = list(g.prompts or [])
-        prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
-        audio = g.audio
+    audio, sr, prompt = unpack_generation(audio, sr, item)
     sr = check_rate(sr, "sr")
     max_points = check_int(max_points, "max_points", minimum=2)
     wav = audio_2d(audio, item, "audio")
