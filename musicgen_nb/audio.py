@@ -150,6 +150,73 @@ def as_batch(audio, *, name: str = "audio") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- resampling
+def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -> np.ndarray:
+    """One clip as float32 ``[channels, samples]`` from ``[N]``, ``[C, N]`` or ``[B, C, N]``.
+
+    For display (players, figures): NaN and inf become finite instead of raising.
+
+    Parameters
+    ----------
+    audio : array or tensor
+    item : int, optional
+        Batch item of a ``[B, C, N]`` input; may be omitted when ``B == 1``.
+    name : str
+        Argument name used in error messages.
+    max_channels : int
+        More channels than this is taken for a ``[samples, channels]`` mistake.
+
+    Examples
+    --------
+    >>> one_item(np.zeros((2, 1, 100)), 1).shape
+    (1, 100)
+    """
+    if hasattr(audio, "detach") and hasattr(audio, "cpu"):  # a torch tensor
+        audio = audio.detach().cpu().numpy()
+    if isinstance(audio, (str, bytes, dict)) or audio is None:
+        raise TypeError(
+            f"{name} must be an array (numpy, torch or nested list), got {type(audio).__name__}"
+        )
+    try:
+        arr = np.asarray(audio)
+    except Exception as e:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array (numpy, torch or nested list): {e}") from None
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 3:
+        if item is None:
+            if arr.shape[0] != 1:
+                raise ValueError(
+                    f"{name} holds a batch of {arr.shape[0]} items (shape {arr.shape}); "
+                    f"pass item=0..{arr.shape[0] - 1}"
+                )
+            item = 0
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"item must be an int >= 0, got {item!r}")
+        if not 0 <= item < arr.shape[0]:
+            raise ValueError(
+                f"item={item} is out of range for {name} with batch size {arr.shape[0]} "
+                f"(allowed: 0..{arr.shape[0] - 1})"
+            )
+        arr = arr[item]
+    elif arr.ndim == 1:
+        arr = arr[None]
+    elif arr.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape [samples], [channels, samples] or "
+            f"[batch, channels, samples], got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(
+            f"{name} must hold at least one channel and one sample, got shape {arr.shape}"
+        )
+    if arr.shape[0] > max_channels:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} channels (shape {arr.shape}); expected [channels, samples] "
+            f"with at most {max_channels} channels. Did you pass [samples, channels]? Transpose it."
+        )
+    return np.nan_to_num(arr.astype(np.float32, copy=False))
+
+
 def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample along the last axis with soxr (HQ), keeping any leading shape.
 

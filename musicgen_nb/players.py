@@ -24,6 +24,8 @@ import struct
 
 import numpy as np
 
+from .audio import one_item
+
 FORMATS = ("ogg", "wav")
 MIME = {"ogg": "audio/ogg", "wav": "audio/wav"}
 OGG_SERIAL = 0x6D676E62  # "mgnb": a fixed stream serial makes the bytes reproducible
@@ -102,48 +104,6 @@ def _encode(samples: np.ndarray, sr: int, fmt: str) -> tuple[bytes, str]:
 
 def _is_generation(obj) -> bool:
     return all(hasattr(obj, a) for a in ("audio", "codes", "sample_rate", "prompts", "params"))
-
-
-def _audio_2d(audio, item, name: str = "audio") -> np.ndarray:
-    """``[N]``, ``[C, N]`` or ``[B, C, N]`` -> float32 ``[C, N]``."""
-    if hasattr(audio, "detach") and hasattr(audio, "cpu"):
-        audio = audio.detach().cpu().numpy()
-    if isinstance(audio, (str, bytes, dict)) or audio is None:
-        raise TypeError(f"{name} must be an array of samples, got {type(audio).__name__}")
-    arr = np.asarray(audio)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 3:
-        if item is None:
-            if arr.shape[0] != 1:
-                raise ValueError(
-                    f"{name} holds a batch of {arr.shape[0]} items (shape {arr.shape}); "
-                    f"pass item=0..{arr.shape[0] - 1}"
-                )
-            item = 0
-        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-            raise TypeError(f"item must be an int, got {item!r}")
-        if not 0 <= item < arr.shape[0]:
-            raise ValueError(
-                f"item={item} is out of range for batch size {arr.shape[0]} (allowed: 0..{arr.shape[0] - 1})"
-            )
-        arr = arr[item]
-    elif arr.ndim == 1:
-        arr = arr[None]
-    elif arr.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape [samples], [channels, samples] or [batch, channels, samples], got {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} must hold at least one channel and one sample, got shape {arr.shape}"
-        )
-    if arr.shape[0] > 8:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} channels (shape {arr.shape}); expected [channels, samples] with "
-            "at most 8 channels. Did you pass [samples, channels]? Transpose it."
-        )
-    return np.nan_to_num(arr.astype(np.float32, copy=False))
 
 
 def _check_sr(sr) -> int:
@@ -313,13 +273,13 @@ def player(
         g = audio
         if item is None:
             item = 0 if len(g.audio) == 1 else None
-        wav = _audio_2d(g.audio, item, "audio")
+        wav = one_item(g.audio, item, max_channels=8)
         item = item or 0
         sr = g.sample_rate if sr is None else sr
         label = _generation_label(g, item) if label is None else label
         meta = _generation_meta(g, item) if meta is None else meta
     else:
-        wav = _audio_2d(audio, item, "audio")
+        wav = one_item(audio, item, max_channels=8)
     if sr is None:
         raise TypeError("sr is required: pass the sample rate in Hz, e.g. player(audio, 32000)")
     sr = _check_sr(sr)

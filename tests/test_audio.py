@@ -231,3 +231,19 @@ def test_sine_and_melody_tone():
         audio.sine(5000, 1.0, 8000)
     with pytest.raises(ValueError, match="notes"):
         audio.melody_tone([], 0.5, 8000)
+
+
+def test_one_item_picks_a_clip_and_names_problems():
+    from musicgen_nb.audio import one_item
+
+    batch = np.stack([np.zeros((1, 10)), np.full((1, 10), np.nan)])
+    assert one_item(batch, 1).tolist() == [[0.0] * 10]  # NaN made finite for display
+    assert one_item(np.ones(5)).shape == (1, 5)
+    with pytest.raises(ValueError, match=r"batch of 2 items.*pass item=0\.\.1"):
+        one_item(batch)
+    with pytest.raises(ValueError, match="item=2 is out of range"):
+        one_item(batch, 2)
+    with pytest.raises(
+        ValueError, match=r"at most 8 channels\. Did you pass \[samples, channels\]"
+    ):
+        one_item(np.zeros((100, 2)), max_channels=8)

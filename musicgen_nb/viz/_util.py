@@ -118,28 +118,9 @@ def codes_2d(codes, item: int, name: str = "codes") -> np.ndarray:
 
 def audio_2d(audio, item: int, name: str = "audio") -> np.ndarray:
     """Audio ``[N]``, ``[C, N]`` or ``[B, C, N]`` -> float32 ``[C, N]`` of one item."""
-    arr = as_array(audio, name)
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr[None]
-    elif arr.ndim == 3:
-        arr = pick_item(arr, item, name)
-    elif arr.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape [samples], [channels, samples] or "
-            f"[batch, channels, samples], got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
-            f"{name} must hold at least one channel and one sample, got shape {arr.shape}"
-        )
-    if arr.shape[0] > 16:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} channels (shape {arr.shape}); expected [channels, samples] "
-            "with at most 16 channels. Did you pass [samples, channels]? Transpose it."
-        )
-    return np.nan_to_num(arr.astype(np.float32, copy=False))
+    from ..audio import one_item
+
+    return one_item(audio, item, name=name, max_channels=16)
 
 
 def channel_names(n: int) -> list[str]:
