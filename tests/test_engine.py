@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+import musicgen_nb as mg
+from musicgen_nb import engine
 from musicgen_nb import generation as G
 from musicgen_nb.engine import Decoder, Sampler, _linear_fn, cache_bytes, oom_message
 
@@ -112,12 +114,80 @@ def test_logits_match_transformers_forward(tiny):
         dec = Decoder(s.model, cond, max_len=8)
         for t in range(5):
             ours = dec.step(toks[:, :, t : t + 1])
-        ref = s.model.decoder(
-            input_ids=toks.reshape(2 * s.num_codebooks, 5),
-            encoder_hidden_states=cond.hidden,
-            encoder_attention_mask=cond.mask.long(),
-        ).logits[:, -1]
-    torch.testing.assert_close(ours, ref.reshape(2, s.num_codebooks, -1), rtol=1e-4, atol=1e-4)
+        ref = _forward_logits(s, toks, cond)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def _forward_logits(s, toks, cond):
+    """transformers' decoder forward on ``toks`` ``[2, K, n]``: last-position logits ``[2, K, V]``."""
+    ref = s.model.decoder(
+        input_ids=toks.reshape(2 * s.num_codebooks, toks.shape[-1]),
+        encoder_hidden_states=cond.hidden,
+        encoder_attention_mask=cond.mask.long(),
+    ).logits[:, -1]
+    return ref.reshape(2, s.num_codebooks, -1)
+
+
+def test_layers_run_compiled_and_equal_python(tiny):
+    """The layers run through TorchScript here, with the same logits as the Python function."""
+    assert isinstance(engine._compiled(), torch.jit.ScriptFunction)
+    with torch.inference_mode():
+        cond = _cond(tiny)
+        toks = _tokens(tiny, cond.hidden.shape[0], 6)
+        scripted, python = (
+            Decoder(tiny.model, cond, max_len=8),
+            Decoder(tiny.model, cond, max_len=8),
+        )
+        python.run = engine._layers
+        assert scripted.run is not python.run
+        for t in range(6):
+            a = scripted.step(toks[:, :, t : t + 1])
+            b = python.step(toks[:, :, t : t + 1])
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_bf16_logits_match_transformers_forward():
+    s = mg.load("tiny", precision="bf16")
+    assert s.model.decoder.lm_heads[0].weight.dtype == torch.bfloat16
+    with torch.inference_mode():
+        cond = _cond(s, gs=1.0)
+        toks = _tokens(s, 2, 4)
+        dec = Decoder(s.model, cond, max_len=6)
+        assert dec.table.mode == engine._LINEAR
+        for t in range(4):
+            ours = dec.step(toks[:, :, t : t + 1])
+        ref = _forward_logits(s, toks, cond)
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=0.05, atol=0.05)
+
+
+def test_int8_without_fbgemm_dequantizes():
+    """Int8 layers without fbgemm weights run dequantized: same logits as transformers' forward."""
+    from musicgen_nb.quantize import Int8Linear
+
+    s = mg.load("tiny", precision="int8")
+    for m in s.model.decoder.modules():
+        if isinstance(m, Int8Linear):
+            m.qweight, m.packed = m.int8_weight(), None
+    with torch.inference_mode():
+        cond = _cond(s, gs=1.0)
+        toks = _tokens(s, 2, 4)
+        dec = Decoder(s.model, cond, max_len=6)
+        assert dec.table.mode == engine._DEQUANT and dec.table.fused_qkv
+        for t in range(4):
+            ours = dec.step(toks[:, :, t : t + 1])
+        ref = _forward_logits(s, toks, cond)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_unsupported_layers_are_refused():
+    s = mg.load("tiny")
+    layer = s.model.decoder.model.decoder.layers[1]
+    layer.fc2 = torch.nn.Sequential(layer.fc2)
+    with pytest.raises(TypeError, match="fc2: every linear of the decoder must be nn.Linear"):
+        Decoder(s.model, _cond(s), max_len=4)
+    layer.activation_fn = torch.nn.ReLU()
+    with pytest.raises(TypeError, match="exact GELU"):
+        Decoder(s.model, _cond(s), max_len=4)
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_melody"])

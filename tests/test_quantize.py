@@ -148,7 +148,7 @@ def test_engine_matches_transformers_forward_int8(tiny_int8):
             0, s.codebook_size, (2, s.num_codebooks, 5), generator=torch.Generator().manual_seed(1)
         )
         dec = Decoder(s.model, cond, max_len=8)
-        assert dec.heads_fused is not None and dec.plan[0].qkv is not None
+        assert dec.heads_fused is not None and dec.table.fused_qkv
         # One chunk: activations are quantized per call, so both sides must see the same rows.
         ours = dec.step(toks)
         hidden = s.model.decoder.model(
