@@ -258,7 +258,9 @@ def _compiled():
     ~1-2 us of dispatch instead of ~5-15 us from Python (~4 ms of a 20 ms int8
     step on musicgen-small). PyTorch marks TorchScript deprecated but ships it,
     and it is the one compiler that takes fbgemm's packed int8 weights
-    (``torch.compile`` cannot trace them). Same ops, same results.
+    (``torch.compile`` cannot trace them). :class:`Decoder` runs it with
+    ``torch.jit.optimized_execution(False)``: the interpreter runs the ops as
+    written, with no fusion passes, so the results are the Python function's.
     """
     try:
         with warnings.catch_warnings():
@@ -429,6 +431,8 @@ class Decoder:
         self.captured_cross: dict[int, list] = {}
         self.cross_bias = None
         self.cross_kv = None if cond.prefix else self._cross_kv()
+        self.cross_k = [k for k, _ in self.cross_kv or []]
+        self.cross_v = [v for _, v in self.cross_kv or []]
         self.run = _compiled()
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
@@ -487,15 +491,13 @@ class Decoder:
         cap = self.capture
         layers = sorted(cap["layers"]) if cap is not None else []
         t = self.table
-        if self.cross_kv is not None:
-            cross_k, cross_v = [k for k, _ in self.cross_kv], [v for _, v in self.cross_kv]
-        else:
-            cross_k, cross_v = [], []
-        x, kept_self, kept_cross = self.run(
-            x, rows, start, self.heads, t.norms, t.eps, t.mode, t.fused_qkv, t.packed, t.weights,
-            t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, cross_k, cross_v,
-            self.cross_bias, bias, causal, layers, self.scaling,
-        )  # fmt: skip
+        cross_k, cross_v = self.cross_k, self.cross_v
+        with torch.jit.optimized_execution(False):  # the ops as written: no fusion passes
+            x, kept_self, kept_cross = self.run(
+                x, rows, start, self.heads, t.norms, t.eps, t.mode, t.fused_qkv, t.packed, t.weights,
+                t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, cross_k, cross_v,
+                self.cross_bias, bias, causal, layers, self.scaling,
+            )  # fmt: skip
         for store, kept in ((self.captured_self, kept_self), (self.captured_cross, kept_cross)):
             for i, w in zip(layers, kept, strict=False):
                 w = w[: cap["rows"]]
