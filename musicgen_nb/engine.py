@@ -144,15 +144,16 @@ def _linear(
     reduce_range: bool,
 ) -> torch.Tensor:
     """Linear ``i`` of the weight table applied to ``x`` ``[rows, in]``."""
-    if mode == 0:
+    # The modes are written as literals: TorchScript reads no global constants.
+    if mode == 0:  # _INT8
         return torch.ops.quantized.linear_dynamic(x, packed[i], reduce_range)
     b = biases[i]
-    if mode == 1:
+    if mode == 1:  # _MATVEC
         y = torch.mm(weights[i], x.t()) if b is None else torch.addmm(b, weights[i], x.t())
         return y.t().contiguous()
-    if mode == 2:
+    if mode == 2:  # _LINEAR
         return F.linear(x, weights[i], b)
-    y = F.linear(x, weights[i].to(x.dtype)) * scales[i]
+    y = F.linear(x, weights[i].to(x.dtype)) * scales[i]  # _DEQUANT
     return y if b is None else y + b
 
 
@@ -320,12 +321,9 @@ def _table(layers) -> _Table:
         linears += [layer.fc1, layer.fc2]
         for slot, lin in zip(_SLOTS, linears, strict=True):
             _add(t, lin, slot)
-        for ln in (
-            layer.self_attn_layer_norm,
-            getattr(layer, "encoder_attn_layer_norm", None),
-            layer.final_layer_norm,
-        ):
-            ln = ln if ln is not None else layer.self_attn_layer_norm  # no cross-attention: unused
+        # Without cross-attention (melody) its slot holds the self-attention norm, unused.
+        cross_norm = getattr(layer, "encoder_attn_layer_norm", layer.self_attn_layer_norm)
+        for ln in (layer.self_attn_layer_norm, cross_norm, layer.final_layer_norm):
             if type(ln) is not torch.nn.LayerNorm or ln.eps != t.eps:
                 raise TypeError(f"the engine runs LayerNorm(eps={t.eps}) layers, not {ln!r}")
             t.norms += [ln.weight, ln.bias]
@@ -427,12 +425,13 @@ class Decoder:
         self.heads_fused = _linear_fn(fused) if fused is not None else None
         self.lm_heads = [_linear_fn(h) for h in self.lm.lm_heads]
         self.capture = capture
+        self.capture_layers = sorted(capture["layers"]) if capture is not None else []
         self.captured_self: dict[int, list] = {}
         self.captured_cross: dict[int, list] = {}
-        self.cross_bias = None
-        self.cross_kv = None if cond.prefix else self._cross_kv()
-        self.cross_k = [k for k, _ in self.cross_kv or []]
-        self.cross_v = [v for _, v in self.cross_kv or []]
+        # Melody models have no cross-attention: their conditioning is a prefix.
+        self.cross_k, self.cross_v, self.cross_bias = (
+            ([], [], None) if cond.prefix else self._cross_kv()
+        )
         self.run = _compiled()
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
@@ -443,27 +442,25 @@ class Decoder:
             emb.make_weights(total, emb.embedding_dim)
         return emb.weights[:total].to(device=self.device, dtype=self.dtype)
 
-    def _cross_kv(self):
-        """Pre-compute every layer's cross-attention keys and values once."""
+    def _cross_kv(self) -> tuple[list, list, torch.Tensor]:
+        """Every layer's cross-attention keys and values, computed once, and their mask bias."""
         h = self.cond.hidden.to(self.dtype)
         rows, length, _ = h.shape
-        out = []
-        for layer in self.layers:
-            attn = layer.encoder_attn
-            k = attn.k_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
-            out.append((k, v))
         mask = self.cond.mask
-        bias = torch.zeros(rows, 1, 1, length, dtype=self.dtype, device=self.device)
-        bias.masked_fill_(~mask[:, None, None, :], torch.finfo(self.dtype).min)
         # A row with nothing to attend to (the unconditional branch) attends nowhere:
         # its output is 0. Zero values give exactly that (uniform weights times 0),
         # without a masked_fill per layer and step.
         empty = ~mask.any(dim=1)
-        if bool(empty.any()):
-            out = [(k, v.masked_fill(empty[:, None, None, None], 0.0)) for k, v in out]
-        self.cross_bias = bias
-        return out
+        keys, values = [], []
+        for layer in self.layers:
+            attn = layer.encoder_attn
+            k = attn.k_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
+            keys.append(k)
+            values.append(
+                v.masked_fill(empty[:, None, None, None], 0.0) if bool(empty.any()) else v
+            )
+        return keys, values, _bias(mask[:, None, None, :], self.dtype)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Sum of the per-codebook embeddings of ``tokens`` ``[R, K, n]``."""
@@ -488,14 +485,11 @@ class Decoder:
         if causal and start > 0:  # a chunk after earlier positions: explicit mask
             mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
             bias, causal = _bias(mask, x.dtype), False
-        cap = self.capture
-        layers = sorted(cap["layers"]) if cap is not None else []
-        t = self.table
-        cross_k, cross_v = self.cross_k, self.cross_v
+        cap, layers, t = self.capture, self.capture_layers, self.table
         with torch.jit.optimized_execution(False):  # the ops as written: no fusion passes
             x, kept_self, kept_cross = self.run(
                 x, rows, start, self.heads, t.norms, t.eps, t.mode, t.fused_qkv, t.packed, t.weights,
-                t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, cross_k, cross_v,
+                t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, self.cross_k, self.cross_v,
                 self.cross_bias, bias, causal, layers, self.scaling,
             )  # fmt: skip
         for store, kept in ((self.captured_self, kept_self), (self.captured_cross, kept_cross)):
