@@ -28,6 +28,8 @@ import soundfile as sf
 import soxr
 from scipy import signal
 
+from ._arrays import as_array, pick_item
+
 __all__ = [
     "FORMATS",
     "as_batch",
@@ -170,34 +172,16 @@ def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -
     >>> one_item(np.zeros((2, 1, 100)), 1).shape
     (1, 100)
     """
-    if hasattr(audio, "detach") and hasattr(audio, "cpu"):  # a torch tensor
-        audio = audio.detach().cpu().numpy()
-    if isinstance(audio, (str, bytes, dict)) or audio is None:
-        raise TypeError(
-            f"{name} must be an array (numpy, torch or nested list), got {type(audio).__name__}"
-        )
-    try:
-        arr = np.asarray(audio)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array (numpy, torch or nested list): {e}") from None
+    arr = as_array(audio, name)
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.ndim == 3:
-        if item is None:
-            if arr.shape[0] != 1:
-                raise ValueError(
-                    f"{name} holds a batch of {arr.shape[0]} items (shape {arr.shape}); "
-                    f"pass item=0..{arr.shape[0] - 1}"
-                )
-            item = 0
-        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-            raise TypeError(f"item must be an int >= 0, got {item!r}")
-        if not 0 <= item < arr.shape[0]:
+        if item is None and arr.shape[0] != 1:
             raise ValueError(
-                f"item={item} is out of range for {name} with batch size {arr.shape[0]} "
-                f"(allowed: 0..{arr.shape[0] - 1})"
+                f"{name} holds a batch of {arr.shape[0]} items (shape {arr.shape}); "
+                f"pass item=0..{arr.shape[0] - 1}"
             )
-        arr = arr[item]
+        arr = pick_item(arr, 0 if item is None else item, name)
     elif arr.ndim == 1:
         arr = arr[None]
     elif arr.ndim != 2:

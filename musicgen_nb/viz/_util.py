@@ -10,6 +10,8 @@ import html
 
 import numpy as np
 
+from .._arrays import as_array, check_int, pick_item  # noqa: F401 - shared with the figures
+
 #: Fixed template and margins: no random ids, no timestamps, same JSON every run.
 TEMPLATE = "plotly_white"
 FONT = dict(family="Arial, sans-serif", size=12)
@@ -37,25 +39,6 @@ def is_generation(obj) -> bool:
     return all(hasattr(obj, a) for a in ("audio", "codes", "sample_rate", "frame_rate", "prompts"))
 
 
-def as_array(x, name: str, *, dtype=None) -> np.ndarray:
-    """Coerce a numpy array, torch tensor or nested list to ``np.ndarray``."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    if isinstance(x, (str, bytes, dict)) or x is None:
-        raise TypeError(
-            f"{name} must be an array (numpy, torch or nested list), got {type(x).__name__}"
-        )
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(f"{name} must be an array (numpy, torch or nested list): {e}") from None
-    if arr.dtype == object:
-        raise TypeError(f"{name} must be a numeric array, got an object array (ragged lists?)")
-    if dtype is not None:
-        arr = arr.astype(dtype, copy=False)
-    return arr
-
-
 def unpack_generation(audio, sr, item):
     """(audio, sr, short prompt or None): a Generation's audio and rate, or the inputs as given."""
     if not is_generation(audio):
@@ -66,15 +49,6 @@ def unpack_generation(audio, sr, item):
     return g.audio, (g.sample_rate if sr is None else sr), prompt
 
 
-def check_int(value, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` as int, or raise naming ``name`` when it is not an int >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_rate(value, name: str) -> float:
     """Return a positive finite rate (sample rate, frame rate) as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -82,17 +56,6 @@ def check_rate(value, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
-
-
-def pick_item(arr: np.ndarray, item: int, name: str) -> np.ndarray:
-    """Select batch item ``item`` of a batched array, with a clear error when out of range."""
-    item = check_int(item, "item", minimum=0)
-    if item >= arr.shape[0]:
-        raise ValueError(
-            f"item={item} is out of range for {name} with batch size {arr.shape[0]} "
-            f"(allowed: 0..{arr.shape[0] - 1})"
-        )
-    return arr[item]
 
 
 def codes_2d(codes, item: int, name: str = "codes") -> np.ndarray:
