@@ -55,21 +55,13 @@ def _decode(s, cond, steps: int) -> None:
 
 def _weight_bytes(model) -> int:
     """Bytes of decoder weights one step reads (cross-attention k/v are computed once)."""
-    from musicgen_nb.quantize import Int8Linear, Int8Part
+    from musicgen_nb.quantize import linear_bytes
 
-    total = 0
-    for name, m in model.decoder.named_modules():
-        if (
-            "encoder_attn.k_proj" in name
-            or "encoder_attn.v_proj" in name
-            or isinstance(m, Int8Part)
-        ):
-            continue
-        if isinstance(m, Int8Linear):
-            total += m.in_features * m.out_features
-        elif type(m).__name__ == "Linear":
-            total += m.weight.numel() * m.weight.element_size()
-    return total
+    dec = model.decoder
+    once = ("encoder_attn.k_proj", "encoder_attn.v_proj")
+    return linear_bytes(dec) - sum(
+        linear_bytes(m) for name, m in dec.named_modules() if name.endswith(once)
+    )
 
 
 def main(argv=None) -> int:
