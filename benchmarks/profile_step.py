@@ -122,6 +122,11 @@ def main(argv=None) -> int:
         elif name == "self_attention":
             note = f"{kv_bytes / 1e6:.0f} MB of keys/values on average -> {kv_bytes / ms / 1e6:.1f} GB/s"
         print(f"{name:<17}{ms:>8.2f}{ms / step_ms:>7.0%}  {note}")
+    if sum(parts.values()) > step_ms:
+        print(
+            "note: the profiled parts exceed the timed step: the profiler's own cost per op "
+            "outweighs ops this small, so read the split on a full-size model"
+        )
     print()
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     return 0
