@@ -23,6 +23,7 @@ _LAZY = {
     "melody": ("musicgen_nb.melody", None),
     "patterns": ("musicgen_nb.patterns", None),
     "tokens": ("musicgen_nb.tokens", None),
+    "testing": ("musicgen_nb.testing", None),
     "Generation": ("musicgen_nb.generation", "Generation"),
     "MusicGen": ("musicgen_nb.models", "MusicGen"),
     "list_models": ("musicgen_nb.models", "list_models"),

@@ -4,7 +4,9 @@ The real configurations (sizes, layers, heads) of every MusicGen checkpoint
 live in ``musicgen_nb/configs/*.json``. ``tiny`` and ``tiny-melody`` are the same
 architectures shrunk to a few MB, with seeded random weights, saved once with
 ``save_pretrained`` (safetensors) so that they load through the very same
-``from_pretrained`` path as a hub checkpoint.
+``from_pretrained`` path as a hub checkpoint. ``tiny-stereo`` and
+``tiny-stereo-melody`` are their stereo layouts (2 audio channels, 8 codebooks,
+left/right interleaved), the offline stand-ins of the ``stereo-*`` checkpoints.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ SEED = 1234
 #: scale text, melody and negative prompts visibly change the sampled codes.
 TINY_INIT_SCALE = 0.25
 
-OFFLINE = ("tiny", "tiny-melody")
+OFFLINE = ("tiny", "tiny-melody", "tiny-stereo", "tiny-stereo-melody")
 #: Display order of the known architectures.
 ORDER = (
     "small", "medium", "large", "melody", "melody-large",
@@ -87,6 +89,19 @@ def tiny_spec(melody: bool = False, stereo: bool = False) -> dict:
     name = "tiny" + ("-stereo" if stereo else "") + ("-melody" if melody else "")
     meta = dict(name=name, checkpoint=name, melody=melody, stereo=stereo, max_duration=4.0)
     return dict(meta=meta, config=config)
+
+
+def offline_spec(name: str) -> dict:
+    """The :func:`tiny_spec` of offline checkpoint ``name``.
+
+    Examples
+    --------
+    >>> offline_spec("tiny-stereo-melody")["meta"]
+    {'name': 'tiny-stereo-melody', 'checkpoint': 'tiny-stereo-melody', 'melody': True, 'stereo': True, 'max_duration': 4.0}
+    """
+    if name not in OFFLINE:
+        raise ValueError(f"name must be one of {list(OFFLINE)}, got {name!r}")
+    return tiny_spec(melody=name.endswith("-melody"), stereo="-stereo" in name)
 
 
 def model_class(model_type: str):
@@ -205,7 +220,7 @@ def offline_checkpoint(name: str, *, cache_dir: str | os.PathLike | None = None)
 
     Parameters
     ----------
-    name : {"tiny", "tiny-melody"}
+    name : {"tiny", "tiny-melody", "tiny-stereo", "tiny-stereo-melody"}
     cache_dir : path, optional
         Defaults to :func:`cache_root`.
 
@@ -214,8 +229,7 @@ def offline_checkpoint(name: str, *, cache_dir: str | os.PathLike | None = None)
     >>> (offline_checkpoint("tiny") / "model.safetensors").exists()
     True
     """
-    if name not in OFFLINE:
-        raise ValueError(f"name must be one of {list(OFFLINE)}, got {name!r}")
+    spec = offline_spec(name)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     target = root / f"{name}-v{RECIPE_VERSION}"
     if (target / "config.json").exists():
@@ -225,7 +239,6 @@ def offline_checkpoint(name: str, *, cache_dir: str | os.PathLike | None = None)
     from ._tokenizer import build_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
-    spec = tiny_spec(melody=name == "tiny-melody")
     model = build_random(spec, init_scale=TINY_INIT_SCALE)
     processor = MusicgenProcessor(
         feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000),

@@ -241,6 +241,10 @@ class Generation:
         :func:`musicgen_nb.trace.to_frame`.
     attentions : musicgen_nb.attention.Attentions or None
         Captured attention of the first window (``attentions=True``).
+    standin : str or None
+        The offline checkpoint that made this in place of ``model_name``
+        (stand-ins on, :mod:`musicgen_nb.testing`): its audio is noise. Saved in
+        the sidecar.
     """
 
     audio: np.ndarray
@@ -260,6 +264,7 @@ class Generation:
     attentions: object = None
     melody_chroma: object = None
     versions: dict = field(default_factory=dict)
+    standin: str | None = None
 
     @property
     def duration(self) -> float:
@@ -293,6 +298,7 @@ class Generation:
             prompt_frames=self.prompt_frames,
             interrupted=self.interrupted,
             versions=self.versions,
+            standin=self.standin,
             item=item,
         )
 
@@ -757,6 +763,7 @@ def generate(
         window_codes=[w.cpu().numpy() for w in window_codes] if len(window_codes) > 1 else [],
         melody_chroma=chroma_full,
         versions=versions(),
+        standin=s.standin,
     )
     if rec is not None:
         from .trace import to_frame

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints
+from . import checkpoints, testing
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -23,7 +23,8 @@ class ModelUnavailableError(RuntimeError):
 
 def _known_names() -> str:
     names = ", ".join(repr(n) for n in checkpoints.known())
-    return f"known names: {names}; offline presets: 'tiny', 'tiny-melody'; or a local directory"
+    offline = ", ".join(repr(n) for n in checkpoints.OFFLINE)
+    return f"known names: {names}; offline presets: {offline}; or a local directory"
 
 
 @cache
@@ -138,7 +139,7 @@ def _resolve_source(name_or_path, *, random_weights: bool) -> tuple[str, dict | 
     short = name if name in known else by_hub.get(name)
     if random_weights:
         if name in checkpoints.OFFLINE:
-            return "random", checkpoints.tiny_spec(melody=name == "tiny-melody")
+            return "random", checkpoints.offline_spec(name)
         if short is None:
             raise ValueError(
                 f"random_weights=True needs a known architecture, got {name!r}; " + _known_names()
@@ -264,6 +265,13 @@ def load(
     -------
     MusicGen
 
+    Notes
+    -----
+    With ``MUSICGEN_NB_STANDIN=1`` (or ``pytest --musicgen-standin``) a real
+    checkpoint loads its offline stand-in instead (``tiny``, ``tiny-melody``,
+    ``tiny-stereo``, ``tiny-stereo-melody``); ``s.name`` keeps the requested
+    name and ``s.is_standin`` is True. See :mod:`musicgen_nb.testing`.
+
     Examples
     --------
     >>> import musicgen_nb as mg
@@ -273,12 +281,14 @@ def load(
     """
     if not isinstance(random_weights, bool):
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
+    name_or_path, standin = testing.resolve(name_or_path, random_weights=random_weights)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
-        return _load(
+        s = _load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle
         )
+    return testing.mark(s, standin)
 
 
 def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
@@ -316,7 +326,8 @@ class MusicGen:
     """A loaded MusicGen: model, processor and the facts you need about them.
 
     Use :func:`load` to make one. ``model`` and ``processor`` are the transformers
-    objects underneath, for power users.
+    objects underneath, for power users. ``standin`` names the offline checkpoint
+    loaded in place of ``name`` when stand-ins are on (:mod:`musicgen_nb.testing`).
 
     Examples
     --------
@@ -326,6 +337,9 @@ class MusicGen:
     >>> g.codes.shape
     (1, 4, 50)
     """
+
+    #: The offline checkpoint loaded in place of ``name`` (stand-ins on), else None.
+    standin: str | None = None
 
     def __init__(
         self, model, processor, *, name: str, precision: str = "fp32", meta: dict | None = None
@@ -351,6 +365,11 @@ class MusicGen:
         self.max_duration = frames / self.frame_rate
 
     @property
+    def is_standin(self) -> bool:
+        """True when an offline stand-in was loaded in place of ``name``: its audio is noise."""
+        return self.standin is not None
+
+    @property
     def device(self) -> torch.device:
         """The device the decoder runs on."""
         return next(self.model.decoder.parameters()).device
@@ -362,6 +381,8 @@ class MusicGen:
 
     def __repr__(self) -> str:
         kind = "melody" if self.is_melody else "text"
+        if self.is_standin:
+            kind += f", stand-in {self.standin!r} (random weights)"
         return (
             f"MusicGen({self.name!r}, {kind}, device={self.device.type}, precision={self.precision}, "
             f"{self.sample_rate} Hz, {self.num_codebooks} codebooks, max {self.max_duration:g} s)"

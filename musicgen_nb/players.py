@@ -136,6 +136,8 @@ def _generation_meta(g, item: int) -> dict:
     meta = {"seed": g.seed}
     if getattr(g, "model_name", ""):
         meta["model"] = g.model_name
+    if getattr(g, "standin", None):
+        meta["stand-in"] = f"{g.standin} (random weights)"
     if len(g.audio) > 1:
         meta["item"] = item
     for k, v in (g.params or {}).items():
