@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", default="build", help="output directory (default ./build)")
     sub.add_parser("models", help="list the known checkpoints")
+    sub.add_parser(
+        "nbval-sanitize",
+        help="print musicgen-nb's nbval sanitize rules (for --nbval-sanitize-with)",
+    )
     return p
 
 
@@ -129,10 +133,18 @@ def _models(args) -> int:
     return 0
 
 
+def _nbval_sanitize(args) -> int:
+    from .testing import sanitize_rules
+
+    sys.stdout.write(sanitize_rules())
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``musicgen-nb`` command."""
     args = _parser().parse_args(argv)
     handlers = {"generate": _generate, "demo": _demo, "models": _models}
+    handlers["nbval-sanitize"] = _nbval_sanitize
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

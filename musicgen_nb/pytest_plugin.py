@@ -1,0 +1,147 @@
+"""pytest plugin: test MusicGen notebooks and code offline, on stand-ins.
+
+Registered through the ``pytest11`` entry point (name ``musicgen_nb``), so
+installing musicgen-nb is enough. ``-p no:musicgen_nb`` turns it off.
+
+- ``--musicgen-standin`` (or ``musicgen_standin = true`` in the pytest ini)
+  sets ``MUSICGEN_NB_STANDIN=1`` for the run. Notebook kernels started by nbval
+  or papermill inherit it, so ``mg.load("facebook/musicgen-small")`` in a
+  notebook loads the offline ``tiny`` (see :mod:`musicgen_nb.testing`).
+- With stand-ins on (or ``--musicgen-sanitize``) nbval compares outputs after
+  musicgen-nb's sanitize rules (timings, progress bars, addresses, temp paths).
+  A file given with ``--nbval-sanitize-with`` is applied too, after ours.
+- Marker ``@pytest.mark.needs_weights`` skips a test while stand-ins are on. In a
+  notebook, the cell tag ``needs-weights`` (or a ``# NEEDS_WEIGHTS`` line) does
+  the same for one cell under nbval.
+- Fixtures ``musicgen_tiny`` and ``musicgen_tiny_melody``: the offline models,
+  loaded once per session.
+
+Examples
+--------
+.. code-block:: console
+
+    $ pytest --nbval-lax --musicgen-standin examples/tutorial/
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from . import testing
+
+_SKIP_REASON = "needs real weights; MusicGen stand-ins are on (--musicgen-standin)"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("musicgen-nb", "MusicGen offline stand-ins (musicgen-nb)")
+    group.addoption(
+        "--musicgen-standin",
+        action="store_true",
+        default=False,
+        help=f"load the offline stand-in of every real MusicGen checkpoint ({testing.ENV}=1, "
+        "inherited by notebook kernels) and apply musicgen-nb's nbval sanitize rules",
+    )
+    group.addoption(
+        "--musicgen-sanitize",
+        action="store_true",
+        default=False,
+        help="apply musicgen-nb's nbval sanitize rules without stand-ins",
+    )
+    parser.addini(
+        "musicgen_standin", type="bool", default=False, help="same as --musicgen-standin"
+    )
+
+
+def standin_requested(config) -> bool:
+    """Whether this run asked for stand-ins (flag or ini option)."""
+    return bool(config.getoption("musicgen_standin") or config.getini("musicgen_standin"))
+
+
+@pytest.hookimpl(trylast=True)  # after nbval has turned --sanitize-with into its new name
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "needs_weights: the test's claims need real MusicGen weights; "
+        "skipped while stand-ins are on (--musicgen-standin)",
+    )
+    standin = standin_requested(config)
+    if standin:
+        previous = os.environ.get(testing.ENV)
+        os.environ[testing.ENV] = "1"
+        config.add_cleanup(lambda: _restore(testing.ENV, previous))
+    if (standin or config.getoption("musicgen_sanitize")) and hasattr(
+        config.option, "nbval_sanitize_with"
+    ):
+        config.option.nbval_sanitize_with = _sanitize_with(config)
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def _sanitize_with(config) -> str:
+    """Our rules file, or a temporary file of our rules then the user's."""
+    ours = testing.sanitize_file()
+    theirs = config.option.nbval_sanitize_with
+    if not theirs:
+        return str(ours)
+    text = testing.sanitize_rules() + "\n" + Path(theirs).read_text(encoding="utf-8")
+    fd, path = tempfile.mkstemp(prefix="musicgen-nb-sanitize-", suffix=".cfg")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    config.add_cleanup(lambda: Path(path).unlink(missing_ok=True))
+    return path
+
+
+def pytest_report_header(config):
+    if testing.enabled():
+        pairs = ", ".join(f"{k} -> {v}" for k, v in _KINDS.items())
+        return f"musicgen-nb: stand-ins on ({testing.ENV}=1): {pairs}"
+    return None
+
+
+_KINDS = {"text": "tiny", "melody": "tiny-melody", "stereo": "tiny-stereo",
+          "stereo melody": "tiny-stereo-melody"}  # fmt: skip
+
+
+def needs_weights(item) -> bool:
+    """Whether a test item is marked ``needs_weights``, or is an nbval cell tagged ``needs-weights``."""
+    if item.get_closest_marker("needs_weights") is not None:
+        return True
+    cell = getattr(item, "cell", None)  # nbval's IPyNbCell
+    if cell is None or not hasattr(cell, "get"):
+        return False
+    tags = cell.get("metadata", {}).get("tags", [])
+    if testing.NEEDS_WEIGHTS_TAG in tags:
+        return True
+    lines = (line.strip() for line in str(cell.get("source", "")).splitlines())
+    return testing.NEEDS_WEIGHTS_COMMENT in lines
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if needs_weights(item) and testing.enabled():
+        pytest.skip(_SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def musicgen_tiny():
+    """The offline ``tiny`` text model (random weights, a 4 s window), loaded once."""
+    import musicgen_nb as mg
+
+    return mg.load("tiny")
+
+
+@pytest.fixture(scope="session")
+def musicgen_tiny_melody():
+    """The offline ``tiny-melody`` model (random weights, a 4 s window), loaded once."""
+    import musicgen_nb as mg
+
+    return mg.load("tiny-melody")
