@@ -285,9 +285,7 @@ def load(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
-        s = _load(
-            name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle
-        )
+        s = _load(name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle)
     return testing.mark(s, standin)
 
 

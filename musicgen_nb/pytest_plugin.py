@@ -51,9 +51,7 @@ def pytest_addoption(parser):
         default=False,
         help="apply musicgen-nb's nbval sanitize rules without stand-ins",
     )
-    parser.addini(
-        "musicgen_standin", type="bool", default=False, help="same as --musicgen-standin"
-    )
+    parser.addini("musicgen_standin", type="bool", default=False, help="same as --musicgen-standin")
 
 
 def standin_requested(config) -> bool:

@@ -221,8 +221,9 @@ def notice(standin: Standin) -> str:
     """The one-line notice printed at the first replacement of a process."""
     guessed = ""
     if standin.guessed:
-        kind = [k for k, on in zip(("stereo", "melody"), _KIND_OF[standin.standin][::-1]) if on]
-        guessed = f" (kind guessed from the name: {' '.join(kind) or 'text'})"
+        melody, stereo = _KIND_OF[standin.standin]
+        kind = " ".join(["stereo"] * stereo + ["melody"] * melody) or "text"
+        guessed = f" (kind guessed from the name: {kind})"
     return (
         f"musicgen-nb: {ENV}=1, so {standin.requested!r} is replaced by the offline stand-in "
         f"{standin.standin!r}{guessed}: random weights, its audio is noise. Every real "
