@@ -71,3 +71,28 @@ def test_offline_checkpoint_rejects_unknown_names(tmp_path):
 def test_model_class_rejects_other_types():
     with pytest.raises(ValueError, match="model_type must be"):
         checkpoints.model_class("bert")
+
+
+def test_offline_spec_of_each_offline_name():
+    for name in checkpoints.OFFLINE:
+        assert checkpoints.offline_spec(name)["meta"]["name"] == name
+    with pytest.raises(ValueError, match="tiny-stereo-melody.*got 'stereo'"):
+        checkpoints.offline_spec("stereo")
+
+
+@pytest.mark.parametrize("name", ["tiny-stereo", "tiny-stereo-melody"])
+def test_stereo_offline_checkpoints_generate_two_channels(name):
+    """The stand-ins of the stereo checkpoints: 2 channels, 8 interleaved codebooks."""
+    s = mg.load(name)
+    real = checkpoints.known()["stereo-melody" if s.is_melody else "stereo-small"]["config"]
+    assert s.is_melody == name.endswith("-melody")
+    assert s.audio_channels == real["decoder"]["audio_channels"] == 2
+    assert s.num_codebooks == real["decoder"]["num_codebooks"] == 8
+    kwargs = {}
+    if s.is_melody:
+        kwargs = dict(melody=mg.audio.melody_tone(["C4", "G4"], 0.5, 32000), melody_sr=32000)
+    g = s.generate("jazz", duration=0.5, seed=0, progress=False, **kwargs)
+    assert g.audio.shape == (1, 2, 16000) and g.codes.shape == (1, 8, 25)
+    assert (g.codes[0, 0::2] != g.codes[0, 1::2]).any()  # left and right are sampled apart
+    assert not np.allclose(g.audio[0, 0], g.audio[0, 1])
+    assert mg.load(name, random_weights=True).audio_channels == 2
