@@ -34,6 +34,8 @@ import pytest
 from . import testing
 
 _SKIP_REASON = "needs real weights; MusicGen stand-ins are on (--musicgen-standin)"
+_KINDS = {"text": "tiny", "melody": "tiny-melody", "stereo": "tiny-stereo",
+          "stereo melody": "tiny-stereo-melody"}  # fmt: skip
 
 
 def pytest_addoption(parser):
@@ -66,6 +68,10 @@ def pytest_configure(config):
         "needs_weights: the test's claims need real MusicGen weights; "
         "skipped while stand-ins are on (--musicgen-standin)",
     )
+    try:
+        testing.enabled()  # a bad MUSICGEN_NB_STANDIN value is a usage error, said once
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
     standin = standin_requested(config)
     if standin:
         previous = os.environ.get(testing.ENV)
@@ -103,10 +109,6 @@ def pytest_report_header(config):
         pairs = ", ".join(f"{k} -> {v}" for k, v in _KINDS.items())
         return f"musicgen-nb: stand-ins on ({testing.ENV}=1): {pairs}"
     return None
-
-
-_KINDS = {"text": "tiny", "melody": "tiny-melody", "stereo": "tiny-stereo",
-          "stereo melody": "tiny-stereo-melody"}  # fmt: skip
 
 
 def needs_weights(item) -> bool:

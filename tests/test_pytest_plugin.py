@@ -137,6 +137,16 @@ def test_ini_option_turns_standins_on(pytester):
     run_inprocess(pytester).assert_outcomes(passed=1)
 
 
+def test_a_bad_environment_value_is_a_usage_error(pytester, monkeypatch):
+    monkeypatch.setenv(testing.ENV, "sometimes")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run_inprocess(pytester)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*MUSICGEN_NB_STANDIN must be 1 (stand-ins on) or 0 (off), got 'sometimes'*"]
+    )
+
+
 # ---------------------------------------------------------------------------- marker
 MARKED = """
 import pytest
@@ -197,6 +207,26 @@ def test_kernels_inherit_standins_and_tagged_cells_are_skipped(pytester):
     result = run(pytester, "--nbval-lax", "--musicgen-standin", "-rs")
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["*needs real weights*"])
+
+
+@pytest.mark.timeout(300)
+def test_papermill_kernels_inherit_standins(pytester):
+    pytest.importorskip("papermill")
+    notebook(
+        pytester.path / "nb.ipynb",
+        ("import os\nprint(os.environ['MUSICGEN_NB_STANDIN'])", (), None),
+    )
+    pytester.makepyfile(
+        """
+        import papermill
+
+        def test_papermill(tmp_path):
+            out = tmp_path / "out.ipynb"
+            nb = papermill.execute_notebook("nb.ipynb", str(out), kernel_name="python3", progress_bar=False)
+            assert nb.cells[0].outputs[0]["text"] == "1\\n"
+        """
+    )
+    run(pytester, "--musicgen-standin").assert_outcomes(passed=1)
 
 
 @pytest.mark.timeout(300)
