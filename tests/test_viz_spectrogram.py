@@ -64,3 +64,9 @@ def test_spectrogram_errors():
         viz.spectrogram(_tone(), SR, n_mels=0)
     with pytest.raises(ValueError, match="at least one channel and one sample"):
         viz.spectrogram(np.zeros(0), SR)
+
+
+def test_spectrogram_title_is_escaped():
+    y = np.sin(np.arange(8000) / 5).astype(np.float32)
+    fig = viz.spectrogram(y, 8000, title="a<b> & </s>")
+    assert fig.layout.title.text == "a&lt;b&gt; &amp; &lt;/s&gt;"

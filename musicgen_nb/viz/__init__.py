@@ -14,7 +14,7 @@ Examples
 
 from .chroma import chroma
 from .codebook_usage import codebook_usage
-from .cross_attention import cross_attention
+from .cross_attention import cross_attention, cross_attention_by_layer
 from .divergence import divergence
 from .entropy import entropy
 from .guidance import guidance_comparison
@@ -29,6 +29,7 @@ __all__ = [
     "chroma",
     "codebook_usage",
     "cross_attention",
+    "cross_attention_by_layer",
     "divergence",
     "entropy",
     "guidance_comparison",

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import audio_2d, base_layout, check_int, check_rate, pool_columns, unpack_generation
+from ._util import (
+    audio_2d,
+    base_layout,
+    check_int,
+    check_rate,
+    esc,
+    pool_columns,
+    unpack_generation,
+)
 
 HOVER = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"
 
@@ -103,7 +111,9 @@ def spectrogram(
         block = starts[1] - starts[0]
         times = times + (block - 1) * hop_length / sr / 2
 
-    if title is None:
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
         title = f"Log-mel spectrogram ({which}, {n_mels} mels, n_fft={n_fft}, hop={hop_length})"
         if prompt is not None:
             title = f"{prompt} — {title}"
