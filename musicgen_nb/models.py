@@ -351,6 +351,17 @@ class MusicGen:
         self.max_duration = frames / self.frame_rate
 
     @property
+    def random_weights(self) -> bool:
+        """True when the weights are random: ``tiny``, ``tiny-melody`` or ``random_weights=True``.
+
+        Results that need a trained model (musical audio, meaningful attention)
+        cannot show on such a model; :func:`musicgen_nb.teaching.callout` uses this.
+        """
+        return bool(self.meta.get("random_weights")) or (
+            self.meta.get("checkpoint") in checkpoints.OFFLINE
+        )
+
+    @property
     def device(self) -> torch.device:
         """The device the decoder runs on."""
         return next(self.model.decoder.parameters()).device
