@@ -19,6 +19,7 @@ from .divergence import divergence
 from .entropy import entropy
 from .guidance import guidance_comparison
 from .pattern_grid import pattern_grid
+from .pipeline import pipeline
 from .self_attention import self_attention
 from .spectrogram import spectrogram
 from .token_grid import token_grid
@@ -34,6 +35,7 @@ __all__ = [
     "entropy",
     "guidance_comparison",
     "pattern_grid",
+    "pipeline",
     "self_attention",
     "spectrogram",
     "token_grid",
