@@ -65,8 +65,8 @@ def pipeline(s=None, *, highlight=None, melody: bool | None = None) -> go.Figure
     --------
     >>> from musicgen_nb import viz
     >>> fig = viz.pipeline(highlight="codes")
-    >>> [a.text.split("<br>")[0] for a in fig.layout.annotations][:3]
-    ['<b>text prompt</b>', '<b>T5 encoder</b>', '<b>projection</b>']
+    >>> [a.text.split("<br>")[0] for a in fig.layout.annotations][:4]
+    ['<b>text prompt</b>', 'notebook 00', '<b>T5 encoder</b>', 'notebook 06']
     """
     wanted = [highlight] if isinstance(highlight, str) else list(highlight or [])
     for key in wanted:
