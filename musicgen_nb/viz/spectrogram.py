@@ -132,5 +132,6 @@ def spectrogram(
     )
     base_layout(fig, title=title, height=360)
     fig.update_xaxes(title_text="time (s)")
-    fig.update_yaxes(title_text="frequency (Hz)")
+    # A log axis: an octave takes the same height anywhere, so pitch reads as height.
+    fig.update_yaxes(title_text="frequency (Hz, log scale)", type="log")
     return fig
