@@ -141,6 +141,7 @@ def test_handout_draws_offline_in_chromium(executed):
         finally:
             browser.close()
     assert not errors, errors
+    assert not blocked, blocked  # nothing asked from the network
     assert len(drawn) == 2 and all(n >= 1 and h > 100 and marks > 0 for n, h, marks in drawn), drawn
     assert LABEL in ticks, ticks  # the escaped label shows as typed
     assert len(maths) == 2 and all(w > 5 for w in maths), maths

@@ -12,6 +12,8 @@ What differs from a plain ``jupyter nbconvert --to html``:
 - **Math renders offline.** ``$$...$$`` and ``$...$`` in markdown cells become MathML,
   which browsers draw natively (no MathJax).
 - **Solutions are folded.** Code cells tagged ``solution`` sit inside ``<details>``.
+- **Nothing remote.** The renderer's script that loads plotly.js from its CDN is dropped,
+  and the Colab badge (a remote image) becomes a text link.
 - **Widgets get a static note.** A static page has no kernel, so a widget view (the
   studio) is replaced by a note saying what the panel holds and where to use it.
 
@@ -37,6 +39,7 @@ __all__ = ["export", "latex_to_mathml", "prepare", "to_html"]
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+_BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\](\([^)]*\))")
 
 STUDIO_NOTE = (
     '<div class="mg-static-note"><b>Interactive studio (not shown in this handout).</b> '
@@ -97,6 +100,8 @@ def prepare(nb) -> tuple[nbformat.NotebookNode, int]:
     for ci, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and "$" in cell.source:
             cell.source = latex_to_mathml(cell.source)
+        if cell.cell_type == "markdown":  # the Colab badge is a remote image: a text link
+            cell.source = _BADGE.sub(r"[Open in Colab]\1", cell.source)
         if cell.cell_type != "code":
             continue
         for oi, out in enumerate(cell.get("outputs", [])):
@@ -104,12 +109,15 @@ def prepare(nb) -> tuple[nbformat.NotebookNode, int]:
             if not data:
                 continue
             plain = data.get("text/plain", "")
-            if PLOTLY in data:
+            if PLOTLY not in data and "cdn.plot.ly" in data.get("text/html", ""):
+                out["data"] = None  # the renderer's loader of plotly.js from its CDN: dropped
+            elif PLOTLY in data:
                 figures += 1
                 out["data"] = {"text/html": _figure_html(data[PLOTLY], f"mg-fig-{ci}-{oi}")}
             elif WIDGET in data and "text/html" not in data:
                 note = STUDIO_NOTE if "Studio" in plain or "studio" in cell.source else WIDGET_NOTE
                 out["data"] = {"text/html": note, "text/plain": plain}
+        cell.outputs = [o for o in cell.get("outputs", []) if o.get("data", {}) is not None]
     return nb, figures
 
 
