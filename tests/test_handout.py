@@ -47,6 +47,9 @@ def _notebook():
         ),
         v4.new_code_cell("viz.waveform(np.sin(np.arange(3200) / 7), 32000)"),
         v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(3)"),
+        v4.new_code_cell(
+            "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='generating'):\n    pass"
+        ),
         v4.new_markdown_cell("**Exercise 1.** Print 42."),
         v4.new_code_cell("print(6 * 7)", metadata={"tags": ["solution"]}),
     ]
@@ -76,7 +79,8 @@ def test_prepare_replaces_figures_and_widgets(executed):
     outs = [o for c in prepared.cells for o in c.get("outputs", [])]
     html = [o.get("data", {}).get("text/html", "") for o in outs]
     assert sum("Plotly.newPlot(" in h for h in html) == 2
-    assert any("Interactive widget" in h for h in html)
+    assert sum("Interactive widget" in h for h in html) == 1  # the slider; the bar is dropped
+    assert not any("generating" in o.get("data", {}).get("text/plain", "") for o in outs)
     assert "</s>" not in "".join(html)  # escaped label, and "</" escaped inside scripts
     assert "$$" not in prepared.cells[0].source  # the input notebook is not changed:
     assert "$$" in nb.cells[0].source

@@ -15,7 +15,8 @@ What differs from a plain ``jupyter nbconvert --to html``:
 - **Nothing remote.** The renderer's script that loads plotly.js from its CDN is dropped,
   and the Colab badge (a remote image) becomes a text link.
 - **Widgets get a static note.** A static page has no kernel, so a widget view (the
-  studio) is replaced by a note saying what the panel holds and where to use it.
+  studio) is replaced by a note saying what the panel holds and where to use it;
+  progress bars, which have nothing left to show, are dropped.
 
 The template is ``tools/templates/handout`` (the lab template without CDN scripts).
 """
@@ -39,6 +40,7 @@ __all__ = ["export", "latex_to_mathml", "prepare", "to_html"]
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+_PROGRESS = re.compile(r"\d+%\|")  # a tqdm bar's text: "generating:   0%|   | 0/103"
 _BADGE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\](\([^)]*\))")
 
 STUDIO_NOTE = (
@@ -114,6 +116,8 @@ def prepare(nb) -> tuple[nbformat.NotebookNode, int]:
             elif PLOTLY in data:
                 figures += 1
                 out["data"] = {"text/html": _figure_html(data[PLOTLY], f"mg-fig-{ci}-{oi}")}
+            elif WIDGET in data and _PROGRESS.search(plain):
+                out["data"] = None  # a progress bar: nothing to show once the run is over
             elif WIDGET in data and "text/html" not in data:
                 note = STUDIO_NOTE if "Studio" in plain or "studio" in cell.source else WIDGET_NOTE
                 out["data"] = {"text/html": note, "text/plain": plain}

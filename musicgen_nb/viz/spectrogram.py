@@ -133,5 +133,8 @@ def spectrogram(
     base_layout(fig, title=title, height=360)
     fig.update_xaxes(title_text="time (s)")
     # A log axis: an octave takes the same height anywhere, so pitch reads as height.
-    fig.update_yaxes(title_text="frequency (Hz, log scale)", type="log")
+    # The range stops at the lowest band's centre: on a log axis its lower edge would reach
+    # towards 0 Hz and stretch one band over a third of the plot.
+    lo, hi = np.log10(freqs[0]), np.log10(freqs[-1])
+    fig.update_yaxes(title_text="frequency (Hz, log scale)", type="log", range=[lo, hi])
     return fig
