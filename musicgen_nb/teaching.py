@@ -60,6 +60,15 @@ FACTS: dict[str, Fact] = {
         why="the offline codec's codebooks are random vectors, so the decoded audio is "
         "unrelated to the input and the SNR does not depend on how many codebooks you keep.",
     ),
+    "roundtrip": Fact(
+        shows="how many tokens survive decode -> encode with a trained codec; no published "
+        "figure exists for it, so measure it on a real checkpoint.",
+        source="EnCodec is trained to reconstruct the audio, not the tokens: its losses are "
+        "on the waveform and spectrogram (plus adversarial losses and a commitment loss on "
+        'the quantizer) (Défossez et al. 2022, "High Fidelity Neural Audio Compression").',
+        why="the offline codec's encoder and decoder are random and were never trained to "
+        "invert each other, so almost no token survives.",
+    ),
     "guidance": Fact(
         shows="a higher guidance scale lowers the entropy and pulls the music towards the "
         "prompt; the unconditional branch sounds like generic music.",
@@ -103,8 +112,9 @@ FACTS: dict[str, Fact] = {
         source=f"MusicGen samples with top-k 250 and temperature 1 ({PAPER}; audiocraft's "
         "defaults `top_k=250, top_p=0, temperature=1.0`). The transformers documentation of "
         "MusicGen: sampling gives significantly better results than greedy decoding.",
-        why="a random model's step distributions are nearly flat, so the knobs move entropy "
-        "and repetition in the textbook directions but the audio stays noise.",
+        why="random weights give step distributions that are sharp or flat for no musical "
+        "reason: the knobs still move entropy and repetition, but the audio stays noise and "
+        "its repetition says nothing about music.",
     ),
 }
 
