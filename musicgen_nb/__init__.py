@@ -33,6 +33,7 @@ _LAZY = {
     "studio": ("musicgen_nb.ui", "studio"),
     "viz": ("musicgen_nb.viz", None),
     "players": ("musicgen_nb.players", None),
+    "teaching": ("musicgen_nb.teaching", None),
     "ui": ("musicgen_nb.ui", None),
 }
 

@@ -368,6 +368,19 @@ class MusicGen:
         return self.standin is not None
 
     @property
+    def random_weights(self) -> bool:
+        """True when the weights are random: ``tiny``, ``tiny-melody`` or ``random_weights=True``.
+
+        Results that need a trained model (musical audio, meaningful attention)
+        cannot show on such a model; :func:`musicgen_nb.teaching.callout` uses this.
+        """
+        return (
+            self.is_standin
+            or bool(self.meta.get("random_weights"))
+            or self.meta.get("checkpoint") in checkpoints.OFFLINE
+        )
+
+    @property
     def device(self) -> torch.device:
         """The device the decoder runs on."""
         return next(self.model.decoder.parameters()).device

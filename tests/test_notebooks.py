@@ -2,7 +2,8 @@
 
 Each notebook runs with papermill on ``tiny`` (``tiny-melody`` for the melody
 notebook) with short durations. The executed copies and their HTML renderings go
-to ``build/notebooks/`` (git-ignored) for people to look at.
+to ``build/notebooks/`` (git-ignored) for people to look at; the HTML is the
+offline handout of ``tools/handout.py`` (tests/test_handout.py checks it in Chromium).
 
 Cells marked ``# NBVAL_CHECK_OUTPUT`` print things that do not depend on the
 weights (shapes, frame counts, pattern grids, formulas). Their expected text is
@@ -44,6 +45,8 @@ SANITIZE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
 # CI runs each notebook on an offline checkpoint with MUSICGEN_NB_QUICK=1 (short
 # clips), exactly as the nbval step does, so that checked outputs agree.
 MODELS = {"04_melody_conditioning": "tiny-melody"}
+# Solution cells start collapsed: JupyterLab's source_hidden and a Colab form (tools/nbstrip.py).
+SOLUTION_METADATA = {"jupyter": {"source_hidden": True}, "cellView": "form"}
 
 
 def _ids(paths):
@@ -72,13 +75,13 @@ def _declared_names(nb) -> set[str]:
 
 def test_notebooks_exist():
     prefixes = {p.stem[:3] for p in NOTEBOOKS}
-    assert {f"{i:02d}_" for i in range(7)} <= prefixes, _ids(NOTEBOOKS)
+    assert {f"{i:02d}_" for i in range(8)} <= prefixes, _ids(NOTEBOOKS)
 
 
 # ---------------------------------------------------------------------------- static checks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_committed_clean(path):
-    """No outputs, no execution counts, no metadata but tags (tools/nbstrip.py)."""
+    """No outputs, no execution counts, no metadata but tags and hidden solutions (nbstrip)."""
     nb = _read(path)
     problems = []
     for i, cell in enumerate(nb.cells):
@@ -86,9 +89,14 @@ def test_committed_clean(path):
             continue
         if cell.outputs or cell.execution_count is not None:
             problems.append(f"cell {i}: committed output or execution count (run tools/nbstrip.py)")
-        extra = set(cell.metadata) - {"tags"}
-        if extra:
-            problems.append(f"cell {i}: cell metadata {sorted(extra)} (run tools/nbstrip.py)")
+        meta = dict(cell.metadata)
+        tags = meta.pop("tags", [])
+        if "solution" in tags:
+            hidden = {k: meta.pop(k, None) for k in ("jupyter", "cellView")}
+            if hidden != SOLUTION_METADATA:
+                problems.append(f"cell {i}: a solution cell must be hidden (run tools/nbstrip.py)")
+        if meta:
+            problems.append(f"cell {i}: cell metadata {sorted(meta)} (run tools/nbstrip.py)")
     assert not problems, f"{path.name} is not stripped:\n" + "\n".join(problems)
 
 
@@ -181,7 +189,6 @@ def checked_text(nb) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
-    from nbconvert import HTMLExporter
 
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     out = BUILD_DIR / path.name
@@ -204,9 +211,8 @@ def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
             log_output=False,
         )
     finally:
-        if out.exists():
-            body, _ = HTMLExporter().from_filename(str(out))
-            out.with_suffix(".html").write_text(body, encoding="utf-8")
+        if out.exists():  # the offline handout (tools/handout.py), for people to look at
+            _handout().export(out)
     executed = _read(out)
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
@@ -220,7 +226,34 @@ def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
         assert a == b, f"{path.name}: checked cell {i} printed\n{a}\nexpected\n{b}"
 
 
+def _handout():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("handout", ROOT / "tools" / "handout.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _sanitize(text: str) -> str:
     for pattern, repl in _sanitizers():
         text = pattern.sub(repl, text)
     return text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_solutions_hidden_and_explained(path):
+    """Solution cells start collapsed; an exercise that asks 'why' is answered in words too."""
+    nb = _read(path)
+    for i, cell in enumerate(nb.cells):
+        if "solution" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, (
+            f"{path.name} cell {i}: solution not hidden (run tools/nbstrip.py)"
+        )
+        question = nb.cells[i - 1].source if i else ""
+        if "why" in question.lower() and "**Exercise" in question:
+            assert "# Why:" in cell.source, (
+                f"{path.name} cell {i}: the exercise asks why; answer it in words in the "
+                "(hidden) solution cell, in a comment block starting with '# Why:'"
+            )

@@ -1,9 +1,11 @@
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
 from musicgen_nb.attention import Attentions
-from musicgen_nb.viz.cross_attention import cross_attention
+from musicgen_nb.viz.cross_attention import cross_attention, cross_attention_by_layer
 from musicgen_nb.viz.self_attention import pool_square, self_attention
 
 ATOL = 5e-3
@@ -45,7 +47,7 @@ def test_cross_attention_layer_selector(attn):
 def test_cross_attention_values_equal_capture(attn):
     fig = cross_attention(attn)
     tokens = attn.text_tokens[0]
-    assert list(fig.layout.yaxis.ticktext) == tokens
+    assert list(fig.layout.yaxis.ticktext) == [html.escape(t, quote=False) for t in tokens]
     assert list(fig.layout.yaxis.tickvals) == list(range(len(tokens)))
     for t, layer in zip(fig.data, attn.layers, strict=True):
         z = np.asarray(t.z)
@@ -137,3 +139,31 @@ def test_figures_are_deterministic(attn):
     for build in (lambda: cross_attention(attn), lambda: self_attention(attn, layer=1)):
         a, b = build().to_json(), build().to_json()
         assert a == b and '"uid"' not in a
+
+
+LABEL = "a<b> & </s>"
+
+
+def test_cross_attention_escapes_token_labels():
+    """Tokens such as '</s>' are text, not HTML: plotly gets them escaped."""
+    a = synthetic(10, tokens=3)
+    a.text_tokens = [["▁jazz", LABEL, "</s>"]]
+    fig = cross_attention(a)
+    ticks = list(fig.layout.yaxis.ticktext)
+    assert ticks == ["▁jazz", "a&lt;b&gt; &amp; &lt;/s&gt;", "&lt;/s&gt;"]
+    assert "</s>" not in fig.to_json() and "<b>" not in fig.to_json()
+    by_layer = cross_attention_by_layer(a)
+    assert list(by_layer.data[0].x) == ["0:▁jazz", "1:a&lt;b&gt; &amp; &lt;/s&gt;", "2:&lt;/s&gt;"]
+    np.testing.assert_allclose(
+        np.asarray(by_layer.data[0].z, dtype=float),
+        np.stack([a.cross_for(layer).astype(float).mean(0) for layer in a.layers]),
+        atol=ATOL,
+    )
+
+
+def test_cross_attention_by_layer_real_capture(attn):
+    fig = cross_attention_by_layer(attn)
+    assert fig.data[0].x[-1].endswith("&lt;/s&gt;")
+    assert list(fig.data[0].y) == [f"layer {n}" for n in attn.layers]
+    with pytest.raises(ValueError, match="no text"):
+        cross_attention_by_layer(attn, item=1)

@@ -73,3 +73,12 @@ def test_chroma_errors():
         viz.chroma(_c([0]), _c([1]), titles=("only",))
     with pytest.raises(ValueError, match="frame_rate must be a positive number"):
         viz.chroma(_c([0]), frame_rate=-2)
+
+
+def test_chroma_titles_are_escaped():
+    c = np.eye(12)[np.arange(8) % 12]
+    fig = viz.chroma(c, c, titles=("a<b>", "c & d"))
+    subtitles = [a.text for a in fig.layout.annotations]
+    assert subtitles == ["a&lt;b&gt;", "c &amp; d"]
+    assert fig.layout.title.text.startswith("Chroma: a&lt;b&gt; vs c &amp; d")
+    assert viz.chroma(c, title="</s>").layout.title.text == "&lt;/s&gt;"

@@ -86,3 +86,22 @@ def test_pattern_grid_errors():
         viz.pattern_grid(SimpleNamespace(name="x", layout=np.arange(3)))
     with pytest.raises(ValueError, match="holds -2"):
         viz.pattern_grid(SimpleNamespace(name="x", layout=np.array([[0, -2]])))
+
+
+def test_pattern_grid_panels_share_one_step_scale():
+    """One row per pattern, same x range: cells are equally wide and labels legible (02's bug)."""
+    names = mg.patterns.names()
+    fig = viz.pattern_grid(names, num_codebooks=4, frames=4)
+    layout = fig.layout.to_plotly_json()
+    xaxes = [k for k in layout if k.startswith("xaxis")]
+    assert len(xaxes) == len(names)
+    assert {tuple(layout[k]["domain"]) for k in xaxes} == {(0.0, 1.0)}
+    assert {tuple(layout[k]["range"]) for k in xaxes} == {(-0.5, 15.5)}
+    assert all(t.textfont.size >= 11 for t in fig.data)
+    assert fig.layout.height >= len(names) * 150
+
+
+def test_pattern_grid_escapes_names():
+    fake = SimpleNamespace(name="a<b>", layout=np.array([[0], [1]]))
+    fig = viz.pattern_grid(fake)
+    assert fig.layout.annotations[0].text == "a&lt;b&gt;: 2 steps"

@@ -22,7 +22,7 @@ def test_spectrogram_matches_librosa():
     np.testing.assert_allclose(np.asarray(hm.y), freqs, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(hm.x), np.arange(S.shape[1]) * 256 / SR, rtol=1e-5)
     assert fig.layout.xaxis.title.text == "time (s)"
-    assert fig.layout.yaxis.title.text == "frequency (Hz)"
+    assert fig.layout.yaxis.title.text == "frequency (Hz, log scale)"
     assert "dB" in hm.hovertemplate and "Hz" in hm.hovertemplate
     # the loudest band is the one nearest 1 kHz, at 0 dB
     z = np.asarray(hm.z)
@@ -64,3 +64,17 @@ def test_spectrogram_errors():
         viz.spectrogram(_tone(), SR, n_mels=0)
     with pytest.raises(ValueError, match="at least one channel and one sample"):
         viz.spectrogram(np.zeros(0), SR)
+
+
+def test_spectrogram_title_is_escaped():
+    y = np.sin(np.arange(8000) / 5).astype(np.float32)
+    fig = viz.spectrogram(y, 8000, title="a<b> & </s>")
+    assert fig.layout.title.text == "a&lt;b&gt; &amp; &lt;/s&gt;"
+
+
+def test_spectrogram_frequency_axis_is_logarithmic():
+    """Octaves take equal height, so the notebooks can say 'pitch on y' (00's bug)."""
+    y = np.sin(np.arange(8000) / 5).astype(np.float32)
+    fig = viz.spectrogram(y, 8000)
+    assert fig.layout.yaxis.type == "log" and "log" in fig.layout.yaxis.title.text
+    assert float(np.min(fig.data[0].y)) > 0  # no 0 Hz row on a log axis

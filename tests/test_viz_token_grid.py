@@ -106,3 +106,8 @@ def test_token_grid_from_generation(tiny):
     assert "(unconditional)" in viz.token_grid(g, item=1).layout.title.text
     assert len(fig.data[0].y) == tiny.num_codebooks
     assert mg.viz.token_grid is viz.token_grid
+
+
+def test_token_grid_title_is_escaped():
+    fig = viz.token_grid(np.zeros((4, 10), dtype=np.int64), title="a<b> & </s>")
+    assert fig.layout.title.text == "a&lt;b&gt; &amp; &lt;/s&gt;"

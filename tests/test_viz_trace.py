@@ -173,3 +173,25 @@ def test_figures_are_deterministic(guided, unguided):
         a, b = build().to_json(), build().to_json()
         assert a == b
         assert '"uid"' not in a
+
+
+def test_guidance_comparison_one_colour_per_scale(guided, unguided):
+    """A scale keeps its colour in both subplots, and no two scales share one (03's KL bug)."""
+    fig = guidance_comparison({1.0: unguided, 3.0: guided, 6.0: guided})
+    colour = {}
+    for t in fig.data:
+        assert t.line.color is not None, t.name
+        assert colour.setdefault(t.name, t.line.color) == t.line.color, t.name
+    assert len(set(colour.values())) == 3
+    # one legend entry per scale
+    assert sorted(t.name for t in fig.data if t.showlegend is not False) == sorted(colour)
+
+
+def test_codebook_colours_agree_across_figures(guided):
+    ent = {t.name: t.line.color for t in entropy(guided.trace).data}
+    kl = {t.name: t.line.color for t in divergence(guided.trace).data}
+    assert ent == kl and len(set(ent.values())) == 4
+
+
+def test_entropy_title_says_after_warping(guided):
+    assert "after guidance and warping" in entropy(guided.trace).layout.title.text

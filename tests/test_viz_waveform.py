@@ -70,3 +70,15 @@ def test_waveform_from_generation(tiny):
     assert len(fig.data) == g.audio.shape[1]
     assert len(fig.data[0].x) <= 1000
     assert "x —" in fig.layout.title.text
+
+
+def test_waveform_y_axis_is_symmetric_about_zero():
+    """A clip with a DC offset (all samples > 0) still shows 0 on the axis (05's bug)."""
+    y = 0.5 + 0.01 * np.sin(np.arange(32000) / 10)
+    lo, hi = viz.waveform(y, 32000).layout.yaxis.range
+    assert lo < 0 < hi and lo == -hi and hi >= 0.51
+
+
+def test_waveform_title_is_escaped():
+    fig = viz.waveform(np.zeros(100), 1000, title="a<b> & </s>")
+    assert fig.layout.title.text == "a&lt;b&gt; &amp; &lt;/s&gt;"

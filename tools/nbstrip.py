@@ -8,6 +8,8 @@ Usage::
 What is removed: every output and execution count, cell metadata other than
 ``tags`` (so ``parameters``, ``solution`` and nbval markers stay), and notebook
 metadata other than ``kernelspec``, ``language_info`` (name only) and ``colab``.
+Code cells tagged ``solution`` get (or keep) ``jupyter.source_hidden`` and Colab's
+``cellView: form``, so their code starts collapsed in JupyterLab and Colab.
 The expected outputs of ``# NBVAL_CHECK_OUTPUT`` cells live in
 ``tests/notebooks_expected.json``, not in the notebooks.
 """
@@ -21,6 +23,12 @@ from pathlib import Path
 import nbformat
 
 KEEP_NB_METADATA = ("kernelspec", "language_info", "colab")
+SOLUTION = "solution"
+
+
+def solution_metadata() -> dict:
+    """What hides a ``solution`` cell's code: collapsed in JupyterLab, a form in Colab."""
+    return {"jupyter": {"source_hidden": True}, "cellView": "form"}
 
 
 def strip(nb) -> nbformat.NotebookNode:
@@ -33,6 +41,8 @@ def strip(nb) -> nbformat.NotebookNode:
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags")
         cell.metadata = nbformat.NotebookNode({"tags": list(tags)} if tags else {})
+        if cell.cell_type == "code" and SOLUTION in (tags or []):
+            cell.metadata.update(solution_metadata())
         if cell.cell_type != "code":
             cell.pop("outputs", None)
             cell.pop("execution_count", None)

@@ -14,11 +14,12 @@ Examples
 
 from .chroma import chroma
 from .codebook_usage import codebook_usage
-from .cross_attention import cross_attention
+from .cross_attention import cross_attention, cross_attention_by_layer
 from .divergence import divergence
 from .entropy import entropy
 from .guidance import guidance_comparison
 from .pattern_grid import pattern_grid
+from .pipeline import pipeline
 from .self_attention import self_attention
 from .spectrogram import spectrogram
 from .token_grid import token_grid
@@ -29,10 +30,12 @@ __all__ = [
     "chroma",
     "codebook_usage",
     "cross_attention",
+    "cross_attention_by_layer",
     "divergence",
     "entropy",
     "guidance_comparison",
     "pattern_grid",
+    "pipeline",
     "self_attention",
     "spectrogram",
     "token_grid",

@@ -15,6 +15,11 @@ from .._arrays import as_array, check_int, pick_item  # noqa: F401 - shared with
 #: Fixed template and margins: no random ids, no timestamps, same JSON every run.
 TEMPLATE = "plotly_white"
 FONT = dict(family="Arial, sans-serif", size=12)
+#: One colour per series (a guidance scale, a codebook), the same in every subplot.
+COLORS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
 PITCH_CLASSES_FALLBACK = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -146,6 +151,21 @@ def ordinal(n: int) -> str:
     """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 4 -> '4th'."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
+
+
+def esc(text) -> str:
+    """Escape a text label for plotly, which reads ``<``, ``>`` and ``&`` in labels as HTML.
+
+    Use it on every label that comes from data or the caller (tokens such as
+    ``</s>``, prompts, titles); plotly shows the escaped entities as the plain
+    characters.
+    """
+    return html.escape(str(text), quote=False)
+
+
+def color(i: int) -> str:
+    """The ``i``-th series colour (cycles through :data:`COLORS`)."""
+    return COLORS[i % len(COLORS)]
 
 
 def short(text, limit: int = 60) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._util import as_array, base_layout, check_int, check_rate, pitch_classes, stride_for
+from ._util import as_array, base_layout, check_int, check_rate, esc, pitch_classes, stride_for
 
 HOVER_TIME = "%{x:.2f} s<br>%{y}<br>%{z:.2f}<extra>%{fullData.name}</extra>"
 HOVER_FRAME = "frame %{x}<br>%{y}<br>%{z:.2f}<extra>%{fullData.name}</extra>"
@@ -105,7 +105,11 @@ def chroma(
     timed = all(spf is not None for _, spf in inputs)
     n = len(inputs)
     fig = make_subplots(
-        rows=n, cols=1, shared_xaxes=True, vertical_spacing=0.12, subplot_titles=list(titles[:n])
+        rows=n,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=[esc(t) for t in titles[:n]],
     )
     notes = []
     for row, ((c, spf), name) in enumerate(
@@ -132,13 +136,15 @@ def chroma(
         fig.update_yaxes(title_text="pitch class", type="category", row=row, col=1)
     fig.update_xaxes(title_text="time (s)" if timed else "frame", row=n, col=1)
 
-    if title is None:
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
         title = "Chroma"
         if n == 2:
             from .. import melody
 
             sim = float(melody.similarity(inputs[0][0], inputs[1][0]))
-            title = f"Chroma: {titles[0]} vs {titles[1]} — chroma similarity {sim:.2f}"
+            title = f"Chroma: {esc(titles[0])} vs {esc(titles[1])} — chroma similarity {sim:.2f}"
     if notes:
         title += "<br><sup>" + "; ".join(notes) + "</sup>"
     base_layout(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import base_layout
+from ._util import base_layout, esc
 
 MAX_CELLS = 300_000  # values sent to the browser, over all layers
 
@@ -86,7 +86,7 @@ def cross_attention(
         raise ValueError(f"max_cells must be an int >= 1, got {max_cells!r}")
     first = attn.layers[0] if layer is None else layer
     shown = attn.layer_index(first)
-    tokens = attn.text_tokens[attn._item(item)]
+    tokens = [esc(t) for t in attn.text_tokens[attn._item(item)]]  # '</s>' is not a tag
     if not tokens:
         raise ValueError(
             f"item {item} has no text (an unconditional prompt): nothing to cross-attend"
@@ -141,3 +141,67 @@ def cross_attention(
 def _title(attn, item, layer) -> str:
     heads = "all heads" if attn.heads is None else f"heads {attn.heads}"
     return f"Cross-attention, item {item}, layer {layer} ({heads})"
+
+
+def cross_attention_by_layer(attn, *, item: int = 0) -> go.Figure:
+    """Mean cross-attention each prompt token gets in each layer, over the whole clip.
+
+    Parameters
+    ----------
+    attn : musicgen_nb.attention.Attentions
+        ``g.attentions`` from ``generate(..., attentions=True)`` on a text model.
+    item : int
+        Batch item.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One heatmap: a row per captured layer, a column per text token (labelled
+        ``"position:token"``, escaped so that ``</s>`` shows as typed).
+
+    Raises
+    ------
+    ValueError
+        Melody models (no cross-attention) or an unconditional item (no text).
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> from musicgen_nb.viz.cross_attention import cross_attention_by_layer
+    >>> g = mg.load("tiny").generate("jazz", duration=1, seed=0, attentions=True, progress=False)
+    >>> fig = cross_attention_by_layer(g.attentions)
+    >>> fig.data[0].x[-1]
+    '1:&lt;/s&gt;'
+    """
+    _check_attn(attn)
+    if attn.cross is None:
+        raise ValueError(
+            "attn has no cross-attention: melody models condition on a prefix of the "
+            "self-attention; use self_attention(attn) instead"
+        )
+    tokens = attn.text_tokens[attn._item(item)]
+    if not tokens:
+        raise ValueError(
+            f"item {item} has no text (an unconditional prompt): nothing to cross-attend"
+        )
+    z = np.stack([attn.cross_for(layer, item).astype(np.float64).mean(0) for layer in attn.layers])
+    labels = [esc(f"{i}:{t}") for i, t in enumerate(tokens)]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z.astype(np.float32),
+            x=labels,
+            y=[f"layer {layer}" for layer in attn.layers],
+            zmin=0.0,
+            colorscale="Blues",
+            colorbar=dict(title="mean weight"),
+            hovertemplate="%{y}, token %{x}: %{z:.3f}<extra></extra>",
+        )
+    )
+    base_layout(
+        fig,
+        title=f"Mean cross-attention per layer and token, item {item}",
+        height=max(260, 28 * len(attn.layers) + 160),
+        xaxis=dict(title="text token", type="category", tickangle=-45),
+        yaxis=dict(title="layer", type="category", autorange="reversed"),
+    )
+    return fig

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..trace import select
-from ._util import base_layout
+from ._util import base_layout, color
 
 MAX_POINTS = 4000
 
@@ -59,6 +59,7 @@ def per_codebook_lines(df, column: str, *, codebook=None, max_points: int = MAX_
                 mode="lines",
                 name=f"codebook {k}",
                 legendgroup=f"codebook {k}",
+                line=dict(color=color(k)),  # codebook k has one colour in every figure
                 hovertemplate="%{x:.2f} s: %{y:.3f}<extra>codebook " + str(k) + "</extra>",
             )
         )
@@ -101,7 +102,7 @@ def entropy(trace, *, item: int = 0, codebook=None, max_points: int = MAX_POINTS
     fig = go.Figure(per_codebook_lines(df, "entropy", codebook=codebook, max_points=max_points))
     base_layout(
         fig,
-        title=f"Sampling entropy, item {item}",
+        title=f"Sampling entropy after guidance and warping (temperature, top-k, top-p), item {item}",
         xaxis_title="time (s)",
         yaxis_title="entropy (nats)",
         legend_title="codebook",

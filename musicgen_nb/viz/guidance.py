@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..trace import select
-from ._util import base_layout
+from ._util import base_layout, color
 from .entropy import MAX_POINTS, _codebooks, _curve
 
 
@@ -90,13 +90,14 @@ def guidance_comparison(
         rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
         subplot_titles=("sampling entropy", "KL(conditional || unconditional)"),
     )  # fmt: skip
-    for scale, trace in pairs:
+    for i, (scale, trace) in enumerate(pairs):
+        line = dict(color=color(i))  # one colour per scale in both subplots
         df = select(trace, item=item, columns=("codebook", "frame", "time_s", "entropy", "kl"))
         ks = _codebooks(df, codebook)
         name = f"scale {scale:g}"
         x, y = _curve(*_mean_curve(df, "entropy", ks), max_points)
         fig.add_trace(
-            go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name,
+            go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, line=line,
                        hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
             row=1, col=1,
         )  # fmt: skip
@@ -104,7 +105,7 @@ def guidance_comparison(
             x, y = _curve(*_mean_curve(df, "kl", ks), max_points)
             fig.add_trace(
                 go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, showlegend=False,
-                           hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
+                           line=line, hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
                 row=2, col=1,
             )  # fmt: skip
     which = "all codebooks" if codebook is None else f"codebook(s) {codebook}"

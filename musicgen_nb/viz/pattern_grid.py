@@ -6,11 +6,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._util import as_array, base_layout, check_int
+from ._util import as_array, base_layout, check_int, esc
 
 #: Above this many steps per pattern, cells carry no text (hover still works).
 MAX_TEXT_STEPS = 80
 SPECIAL_COLOR = "#c8c8c8"
+#: Cell label size (px): legible at 16 steps per panel in a notebook-wide figure.
+TEXT_SIZE = 12
 HOVER = "step %{x}<br>%{y}<br>predicts frame %{z}<extra>%{fullData.name}</extra>"
 HOVER_SPECIAL = "step %{x}<br>%{y}<br>special token<extra>%{fullData.name}</extra>"
 
@@ -62,8 +64,8 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
     Returns
     -------
     plotly.graph_objects.Figure
-        One subplot per pattern, titled ``"<name>: <n> steps"``: x = decoding
-        step, y = codebook ("cb 0" at the top). A cell's colour and text
+        One subplot per pattern, stacked in rows on one step scale, titled
+        ``"<name>: <n> steps"``: x = decoding step, y = codebook ("cb 0" at the top). A cell's colour and text
         (``"t=3"``) give the frame predicted; special tokens (layout ``-1``)
         are grey cells marked ``"S"``.
 
@@ -86,23 +88,20 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
         resolved = [_resolve(patterns, num_codebooks, frames, None)]
 
     n = len(resolved)
-    titles = [f"{name}: {layout.shape[0]} steps" for name, layout in resolved]
-    widths = [max(layout.shape[0], 1) for _, layout in resolved]
-    fig = make_subplots(
-        rows=1,
-        cols=n,
-        subplot_titles=titles,
-        column_widths=[w / sum(widths) for w in widths],
-        horizontal_spacing=min(0.06, 0.3 / n),
-    )
+    titles = [esc(f"{name}: {layout.shape[0]} steps") for name, layout in resolved]
+    # One pattern per row, all on the same step scale: a cell is as wide in every panel,
+    # so the panels' lengths compare the patterns' step counts and the labels stay legible.
+    max_steps = max(layout.shape[0] for _, layout in resolved)
+    K = max(layout.shape[1] for _, layout in resolved)
+    fig = make_subplots(rows=n, cols=1, subplot_titles=titles, vertical_spacing=min(0.12, 0.5 / n))
     zmax = max(max(int(layout.max()), 0) for _, layout in resolved)
-    for col, (name, layout) in enumerate(resolved, start=1):
-        steps, K = layout.shape
+    for row, (name, layout) in enumerate(resolved, start=1):
+        steps, K_ = layout.shape
         z = layout.T  # [K, steps]
         special = z < 0
         x = np.arange(steps)
-        y = [f"cb {k}" for k in range(K)]
-        show_text = steps <= MAX_TEXT_STEPS
+        y = [f"cb {k}" for k in range(K_)]
+        show_text = max_steps <= MAX_TEXT_STEPS
         frame_z = np.where(special, np.nan, z.astype(np.float64))
         frame_text = np.where(special, "", np.char.add("t=", z.astype(str)))
         fig.add_trace(
@@ -112,14 +111,15 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
                 y=y,
                 text=frame_text if show_text else None,
                 texttemplate="%{text}" if show_text else None,
+                textfont=dict(size=TEXT_SIZE),
                 hovertemplate=HOVER,
                 coloraxis="coloraxis",
                 xgap=1,
                 ygap=1,
-                name=name,
+                name=esc(name),
             ),
-            row=1,
-            col=col,
+            row=row,
+            col=1,
         )
         if special.any():
             fig.add_trace(
@@ -129,24 +129,27 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
                     y=y,
                     text=np.where(special, "S", "") if show_text else None,
                     texttemplate="%{text}" if show_text else None,
+                    textfont=dict(size=TEXT_SIZE),
                     hovertemplate=HOVER_SPECIAL,
                     colorscale=[[0, SPECIAL_COLOR], [1, SPECIAL_COLOR]],
                     showscale=False,
                     xgap=1,
                     ygap=1,
-                    name=f"{name} (special)",
+                    name=esc(f"{name} (special)"),
                 ),
-                row=1,
-                col=col,
+                row=row,
+                col=1,
             )
-        fig.update_xaxes(title_text="decoding step", row=1, col=col)
-        fig.update_yaxes(autorange="reversed", type="category", row=1, col=col)
-    fig.update_yaxes(title_text="codebook", row=1, col=1)
-    K = max(layout.shape[1] for _, layout in resolved)
+        fig.update_xaxes(range=[-0.5, max_steps - 0.5], dtick=1 if max_steps <= 40 else None,
+                         row=row, col=1)  # fmt: skip
+        fig.update_yaxes(
+            autorange="reversed", type="category", title_text="codebook", row=row, col=1
+        )
+    fig.update_xaxes(title_text="decoding step", row=n, col=1)
     base_layout(
         fig,
         title="Interleaving patterns: frame predicted at each step (grey S = special token)",
-        height=max(260, 45 * K + 160),
+        height=110 + n * (26 * K + 70),
         coloraxis=dict(
             colorscale="Blues",
             cmin=0,

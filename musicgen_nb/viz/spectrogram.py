@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import audio_2d, base_layout, check_int, check_rate, pool_columns, unpack_generation
+from ._util import (
+    audio_2d,
+    base_layout,
+    check_int,
+    check_rate,
+    esc,
+    pool_columns,
+    unpack_generation,
+)
 
 HOVER = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"
 
@@ -103,7 +111,9 @@ def spectrogram(
         block = starts[1] - starts[0]
         times = times + (block - 1) * hop_length / sr / 2
 
-    if title is None:
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
         title = f"Log-mel spectrogram ({which}, {n_mels} mels, n_fft={n_fft}, hop={hop_length})"
         if prompt is not None:
             title = f"{prompt} — {title}"
@@ -122,5 +132,9 @@ def spectrogram(
     )
     base_layout(fig, title=title, height=360)
     fig.update_xaxes(title_text="time (s)")
-    fig.update_yaxes(title_text="frequency (Hz)")
+    # A log axis: an octave takes the same height anywhere, so pitch reads as height.
+    # The range stops at the lowest band's centre: on a log axis its lower edge would reach
+    # towards 0 Hz and stretch one band over a third of the plot.
+    lo, hi = np.log10(freqs[0]), np.log10(freqs[-1])
+    fig.update_yaxes(title_text="frequency (Hz, log scale)", type="log", range=[lo, hi])
     return fig

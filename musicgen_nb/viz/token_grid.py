@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import base_layout, check_int, check_rate, codes_2d, is_generation, ordinal, short
+from ._util import base_layout, check_int, check_rate, codes_2d, esc, is_generation, ordinal, short
 
 HOVER = "%{y}<br>frame %{customdata}<br>time %{x:.2f} s<br>code %{z}<extra></extra>"
 
@@ -78,7 +78,9 @@ def token_grid(
     labels = [f"cb {k}" for k in range(K)]
     customdata = np.broadcast_to(frames.astype(np.int32), (K, len(frames)))
 
-    if title is None:
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
         title = f"Tokens: {K} codebooks x {T} frames ({T / frame_rate:.2f} s at {frame_rate:g} Hz)"
         if has_prompt:
             title = f"{short(prompt)} — " + title

@@ -11,6 +11,7 @@ from ._util import (
     channel_names,
     check_int,
     check_rate,
+    esc,
     minmax_envelope,
     unpack_generation,
 )
@@ -75,7 +76,9 @@ def waveform(
                 hovertemplate=HOVER,
             )
         )
-    if title is None:
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
         title = f"Waveform: {C} channel{'s' if C > 1 else ''}, {N / sr:.2f} s at {sr:g} Hz"
         if prompt is not None:
             title = f"{prompt} — {title}"
@@ -84,5 +87,8 @@ def waveform(
         title += f"<br><sup>min/max envelope: {n_shown} of {N} points per channel</sup>"
     base_layout(fig, title=title, height=300, showlegend=C > 1)
     fig.update_xaxes(title_text="time (s)")
-    fig.update_yaxes(title_text="amplitude")
+    # Symmetric about 0, so 0 is always on the axis and a one-sided clip reads as one.
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    peak = peak * 1.05 if peak > 0 else 1.0
+    fig.update_yaxes(title_text="amplitude", range=[-peak, peak], zeroline=True)
     return fig
