@@ -30,7 +30,7 @@ test: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
 	# nbval re-runs the executed copies that the papermill tests wrote: checked cells must agree.
 	MUSICGEN_NB_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadscope -p no:cacheprovider \
-		--nbval-lax build/notebooks/ --sanitize-with notebooks/nbval_sanitize.cfg
+		--nbval-lax --musicgen-standin build/notebooks/
 
 test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not browser and not notebooks"

@@ -218,16 +218,6 @@ def test_sanitize_rules_parse_as_nbval_reads_them():
     assert replaced[r"\d+(\.\d+)? (steps|it)/s"] == "RATE"
 
 
-def test_notebooks_copy_of_the_rules_matches_the_package():
-    """notebooks/nbval_sanitize.cfg (used by tests/test_notebooks.py) holds the same rules."""
-    plugin = pytest.importorskip("nbval.plugin")
-    copy = ROOT / "notebooks" / "nbval_sanitize.cfg"
-    if not copy.exists():
-        pytest.skip("notebooks/nbval_sanitize.cfg was removed in favour of the package's rules")
-    ours = plugin.get_sanitize_patterns(testing.sanitize_rules())
-    assert plugin.get_sanitize_patterns(copy.read_text()) == ours
-
-
 def test_cli_prints_the_rules(capsys):
     from musicgen_nb import cli
 
