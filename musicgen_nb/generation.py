@@ -260,6 +260,7 @@ class Generation:
     attentions: object = None
     melody_chroma: object = None
     versions: dict = field(default_factory=dict)
+    model_provenance: dict = field(default_factory=dict)  # e.g. the fine-tune adapter (s.provenance)
 
     @property
     def duration(self) -> float:
@@ -294,6 +295,7 @@ class Generation:
             interrupted=self.interrupted,
             versions=self.versions,
             item=item,
+            **self.model_provenance,
         )
 
     def save(self, directory, fmt: str = "wav", loudness: float | None = None) -> list[Path]:
@@ -757,6 +759,7 @@ def generate(
         window_codes=[w.cpu().numpy() for w in window_codes] if len(window_codes) > 1 else [],
         melody_chroma=chroma_full,
         versions=versions(),
+        model_provenance=dict(getattr(s, "provenance", {})),
     )
     if rec is not None:
         from .trace import to_frame
