@@ -635,9 +635,10 @@ def _require_peft():
 
 
 def _step_seed(seed: int, step: int, stream: int) -> int:
-    return int.from_bytes(
-        hashlib.sha256(f"{seed}:{step}:{stream}".encode()).digest()[:8], "little"
-    ) & 0x7FFFFFFFFFFFFFFF
+    return (
+        int.from_bytes(hashlib.sha256(f"{seed}:{step}:{stream}".encode()).digest()[:8], "little")
+        & 0x7FFFFFFFFFFFFFFF
+    )
 
 
 def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
@@ -658,7 +659,9 @@ def _data_fingerprint(windows) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_train_args(s, data, steps, lr, batch_size, lora_rank, condition_dropout, seed, precision):
+def _check_train_args(
+    s, data, steps, lr, batch_size, lora_rank, condition_dropout, seed, precision
+):
     from .models import MusicGen
 
     if not isinstance(s, MusicGen):
@@ -935,9 +938,7 @@ def train(
             bar = tqdm(total=steps, initial=start, desc="fine-tuning", unit="step")
         if plot is True or (plot == "auto" and _in_notebook()):
             plotter = _LivePlot(every=max(1, steps // 50))
-        autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if prec == "bf16" else _Null()
-        )
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if prec == "bf16" else _Null()
         step = start
         model.train()
         try:
@@ -946,7 +947,9 @@ def train(
                 idx = _batch_indices(len(windows), batch_size, seed, step)
                 g = torch.Generator().manual_seed(_step_seed(seed, step, 3))
                 drop = torch.rand(len(idx), generator=g) < condition_dropout
-                texts = [None if d else windows[i].text for i, d in zip(idx, drop.tolist(), strict=True)]
+                texts = [
+                    None if d else windows[i].text for i, d in zip(idx, drop.tolist(), strict=True)
+                ]
                 inputs, labels = sequences(s, [windows[i].codes for i in idx])
                 h, m = _conditioning(states, texts, device)
                 with autocast:
@@ -957,7 +960,9 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step()
                 step += 1
-                row = dict(step=step, loss=float(loss.detach()), accuracy=int(correct) / max(1, int(count)))
+                row = dict(
+                    step=step, loss=float(loss.detach()), accuracy=int(correct) / max(1, int(count))
+                )
                 history.append(row)
                 if step % save_every == 0 or step == steps:
                     _save_checkpoint(out, model, opt, step, history)
@@ -1026,7 +1031,9 @@ def _trainable_decoder(s, lora_rank, lora_alpha):
 
 
 def _write_history(out: Path, history: list) -> None:
-    lines = ["step,loss,accuracy"] + [f"{r['step']},{r['loss']!r},{r['accuracy']!r}" for r in history]
+    lines = ["step,loss,accuracy"] + [
+        f"{r['step']},{r['loss']!r},{r['accuracy']!r}" for r in history
+    ]
     _write_atomic(out / HISTORY_FILE, "\n".join(lines) + "\n")
 
 
@@ -1136,7 +1143,11 @@ class FineTune:
         model = copy.deepcopy(base, memo={id(base.decoder): decoder})
         meta = dict(self.base.meta, adapter=self.provenance)
         s = MusicGen(
-            model, self.base.processor, name=self.base.name, precision=self.base.precision, meta=meta
+            model,
+            self.base.processor,
+            name=self.base.name,
+            precision=self.base.precision,
+            meta=meta,
         )
         if directory is not None:
             _save_merged(s, Path(directory))

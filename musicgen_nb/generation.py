@@ -260,7 +260,7 @@ class Generation:
     attentions: object = None
     melody_chroma: object = None
     versions: dict = field(default_factory=dict)
-    model_provenance: dict = field(default_factory=dict)  # e.g. the fine-tune adapter (s.provenance)
+    model_provenance: dict = field(default_factory=dict)  # s.provenance: e.g. the adapter
 
     @property
     def duration(self) -> float:

@@ -283,7 +283,7 @@ def load(
         return _load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
             adapter=adapter,
-        )
+        )  # fmt: skip
 
 
 def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None):
