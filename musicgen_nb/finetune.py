@@ -766,20 +766,31 @@ def _load_checkpoint(out: Path, model, opt) -> tuple[int, list]:
 
 
 class _LivePlot:
-    """A loss curve that redraws in place in a notebook (plotly, imported only here)."""
+    """A loss curve redrawn in place in a notebook (plotly, imported only here).
+
+    The figure goes out as a raw mime bundle under one display id, so each redraw
+    replaces the last one (a plotly figure displayed as an object would append).
+    """
 
     def __init__(self, every: int):
         from IPython.display import display
 
         self.every = every
-        self.fig = loss_figure([])
-        self.handle = display(self.fig, display_id=True)
+        self.handle = display(self._bundle([]), raw=True, display_id=True)
+
+    @staticmethod
+    def _bundle(history) -> dict:
+        fig = loss_figure(history)
+        return {
+            "application/vnd.plotly.v1+json": json.loads(fig.to_json()),  # JupyterLab
+            "text/html": fig.to_html(full_html=False, include_plotlyjs="cdn"),  # Colab, exports
+            "text/plain": f"loss plot, {len(history)} steps",
+        }
 
     def update(self, history, final=False):
         step = history[-1]["step"] if history else 0
         if history and (final or step % self.every == 0):
-            self.fig = loss_figure(history)
-            self.handle.update(self.fig)
+            self.handle.update(self._bundle(history), raw=True)
 
 
 def _in_notebook() -> bool:
@@ -866,7 +877,8 @@ def train(
     progress : bool
         A tqdm bar with the running loss.
     plot : bool or "auto"
-        A live loss plot (plotly) redrawn in place; "auto" draws it in notebooks.
+        A live loss plot (plotly) redrawn in place; "auto" draws it in notebooks
+        when ``progress`` is on.
     callback : callable, optional
         ``callback(step, loss)`` after each step. Raising KeyboardInterrupt
         there stops training like Ctrl-C: the checkpoint is written first.
@@ -936,8 +948,8 @@ def train(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=steps, initial=start, desc="fine-tuning", unit="step")
-        if plot is True or (plot == "auto" and _in_notebook()):
-            plotter = _LivePlot(every=max(1, steps // 50))
+        if plot is True or (plot == "auto" and progress and _in_notebook()):
+            plotter = _LivePlot(every=max(1, steps // 25))
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if prec == "bf16" else _Null()
         step = start
         model.train()
