@@ -393,3 +393,18 @@ def test_bad_arguments_name_themselves(s, data, tmp_path):
         FT.train(mg.load("tiny", precision="int8"), data, out=tmp_path)
     with pytest.raises(ValueError, match="not a fine-tune folder"):
         mg.load("tiny", adapter=tmp_path)
+
+
+def test_bench_train_measures_both_modes():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [
+        bench_train.measure("tiny", mode, seconds=0.5, batch_size=1, steps=1)
+        for mode in ("lora", "full")
+    ]
+    lora, full = rows
+    assert lora["trainable_params"] < full["trainable_params"] == full["decoder_params"]
+    assert all(r["steps_per_s"] > 0 and r["peak_rss_gb"] > 0 for r in rows)
