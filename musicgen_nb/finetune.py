@@ -62,7 +62,11 @@ __all__ = [
     "train",
     "token_accuracy",
     "logits",
+    "sequences",
+    "masked_loss",
+    "codec_key",
     "apply_adapter",
+    "adapter_provenance",
     "synth_dataset",
     "loss_figure",
 ]
@@ -1026,13 +1030,21 @@ def _weights_file(lora_rank) -> str:
 
 
 def _trainable_decoder(s, lora_rank, lora_alpha):
-    """A fp32 copy of ``s``'s decoder with LoRA layers (or every weight) trainable."""
-    decoder = copy.deepcopy(s.model.decoder).float()
+    """A copy of ``s``'s decoder (fp32) with LoRA layers, or every weight, trainable.
+
+    A full fine-tune copies every weight. LoRA copies only the module tree: the
+    frozen fp32 base weights are shared with ``s`` (never written to), so
+    training ``small`` does not hold its decoder twice.
+    """
+    src = s.model.decoder
     if lora_rank is None:
+        decoder = copy.deepcopy(src).float()
         for p in decoder.parameters():
             p.requires_grad_(True)
         return decoder
     peft = _require_peft()
+    shared = [*src.parameters(), *src.buffers()]
+    decoder = copy.deepcopy(src, {id(t): t for t in shared if t.dtype == torch.float32}).float()
     cfg = peft.LoraConfig(
         r=int(lora_rank), lora_alpha=float(lora_alpha), target_modules=LORA_TARGETS,
         lora_dropout=0.0, bias="none",

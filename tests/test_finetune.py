@@ -87,6 +87,10 @@ def _write(path, seconds=1.5, sr=32000, amp=0.5):
     mg.audio.write(path, (amp * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
 
 
+def test_lazy_attribute():
+    assert mg.finetune is FT and "finetune" in dir(mg)
+
+
 def test_both_layouts_read_the_same_captions(tmp_path):
     names = {"a.wav": "warm pad", "sub/b.wav": "fast drums"}
     for layout in ("csv", "jsonl", "txt"):
