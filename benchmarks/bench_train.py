@@ -121,7 +121,10 @@ def main(argv=None) -> int:
                "--_one", json.dumps([mode, str(out)])]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            rows.append(dict(model=args.model, mode=mode, error=proc.stderr[-1500:]))
+            why = proc.stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            if proc.returncode < 0:
+                why = [f"killed by signal {-proc.returncode} (out of memory?)"]
+            rows.append(dict(model=args.model, mode=mode, error=why[0]))
             continue
         rows.append(json.loads(out.read_text()))
         out.unlink()
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     print(f"{'mode':<6}{'trainable':>14}{'steps/s':>10}{'s/step':>9}{'peak RSS':>11}{'growth':>9}")
     for r in rows:
         if "error" in r:
-            print(f"{r['mode']:<6} failed: {r['error'].strip().splitlines()[-1]}")
+            print(f"{r['mode']:<6} failed: {r['error']}")
             continue
         print(
             f"{r['mode']:<6}{r['trainable_params']:>14,}{r['steps_per_s']:>10.3f}"

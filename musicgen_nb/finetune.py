@@ -974,12 +974,12 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                step += 1
-                row = dict(
-                    step=step, loss=float(loss.detach()), accuracy=int(correct) / max(1, int(count))
-                )
-                history.append(row)
+                row = dict(loss=float(loss.detach()), accuracy=int(correct) / max(1, int(count)))
+                with _DeferInterrupt():  # weights, step and history move together
+                    opt.step()
+                    step += 1
+                    row = dict(step=step, **row)
+                    history.append(row)
                 if step % save_every == 0 or step == steps:
                     _save_checkpoint(out, model, opt, step, history)
                 if bar is not None:
@@ -1015,6 +1015,32 @@ class _Null:
         return self
 
     def __exit__(self, *exc):
+        return False
+
+
+class _DeferInterrupt:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until its end (main thread only)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.old = None
+        self.hit = False
+        if threading.current_thread() is threading.main_thread():
+            self.old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.hit = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            if self.hit:
+                raise KeyboardInterrupt
         return False
 
 
