@@ -369,6 +369,12 @@ def test_full_fine_tune_round_trip(s, data, tmp_path, base_state):
     assert torch.equal(s.model.decoder.lm_heads[0].weight, base_state["decoder.lm_heads.0.weight"])
 
 
+def test_bf16_autocast_training_runs(s, data, tmp_path):
+    ft = FT.train(s, data, out=tmp_path, precision="bf16", **(TRAIN | dict(steps=3)))
+    assert ft.config["precision"] == "bf16" and all(np.isfinite(r["loss"]) for r in ft.history)
+    assert ft.history[-1]["loss"] < ft.history[0]["loss"]
+
+
 def test_merge_can_save_a_plain_checkpoint(trained, tmp_path):
     ft, _, _ = trained
     target = tmp_path / "merged"
