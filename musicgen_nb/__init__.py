@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "audio": ("musicgen_nb.audio", None),
     "models": ("musicgen_nb.models", None),
+    "finetune": ("musicgen_nb.finetune", None),
     "melody": ("musicgen_nb.melody", None),
     "patterns": ("musicgen_nb.patterns", None),
     "tokens": ("musicgen_nb.tokens", None),

@@ -265,6 +265,7 @@ class Generation:
     melody_chroma: object = None
     versions: dict = field(default_factory=dict)
     standin: str | None = None
+    model_provenance: dict = field(default_factory=dict)  # s.provenance: e.g. the adapter
 
     @property
     def duration(self) -> float:
@@ -300,6 +301,7 @@ class Generation:
             versions=self.versions,
             standin=self.standin,
             item=item,
+            **self.model_provenance,
         )
 
     def save(self, directory, fmt: str = "wav", loudness: float | None = None) -> list[Path]:
@@ -764,6 +766,7 @@ def generate(
         melody_chroma=chroma_full,
         versions=versions(),
         standin=s.standin,
+        model_provenance=dict(getattr(s, "provenance", {})),
     )
     if rec is not None:
         from .trace import to_frame

@@ -241,6 +241,7 @@ def load(
     precision="auto",
     random_weights=False,
     allow_pickle=False,
+    adapter=None,
 ):
     """Load a MusicGen checkpoint.
 
@@ -260,6 +261,9 @@ def load(
         (for benchmarks and memory checks; full size).
     allow_pickle : bool
         Allow ``.bin`` pickle weights. Off by default: pickles can run code.
+    adapter : path, optional
+        A fine-tune folder written by :func:`musicgen_nb.finetune.train`. It is merged
+        into the weights before any cast or quantization, and every sidecar records it.
 
     Returns
     -------
@@ -285,11 +289,14 @@ def load(
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
-        s = _load(name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle)
+        s = _load(
+            name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
+            adapter=adapter,
+        )  # fmt: skip
     return testing.mark(s, standin)
 
 
-def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
+def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None):
     source, spec = _resolve_source(name_or_path, random_weights=random_weights)
     if source == "random":
         from transformers import EncodecFeatureExtractor, MusicgenProcessor
@@ -309,6 +316,10 @@ def _load(name_or_path, dev, prec, *, random_weights, allow_pickle):
         meta = json.loads(meta_file.read_text()) if meta_file.exists() else {"checkpoint": source}
         meta.setdefault("name", os.fspath(name_or_path))
     model = model.eval()
+    if adapter is not None:  # merged into plain fp32 weights before any cast or int8
+        from .finetune import apply_adapter
+
+        model, meta = apply_adapter(model, adapter, meta)
     if prec in _DTYPES:
         model = model.to(device=dev, dtype=_DTYPES[prec])
     else:  # int8: fp32 model, decoder linears quantized
@@ -347,6 +358,7 @@ class MusicGen:
         self.name = name
         self.precision = precision
         self.meta = dict(meta or {})
+        self.provenance = {"adapter": self.meta["adapter"]} if "adapter" in self.meta else {}
         codec = model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = int(codec.frame_rate)
