@@ -7,7 +7,8 @@ Usage::
 
 What is removed: every output and execution count, cell metadata other than
 ``tags`` (so ``parameters``, ``solution`` and nbval markers stay), and notebook
-metadata other than ``kernelspec``, ``language_info`` (name only) and ``colab``.
+metadata other than ``kernelspec``, ``language_info`` (name only), ``colab`` and
+``accelerator`` (Colab's GPU runtime).
 The expected outputs of ``# NBVAL_CHECK_OUTPUT`` cells live in
 ``tests/notebooks_expected.json``, not in the notebooks.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-KEEP_NB_METADATA = ("kernelspec", "language_info", "colab")
+KEEP_NB_METADATA = ("kernelspec", "language_info", "colab", "accelerator")
 
 
 def strip(nb) -> nbformat.NotebookNode:
