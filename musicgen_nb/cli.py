@@ -12,6 +12,7 @@ from pathlib import Path
 
 DEMO_MODEL = "facebook/musicgen-small"
 DEMO_NOTEBOOK = "00_quickstart.ipynb"
+DEMO_NEEDS = "a checkout of musicgen-nb and its dev extra (pip install -e '.[dev]'); a wheel ships neither the notebooks nor papermill"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,15 +88,16 @@ def notebooks_dir() -> Path:
     cwd = Path.cwd() / "notebooks"
     if (cwd / DEMO_NOTEBOOK).exists():
         return cwd
-    raise FileNotFoundError(
-        f"cannot find notebooks/{DEMO_NOTEBOOK}; run the demo from a checkout of musicgen-nb"
-    )
+    raise FileNotFoundError(f"cannot find notebooks/{DEMO_NOTEBOOK}: the demo needs {DEMO_NEEDS}")
 
 
 def _demo(args) -> int:
-    import nbformat
-    import papermill as pm
-    from nbconvert import HTMLExporter
+    try:
+        import nbformat
+        import papermill as pm
+        from nbconvert import HTMLExporter
+    except ImportError as exc:
+        raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
     model, note = choose_demo_model(args.model)
     if note:
