@@ -46,11 +46,13 @@ test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not browser and not notebooks"
 
 # Colab's pins first (plus classic Notebook 6.5, the ipywidgets-7 front end of the browser
-# check), then the package: pins_kept.py fails if pip would change a pinned package.
+# check), then the package. Two dry runs: with the pins as constraints pip must find a solution,
+# and without them (as `%pip install` in Colab) pins_kept.py fails if pip would change a pin.
 $(COLAB_VENV)/.installed: pyproject.toml $(COLAB_PINS)
 	$(PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_PY) -m pip install --quiet $(TORCH_PIP)
 	$(COLAB_PY) -m pip install --quiet -c $(COLAB_PINS) -r $(COLAB_PINS) "notebook==6.5.7"
+	$(COLAB_PY) -m pip install --quiet --dry-run -c $(COLAB_PINS) -e .
 	$(COLAB_PY) -m pip install --quiet --dry-run --report $(COLAB_VENV)/report.json -e .
 	$(COLAB_PY) tools/pins_kept.py $(COLAB_PINS) $(COLAB_VENV)/report.json
 	$(COLAB_PY) -m pip install --quiet -c $(COLAB_PINS) -e . pytest nbformat playwright

@@ -191,6 +191,9 @@ def test_plotly_figures_of_a_run(st):
     st.generate(wait=True)  # shown: each new run draws its figures
     outs = st.figures.outputs
     assert len(outs) == 2 and all("application/vnd.plotly.v1+json" in o["data"] for o in outs)
+    # One short line for front ends without plotly (classic Notebook 6), not the figure's repr.
+    plain = [o["data"]["text/plain"] for o in outs]
+    assert all(t.startswith("plotly figure: ") and "\n" not in t for t in plain), plain
     figs = st.figures_for(1)
     assert figs[0].data[0].z.shape == (4, 50) and len(figs) == 2
     st.figures_button.value = False

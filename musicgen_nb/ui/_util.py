@@ -13,6 +13,8 @@ import numpy as np
 #: Largest upload accepted by the studio, in bytes.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UPLOAD_TYPES = (".wav", ".flac", ".ogg", ".mp3")
+#: Where plotly figures are drawn (README: supported front ends).
+PLOTLY_FRONT_ENDS = "drawn in JupyterLab >= 4, Notebook >= 7, Colab and VS Code"
 
 
 def asset(name: str) -> str:
@@ -160,4 +162,9 @@ def display_bundle(obj) -> dict:
         else:
             data = {"text/plain": repr(obj)}
         metadata = {}
+    if hasattr(obj, "to_plotly_json"):
+        # A front end that cannot draw plotly (classic Notebook 6) shows this line instead of
+        # nothing, or of the figure's whole repr.
+        title = obj.layout.title.text or "figure"
+        data = dict(data, **{"text/plain": f"plotly figure: {title} ({PLOTLY_FRONT_ENDS})"})
     return {"output_type": "display_data", "data": data, "metadata": metadata}
