@@ -99,12 +99,12 @@ def _demo(args) -> int:
     except ImportError as exc:
         raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
+    src = notebooks_dir() / DEMO_NOTEBOOK
     model, note = choose_demo_model(args.model)
     if note:
         print(note)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = notebooks_dir() / DEMO_NOTEBOOK
     executed = out / DEMO_NOTEBOOK
     params = dict(MODEL=model)
     if model in ("tiny", "tiny-melody"):
