@@ -144,14 +144,15 @@ def readme_block(p: dict, notebooks: list[str]) -> str:
     rows = "\n".join(f"| `{nb}` | {badge(p, nb)} |" for nb in notebooks)
     return f"""{BEGIN}
 <!-- Written by tools/colab_cells.py from pyproject.toml; edit it there. -->
-`musicgen-nb` is not on PyPI. Three routes work today:
+`musicgen-nb` is not on PyPI (`pip install musicgen-nb` finds nothing). Install it from a
+checkout, from a wheel built in one, or from the git URL at the release tag {p["tag"]}:
 
 ```bash
-# 1. a checkout (CPU machine: `make install` also pins the CPU torch, see below)
+# 1. a checkout (on a CPU machine, `make install` also pins the CPU torch: see below)
 git clone {p["source"]} && cd {p["github"].split("/")[1]} && pip install -e .
-# 2. the release tag {p["tag"]} straight from git (what the notebooks' setup cell runs in Colab)
+# 2. the release tag, straight from git (what the notebooks' setup cell runs in Colab)
 pip install "{pip_url(p)}"
-# 3. a wheel built from a checkout
+# 3. a wheel built in a checkout
 pip wheel --no-deps -w dist . && pip install dist/musicgen_nb-{p["version"]}-py3-none-any.whl
 ```
 
