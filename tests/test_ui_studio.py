@@ -270,18 +270,18 @@ def _icons(widget):
 def _font_awesome_sheets():
     """Font Awesome CSS of the front ends installed here: classic Notebook 6 ships
     Font Awesome 4.7, JupyterLab 4 bundles 5.x (as in ipywidgets 8)."""
+    import importlib.util
     import sys
     from pathlib import Path
 
     sheets = {}
-    try:
-        import notebook
-
-        fa4 = Path(notebook.__file__).parent / "static/components/font-awesome/css/font-awesome.css"
+    for package in ("notebook", "nbclassic"):  # Notebook 6.5 keeps its static files in nbclassic
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        fa4 = Path(spec.origin).parent / "static/components/font-awesome/css/font-awesome.css"
         if fa4.is_file():
             sheets["Font Awesome 4 (classic Notebook)"] = fa4.read_text(encoding="utf-8")
-    except ImportError:
-        pass
     lab = Path(sys.prefix) / "share/jupyter/lab/static"
     for js in sorted(lab.glob("*.js")) if lab.is_dir() else ():
         text = js.read_text(encoding="utf-8", errors="replace")
