@@ -36,7 +36,10 @@ def test_a_changed_pin_fails_and_new_packages_pass(tmp_path, capsys):
     ok.write_text(json.dumps(_report(("anywidget", "0.9.18"), ("musicgen-nb", "0.1.0"))))
     bad.write_text(json.dumps(_report(("anywidget", "0.9.18"), ("ipython", "9.1.0"))))
     assert pins_kept.main([str(pins), str(ok)]) == 0
-    assert "pins kept (2: ipython, widgetsnbextension); pip would add 2" in capsys.readouterr().out
+    assert (
+        "pins kept (2: ipython, widgetsnbextension); 2 packages in the report"
+        in capsys.readouterr().out
+    )
     assert pins_kept.main([str(pins), str(bad)]) == 1
     assert "ipython: pinned 7.34.0, pip would install 9.1.0" in capsys.readouterr().out
 

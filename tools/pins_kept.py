@@ -2,7 +2,7 @@
 
 Usage::
 
-    pip install --dry-run --report report.json -e .
+    pip install --report report.json -e .        # or with --dry-run
     python tools/pins_kept.py .ci/colab-constraints.txt report.json
 
 ``report.json`` is pip's installation report (``pip install --report``). Every
@@ -61,7 +61,9 @@ def main(argv=None) -> int:
         print(line)
     installs = sorted(_norm(i["metadata"]["name"]) for i in report.get("install", []))
     if not bad:
-        print(f"pins kept ({len(pins)}: {', '.join(sorted(pins))}); pip would add {len(installs)}")
+        print(
+            f"pins kept ({len(pins)}: {', '.join(sorted(pins))}); {len(installs)} packages in the report"
+        )
     return 1 if bad else 0
 
 
