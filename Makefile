@@ -2,16 +2,26 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU install path: this exact torch is the CPU wheel (other specs pull a multi-GB CUDA build).
+# torch for the CPU install path (CI, `make`). On PyPI, `torch==2.13.0` for Linux is the CUDA
+# build (several GB); the CPU build (`2.13.0+cpu`) is on PyTorch's CPU index, added here as an
+# extra index. pip takes a wheel it finds first on disk (PIP_FIND_LINKS), as on our CI machine,
+# where that index is not reachable. Override for a GPU machine, e.g. `make TORCH_INDEX=` (PyPI's
+# build) or TORCH_INDEX=https://download.pytorch.org/whl/cu126. Colab: keep the torch it has.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIP = $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+# The Colab-like leg: Colab's pins (IPython 7, ipywidgets 7) in a second venv.
+COLAB_VENV ?= build/venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
+COLAB_PINS := .ci/colab-constraints.txt
 export MUSICGEN_NB_CACHE ?= $(CURDIR)/build/cache
 
-.PHONY: install demo test test-fast lint notebooks clean
+.PHONY: install demo test test-fast test-colab lint notebooks sdist clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(TORCH_PIP)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (musicgen-nb)"
 	touch $@
@@ -34,6 +44,33 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not browser and not notebooks"
+
+# Colab's pins first (plus classic Notebook 6.5, the ipywidgets-7 front end of the browser
+# check), then the package as `%pip install` does in Colab: no constraints, and pins_kept.py
+# fails if pip's report of that install changed a pinned package. (So an install with the pins
+# as constraints, `pip install --dry-run -c .ci/colab-constraints.txt -e .`, succeeds too.)
+# --no-compile: no .pyc for all of torch up front; Python writes the few it imports.
+COLAB_PIP := $(COLAB_PY) -m pip install --quiet --no-compile
+$(COLAB_VENV)/.installed: pyproject.toml $(COLAB_PINS)
+	$(PYTHON) -m venv $(COLAB_VENV)
+	$(COLAB_PIP) $(TORCH_PIP)
+	$(COLAB_PIP) -c $(COLAB_PINS) -r $(COLAB_PINS) "notebook==6.5.7"
+	$(COLAB_PIP) --report $(COLAB_VENV)/report.json -e . pytest pytest-xdist nbformat playwright
+	$(COLAB_PY) tools/pins_kept.py $(COLAB_PINS) $(COLAB_VENV)/report.json
+	$(COLAB_PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Colab pins)"
+	touch $@
+
+# The players, the studio and the synced player on Colab's stack, and the studio in classic
+# Notebook 6 with ipywidgets 7 in a real browser.
+test-colab: $(COLAB_VENV)/.installed
+	bash tests/browser/install.sh
+	$(COLAB_PY) -m pip list 2>/dev/null | grep -iE '^(ipython|ipykernel|ipywidgets|widgetsnbextension|pandas|notebook) '
+	OMP_NUM_THREADS=1 $(COLAB_PY) -m pytest -q -n 2 -p no:cacheprovider --durations=5 \
+		tests/test_players.py tests/test_ui_studio.py tests/test_ui_synced_player.py \
+		tests/test_browser_studio.py
+
+sdist:
+	$(PY) -m build --sdist --outdir dist
 
 clean:
 	rm -rf build dist *.egg-info

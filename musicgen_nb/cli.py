@@ -12,6 +12,7 @@ from pathlib import Path
 
 DEMO_MODEL = "facebook/musicgen-small"
 DEMO_NOTEBOOK = "00_quickstart.ipynb"
+DEMO_NEEDS = "a checkout of musicgen-nb and its dev extra (pip install -e '.[dev]'); a wheel ships neither the notebooks nor papermill"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,22 +92,23 @@ def notebooks_dir() -> Path:
     cwd = Path.cwd() / "notebooks"
     if (cwd / DEMO_NOTEBOOK).exists():
         return cwd
-    raise FileNotFoundError(
-        f"cannot find notebooks/{DEMO_NOTEBOOK}; run the demo from a checkout of musicgen-nb"
-    )
+    raise FileNotFoundError(f"cannot find notebooks/{DEMO_NOTEBOOK}: the demo needs {DEMO_NEEDS}")
 
 
 def _demo(args) -> int:
-    import nbformat
-    import papermill as pm
-    from nbconvert import HTMLExporter
+    try:
+        import nbformat
+        import papermill as pm
+        from nbconvert import HTMLExporter
+    except ImportError as exc:
+        raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
+    src = notebooks_dir() / DEMO_NOTEBOOK
     model, note = choose_demo_model(args.model)
     if note:
         print(note)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = notebooks_dir() / DEMO_NOTEBOOK
     executed = out / DEMO_NOTEBOOK
     params = dict(MODEL=model)
     if model in ("tiny", "tiny-melody"):

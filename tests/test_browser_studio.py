@@ -1,9 +1,17 @@
-"""End to end: the studio in JupyterLab, driven in a real headless Chromium.
+"""End to end: the studio in a real headless Chromium, in two front ends.
 
-Starts JupyterLab on 127.0.0.1, opens a notebook that shows the studio on the
-offline ``tiny`` model, types a prompt, double-clicks Generate, and checks the
-audio element, the history and that one run happened. A screenshot is saved to
-build/studio.png. CI installs Debian's chromium (tests/browser/install.sh).
+JupyterLab 4 with ipywidgets 8 (the main venv): starts JupyterLab on 127.0.0.1,
+opens a notebook that shows the studio on the offline ``tiny`` model, types a
+prompt, double-clicks Generate, and checks the audio element, the history and
+that one run happened. A screenshot is saved to build/studio.png.
+
+Classic Notebook 6 with ipywidgets 7 (the Colab-like venv of ``make test-colab``),
+a lighter case: the studio shown from its ipywidgets-7 mime bundle, its icons
+drawn by Font Awesome 4, one run, and the figures' toggle button and Output.
+Screenshot: build/studio-classic.png.
+
+Each case runs where its front end is installed and skips elsewhere. CI installs
+Debian's chromium (tests/browser/install.sh).
 """
 
 from __future__ import annotations
@@ -53,8 +61,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for_server(proc, url: str, token: str, log: Path, name: str) -> None:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                json.load(r)
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n" + log.read_text()) from None
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start:\n" + log.read_text())
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    pytest.importorskip("jupyterlab", reason="the JupyterLab case needs jupyterlab (main venv)")
     root = tmp_path_factory.mktemp("lab")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -87,27 +119,9 @@ def lab(tmp_path_factory):
     log = open(root / "lab.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                json.load(r)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    "JupyterLab exited:\n" + (root / "lab.log").read_text()
-                ) from None
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text())
+    _wait_for_server(proc, url, token, root / "lab.log", "JupyterLab")
     yield dict(url=url, token=token, root=root)
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    _stop(proc)
     log.close()
 
 
@@ -173,7 +187,7 @@ def test_studio_in_a_real_browser(lab):
             assert "cpu" in status and "float32" in status, status
             studio.screenshot(path=str(shot))
 
-            # The plotly token grid and spectrogram, drawn when their accordion opens.
+            # The plotly token grid and spectrogram, drawn when their toggle button is pressed.
             studio.get_by_text("plotly figures").first.click()
             plots = studio.locator(".js-plotly-plot")
             plots.nth(1).wait_for(timeout=60_000)
@@ -197,6 +211,114 @@ def test_studio_in_a_real_browser(lab):
             assert not generate.is_disabled()
         except Exception:
             page.screenshot(path=str(shot.with_name("studio-failure.png")), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+
+
+def _classic_notebook_6() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("notebook").startswith("6.") and version("ipywidgets").startswith("7.")
+    except PackageNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def classic(tmp_path_factory):
+    if not _classic_notebook_6():
+        pytest.skip("needs classic Notebook 6 with ipywidgets 7 (the venv of make test-colab)")
+    root = tmp_path_factory.mktemp("classic")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import musicgen_nb as mg\n"
+            "from IPython.display import display\n"
+            'st = mg.studio("tiny", display=False, save_dir="outputs")\n'
+            "st.duration.value = 1.0\n"
+            "display(st._repr_mimebundle_(), raw=True)  # ipywidgets 7: the bundle from the model id"
+        )
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "studio.ipynb")
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "notebook", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--NotebookApp.token={token}", f"--NotebookApp.notebook_dir={root}", "--allow-root",
+    ]  # fmt: skip
+    log = open(root / "notebook.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    _wait_for_server(proc, url, token, root / "notebook.log", "Notebook 6")
+    yield dict(url=url, token=token, root=root)
+    _stop(proc)
+    log.close()
+
+
+def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
+    from playwright.sync_api import sync_playwright
+
+    shot = ROOT / "build" / "studio-classic.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        try:
+            page.goto(f"{classic['url']}/notebooks/studio.ipynb?token={classic['token']}")
+            page.wait_for_function(
+                "() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
+                " && Jupyter.notebook.kernel.is_connected()",
+                timeout=120_000,
+            )
+            page.evaluate("() => Jupyter.notebook.execute_all_cells()")
+            studio = page.locator(".mgnb-studio")
+            studio.wait_for(timeout=120_000)
+            assert studio.get_by_text("No audio yet").is_visible()  # the anywidget player
+
+            # Icons: each one has a glyph in this front end's Font Awesome (4.7).
+            glyphs = studio.locator("i.fa").evaluate_all(
+                "els => els.map(e => [e.className, getComputedStyle(e, '::before').content])"
+            )
+            icons = {c for c, _ in glyphs}
+            assert any("fa-history" in c for c in icons), icons
+            blank = [c for c, content in glyphs if content in ("none", "normal", '""', "")]
+            assert not blank, f"icons without a glyph in Font Awesome 4: {blank}"
+
+            prompt = studio.locator("textarea").first
+            prompt.fill("lo-fi beat with warm piano")
+            prompt.press("Tab")  # commit the value to the kernel
+            page.wait_for_timeout(500)
+            studio.locator("button", has_text="Generate").click()
+            rows = studio.locator("table.mgnb-history tbody tr")
+            rows.first.wait_for(timeout=120_000)
+            assert "lo-fi beat with warm piano" in rows.first.inner_text()
+            audio = studio.locator(".mgnb-player audio")
+            duration = audio.evaluate(
+                "el => new Promise(resolve => { if (el.readyState >= 1) resolve(el.duration);"
+                " else el.addEventListener('loadedmetadata', () => resolve(el.duration)); })"
+            )
+            assert duration > 0.9, f"audio duration {duration}"
+
+            # The figures: a toggle button shows an Output (no Accordion), which fills in. This
+            # front end has no plotly renderer: each figure shows its one-line text instead.
+            toggle = studio.locator("button", has_text="plotly figures")
+            output = studio.locator(".jupyter-widgets-output-area")  # ipywidgets 7's Output
+            assert output.count() == 1 and not output.is_visible()
+            toggle.click()
+            lines = output.locator(".output_area", has_text="plotly figure:")
+            lines.nth(1).wait_for(timeout=60_000)
+            assert lines.count() == 2 and "drawn in JupyterLab" in lines.first.inner_text()
+            studio.screenshot(path=str(shot))
+            toggle.click()
+            output.wait_for(state="hidden", timeout=30_000)
+        except Exception:
+            page.screenshot(path=str(shot.with_name("studio-classic-failure.png")), full_page=True)
             raise
         finally:
             browser.close()

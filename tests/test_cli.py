@@ -63,3 +63,13 @@ def test_usage_error_exits_2():
     with pytest.raises(SystemExit) as err:
         cli.main(["generate"])
     assert err.value.code == 2
+
+
+def test_demo_outside_a_checkout_says_what_it_needs_in_one_line(tmp_path, monkeypatch, capsys):
+    """As installed from a wheel: no notebooks/ beside the package nor in the working directory."""
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "musicgen_nb" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "the demo needs a checkout of musicgen-nb and its dev extra" in err

@@ -151,14 +151,16 @@ def test_structure(path):
     assert first.cell_type == "markdown" and first.source.startswith("# "), (
         f"{path.name}: open with a markdown title"
     )
-    badge = (
-        f"colab.research.google.com/github/musicgen-nb/musicgen-nb/blob/main/notebooks/{path.name}"
-    )
+    # The badge and the setup cell are written by tools/colab_cells.py (tests/test_colab_cells.py).
+    from test_colab_cells import colab_cells
+
+    badge = colab_cells.colab_url(colab_cells.project(), path.name)
     assert badge in first.source, (
         f"{path.name}: the first cell needs the Colab badge linking to {badge}"
     )
     setup = nb.cells[1]
     assert setup.cell_type == "code" and '"google.colab" in sys.modules' in setup.source
+    assert nb.metadata.get("accelerator") == "GPU", f"{path.name}: ask Colab for a GPU runtime"
 
 
 # ---------------------------------------------------------------------------- execution

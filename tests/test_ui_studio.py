@@ -185,14 +185,43 @@ def test_unavailable_model_shows_the_error(st, monkeypatch):
 
 
 def test_plotly_figures_of_a_run(st):
-    assert st.figures.outputs == ()
-    st.figures_box.selected_index = 0  # opening the accordion before any run draws nothing
-    assert st.figures.outputs == ()
-    st.generate(wait=True)  # open: each new run draws its figures
+    assert st.figures.outputs == () and st.figures.layout.display == "none"
+    st.figures_button.value = True  # showing the figures before any run draws nothing
+    assert st.figures.outputs == () and st.figures.layout.display is None
+    st.generate(wait=True)  # shown: each new run draws its figures
     outs = st.figures.outputs
     assert len(outs) == 2 and all("application/vnd.plotly.v1+json" in o["data"] for o in outs)
+    # One short line for front ends without plotly (classic Notebook 6), not the figure's repr.
+    plain = [o["data"]["text/plain"] for o in outs]
+    assert all(t.startswith("plotly figure: ") and "\n" not in t for t in plain), plain
     figs = st.figures_for(1)
     assert figs[0].data[0].z.shape == (4, 50) and len(figs) == 2
+    st.figures_button.value = False
+    assert st.figures.layout.display == "none"
+
+
+def test_figures_open_on_an_earlier_run(st):
+    st.generate(wait=True)
+    st.generate(wait=True)  # hidden: runs draw nothing
+    assert st.figures.outputs == ()
+    st.run_picker.value = 1
+    st.figures_button.value = True  # the picked run's figures
+    shown = st.figures.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    expected = st.figures_for(1)[0].to_plotly_json()["data"][0]["z"]
+    np.testing.assert_array_equal(np.asarray(shown["data"][0]["z"]), np.asarray(expected))
+
+
+def test_no_accordion_in_the_panel(st):
+    """Colab's widget manager breaks Accordion: the panel holds none (nor Tab)."""
+
+    def walk(w):
+        yield w
+        for child in getattr(w, "children", ()):
+            yield from walk(child)
+
+    kinds = {type(w).__name__ for w in walk(st.panel)}
+    assert "ToggleButton" in kinds and "Output" in kinds
+    assert not kinds & {"Accordion", "Tab", "Stack"}, kinds
 
 
 def test_generate_now_with_overrides(st):
@@ -223,10 +252,55 @@ def test_upload_values_of_ipywidgets_7_and_8():
 
 
 def test_mimebundle_without_a_browser(st):
+    """ipywidgets 8 has the panel's own bundle; ipywidgets 7 (Colab) gets one from the model id."""
     bundle = st._repr_mimebundle_()
     data = bundle[0] if isinstance(bundle, tuple) else bundle
-    assert "application/vnd.jupyter.widget-view+json" in data
+    view = data["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == st.panel.model_id and view["version_major"] == 2
+    assert data["text/plain"].startswith("VBox(")
     assert "mgnb-studio" in st.panel._dom_classes
+
+
+def _icons(widget):
+    yield getattr(widget, "icon", "")
+    for child in getattr(widget, "children", ()):
+        yield from _icons(child)
+
+
+def _font_awesome_sheets():
+    """Font Awesome CSS of the front ends installed here: classic Notebook 6 ships
+    Font Awesome 4.7, JupyterLab 4 bundles 5.x (as in ipywidgets 8)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    sheets = {}
+    for package in ("notebook", "nbclassic"):  # Notebook 6.5 keeps its static files in nbclassic
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            continue
+        fa4 = Path(spec.origin).parent / "static/components/font-awesome/css/font-awesome.css"
+        if fa4.is_file():
+            sheets["Font Awesome 4 (classic Notebook)"] = fa4.read_text(encoding="utf-8")
+    lab = Path(sys.prefix) / "share/jupyter/lab/static"
+    for js in sorted(lab.glob("*.js")) if lab.is_dir() else ():
+        text = js.read_text(encoding="utf-8", errors="replace")
+        if "Font Awesome Free 5" in text:
+            sheets["Font Awesome 5 (JupyterLab)"] = text
+            break
+    return sheets
+
+
+def test_icons_exist_in_font_awesome_4_and_5(st):
+    """ipywidgets 7 draws icons with Font Awesome 4, ipywidgets 8 with 5+: use names in both."""
+    icons = {i for i in _icons(st.panel) if i}
+    assert {"history", "play", "stop", "random"} <= icons
+    sheets = _font_awesome_sheets()
+    if not sheets:
+        pytest.skip("no front end with Font Awesome CSS is installed")
+    for name, css in sheets.items():
+        missing = sorted(i for i in icons if f".fa-{i}:before" not in css)
+        assert not missing, f"{name} has no icon {missing}"
 
 
 def test_bad_model_argument():

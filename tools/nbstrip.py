@@ -7,7 +7,8 @@ Usage::
 
 What is removed: every output and execution count, cell metadata other than
 ``tags`` (so ``parameters``, ``solution`` and nbval markers stay), and notebook
-metadata other than ``kernelspec``, ``language_info`` (name only) and ``colab``.
+metadata other than ``kernelspec``, ``language_info`` (name only), ``colab`` and
+``accelerator`` (Colab's GPU runtime).
 Code cells tagged ``solution`` get (or keep) ``jupyter.source_hidden`` and Colab's
 ``cellView: form``, so their code starts collapsed in JupyterLab and Colab.
 The expected outputs of ``# NBVAL_CHECK_OUTPUT`` cells live in
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-KEEP_NB_METADATA = ("kernelspec", "language_info", "colab")
+KEEP_NB_METADATA = ("kernelspec", "language_info", "colab", "accelerator")
 SOLUTION = "solution"
 
 

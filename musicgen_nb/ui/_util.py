@@ -13,6 +13,8 @@ import numpy as np
 #: Largest upload accepted by the studio, in bytes.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UPLOAD_TYPES = (".wav", ".flac", ".ogg", ".mp3")
+#: Where plotly figures are drawn (README: supported front ends).
+PLOTLY_FRONT_ENDS = "drawn in JupyterLab >= 4, Notebook >= 7, Colab and VS Code"
 
 
 def asset(name: str) -> str:
@@ -117,6 +119,27 @@ def escape(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def widget_bundle(widget, **kwargs) -> dict:
+    """The mime bundle that shows ``widget``: its own ``_repr_mimebundle_`` on
+    ipywidgets 8, and on ipywidgets 7 (Colab), which has none, the same widget-view
+    bundle that its ``_ipython_display_`` sends, built from the model id."""
+    own = getattr(widget, "_repr_mimebundle_", None)
+    if own is not None:
+        return own(**kwargs)
+    from ipywidgets._version import __protocol_version__
+
+    plain = repr(widget)
+    data = {"text/plain": plain if len(plain) <= 110 else plain[:110] + "…"}
+    if widget._view_name is not None:
+        major, minor = (int(v) for v in __protocol_version__.split(".")[:2])
+        data["application/vnd.jupyter.widget-view+json"] = {
+            "version_major": major,
+            "version_minor": minor,
+            "model_id": widget._model_id,
+        }
+    return data
+
+
 def display_bundle(obj) -> dict:
     """An ``Output`` widget's display_data entry for ``obj``, built without capturing
     (so a background thread may call it). In a kernel, IPython's formatters (and so
@@ -139,4 +162,9 @@ def display_bundle(obj) -> dict:
         else:
             data = {"text/plain": repr(obj)}
         metadata = {}
+    if hasattr(obj, "to_plotly_json"):
+        # A front end that cannot draw plotly (classic Notebook 6) shows this line instead of
+        # nothing, or of the figure's whole repr.
+        title = obj.layout.title.text or "figure"
+        data = dict(data, **{"text/plain": f"plotly figure: {title} ({PLOTLY_FRONT_ENDS})"})
     return {"output_type": "display_data", "data": data, "metadata": metadata}

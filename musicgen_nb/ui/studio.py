@@ -25,6 +25,7 @@ from ._util import (
     one_line,
     read_audio_bytes,
     upload_files,
+    widget_bundle,
 )
 from .synced_player import SyncedPlayer
 
@@ -177,16 +178,20 @@ class Studio:
         self.progress_text = W.HTML(value="", layout=W.Layout(width="130px"))
         self.message = W.HTML(value="")
         self.player = SyncedPlayer()
-        self.figures = W.Output(layout=W.Layout(width="100%"))
-        self.figures_box = W.Accordion(children=[self.figures], selected_index=None)
-        self.figures_box.set_title(0, "plotly figures: token grid and spectrogram")
+        # A toggle button and an Output, not an Accordion: Colab's widget manager breaks Accordion.
+        self.figures_button = W.ToggleButton(
+            value=False, description="plotly figures: token grid and spectrogram", icon="eye",
+            tooltip="show or hide the figures of the run in the player", layout=auto,
+        )  # fmt: skip
+        self.figures = W.Output(layout=W.Layout(width="100%", display="none"))
+        self.figures_box = W.VBox([self.figures_button, self.figures])
         self.history_html = W.HTML(value=self._history_table(), layout=W.Layout(overflow="auto"))
         self.run_picker = W.Dropdown(options=[], description="run", style={"description_width": "32px"},
                                      layout=W.Layout(width="130px"))  # fmt: skip
         self.replay_button = W.Button(
             description="Replay", icon="play-circle", disabled=True, layout=auto
         )
-        self.rerun_button = W.Button(description="Re-run same seed", icon="redo", disabled=True,
+        self.rerun_button = W.Button(description="Re-run same seed", icon="history", disabled=True,
                                      layout=auto)  # fmt: skip
         self.save_button = W.Button(description="Save", icon="save", disabled=True, layout=auto)
 
@@ -204,10 +209,7 @@ class Studio:
         self.melody_upload.observe(
             lambda ch: self._upload_changed("melody", ch["new"]), names="value"
         )
-        self.figures_box.observe(
-            lambda ch: ch["new"] == 0 and self.records and self.show_figures(),
-            names="selected_index",
-        )
+        self.figures_button.observe(lambda ch: self._figures_toggled(ch["new"]), names="value")
         self._model_changed(self.model.value, load=False)
 
         def section(title: str) -> W.HTML:
@@ -254,7 +256,12 @@ class Studio:
         display(self.panel)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.panel._repr_mimebundle_(**kwargs)
+        return widget_bundle(self.panel, **kwargs)
+
+    def _figures_toggled(self, shown: bool) -> None:
+        self.figures.layout.display = None if shown else "none"
+        if shown and self.records:
+            self.show_figures(self.run_picker.value)
 
     # ------------------------------------------------------------------ state
     def _status_text(self, note: str = "") -> str:
@@ -528,7 +535,7 @@ class Studio:
         for b in (self.replay_button, self.rerun_button, self.save_button):
             b.disabled = False
         self.show(run_id)
-        if self.figures_box.selected_index == 0:
+        if self.figures_button.value:
             self.show_figures(run_id)
         if g.interrupted:
             self.message.value = f"<span style='color:#8a5a00'>stopped: kept {g.duration:.2f} s of {p['duration']:g} s</span>"
@@ -583,7 +590,7 @@ class Studio:
     def replay(self, run_id: int) -> None:
         """Play an earlier run again (loads it into the player)."""
         self.show(run_id)
-        if self.figures_box.selected_index == 0:
+        if self.figures_button.value:
             self.show_figures(run_id)
 
     def figures_for(self, run_id: int | None = None) -> list:
@@ -595,7 +602,7 @@ class Studio:
         return [token_grid(g), spectrogram(g)]
 
     def show_figures(self, run_id: int | None = None) -> list:
-        """Draw the plotly figures of a run into the figures area (opened by its accordion).
+        """Draw the plotly figures of a run into the figures area (shown by its toggle button).
 
         Works from the run's background thread too: outputs are set, not captured.
         """
