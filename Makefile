@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,train]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (musicgen-nb)"
 	touch $@
 
@@ -41,6 +41,8 @@ test: install
 	# nbval re-runs the executed copies that the papermill tests wrote: checked cells must agree.
 	MUSICGEN_NB_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadscope -p no:cacheprovider \
 		--nbval-lax --musicgen-standin build/notebooks/
+	# A tutorial author's notebook, unchanged, on stand-ins (README: Test your own tutorial).
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --musicgen-standin examples/tutorial/
 
 test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not browser and not notebooks"
