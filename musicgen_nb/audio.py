@@ -88,6 +88,28 @@ def _to_float32(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    """Refuse NaN, inf, and values that float32 cannot hold, saying which it is."""
+    if arr.dtype.kind != "f":
+        return
+    finite = np.isfinite(arr)
+    if not finite.all():
+        nan = int(np.isnan(arr).sum())
+        inf = int(arr.size - finite.sum()) - nan
+        first = np.unravel_index(int(np.argmin(finite.ravel())), arr.shape)
+        raise ValueError(
+            f"{name} holds non-finite values: {nan} NaN and {inf} inf (the first at index "
+            f"{tuple(int(i) for i in first)}); all samples must be finite"
+        )
+    if arr.dtype.itemsize > 4:
+        big = float(np.abs(arr).max(initial=0.0))
+        if big > np.finfo(np.float32).max:
+            raise ValueError(
+                f"{name} holds values up to {big:.3g}, beyond float32's range (3.4e38); "
+                "audio samples should lie in [-1, 1], so scale it down"
+            )
+
+
 def _check_sr(sr, name: str = "sr") -> int:
     """A sample rate must be a positive integer (an integral float like 44100.0 is fine)."""
     if isinstance(sr, bool) or not isinstance(sr, numbers.Real):
@@ -142,10 +164,8 @@ def as_batch(audio, *, name: str = "audio") -> np.ndarray:
             f"{name} has shape {arr.shape}, which looks like [samples, channels]; "
             f"pass [channels, samples] instead, e.g. {name}.T"
         )
+    _check_finite(arr, name)
     arr = _to_float32(arr)
-    if not np.isfinite(arr).all():
-        bad = int(arr.size - np.isfinite(arr).sum())
-        raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); all must be finite")
     while arr.ndim < 3:
         arr = arr[None]
     return np.ascontiguousarray(arr)

@@ -58,7 +58,7 @@ def test_short_audio_is_padded_to_one_window():
 def test_chroma_rejects_bad_input():
     with pytest.raises(ValueError, match="non-finite"):
         melody.chroma(np.array([0.0, np.nan] * 100), 32000)
-    with pytest.raises(ValueError, match="target_sr|orig_sr"):
+    with pytest.raises(ValueError, match="^sr must be a positive integer"):
         melody.chroma(np.zeros(100), 0)
 
 
