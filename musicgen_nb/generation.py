@@ -358,8 +358,16 @@ class Generation:
     def save(self, directory, fmt: str = "wav", loudness: float | None = None) -> list[Path]:
         """Write one audio file per batch item plus a JSON sidecar of provenance.
 
-        Files are written atomically (temp file, then rename) and never
-        overwrite: an existing name gets a ``-1``, ``-2``... suffix.
+        Nothing is ever overwritten or orphaned. A name is used only when both
+        ``<name>.<fmt>`` and ``<name>.json`` are free; otherwise ``-1``, ``-2``...
+        is appended. Both files are written completely to temporary files first;
+        then the sidecar is linked into place, then the audio, each failing
+        atomically if another process took the name meanwhile (then the next
+        name is tried). So a crash, even ``kill -9``, never leaves an audio file
+        without its sidecar, and concurrent saves to one folder never collide.
+        Files follow the umask. A full disk raises ``OSError`` ("no space left
+        ... <path>") and leaves no temporary files. An interrupted generation is
+        saved as ``<name>_partial``.
 
         Parameters
         ----------
@@ -383,30 +391,100 @@ class Generation:
         """
         from . import audio as audio_io
 
-        if fmt not in _FORMATS:
-            raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
-        if loudness is not None:
-            loudness = _finite_number("loudness", loudness, allowed="LUFS, e.g. -14.0")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory, fmt, loudness = check_save(directory, fmt, loudness)
         paths = []
         for i in range(len(self)):
             wav = self.audio[i]
             if loudness is not None:
                 wav = audio_io.normalize_loudness(wav, self.sample_rate, loudness)
             stem = _slug(self.prompts[i]) + f"_seed{self.seed}" + (f"_{i}" if len(self) > 1 else "")
-            path = audio_io.unique_path(directory / f"{stem}.{fmt}")
-            path = audio_io.write(path, wav, self.sample_rate, fmt=fmt)
+            if self.interrupted:
+                stem += "_partial"
             meta = self.provenance(i) | dict(
-                file=path.name,
                 loudness_lufs=loudness,
                 sha256=hashlib.sha256(
                     np.ascontiguousarray(wav, dtype=np.float32).tobytes()
                 ).hexdigest(),
             )
-            _write_json_atomic(path.with_suffix(".json"), meta)
-            paths.append(path)
+            data = audio_io.encode(wav, self.sample_rate, fmt)
+            paths.append(_save_pair(directory, stem, fmt, data, meta))
         return paths
+
+
+def check_save(
+    directory, fmt="wav", loudness=None, *, names=None
+) -> tuple[Path, str, float | None]:
+    """Check the arguments of :meth:`Generation.save` and make the folder, before any work.
+
+    Parameters
+    ----------
+    directory, fmt, loudness
+        As for :meth:`Generation.save`.
+    names : dict, optional
+        How to call each argument in messages, e.g. ``{"directory": "--out"}``.
+
+    Returns
+    -------
+    (Path, str, float or None)
+        The folder (created and known to be writable), the format and the loudness.
+    """
+    from . import audio as audio_io
+
+    names = {"directory": "directory", "fmt": "fmt", "loudness": "loudness"} | (names or {})
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
+        raise ValueError(f"{names['fmt']} must be one of {_FORMATS}, got {fmt!r}")
+    if loudness is not None:
+        loudness = _finite_number(names["loudness"], loudness, allowed="LUFS <= 0, e.g. -14.0")
+        if loudness > 0:
+            raise ValueError(
+                f"{names['loudness']} must be a loudness in LUFS <= 0 (e.g. -14.0), got {loudness!r}"
+            )
+    directory = audio_io._check_path(directory, names["directory"])
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{names['directory']} {str(directory)!r} is a file, not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        audio_io.write_temp(directory, "write-check", b"").unlink()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise PermissionError(
+            err.errno, f"{names['directory']} {str(directory)!r} is not writable: {reason}"
+        ) from None
+    return directory, fmt, loudness
+
+
+def _save_pair(directory: Path, stem: str, fmt: str, data: bytes, meta: dict) -> Path:
+    """Claim the first name whose audio and sidecar are both free; write both, sidecar first."""
+    from . import audio as audio_io
+
+    tmp_audio = audio_io.write_temp(directory, f"{stem}.{fmt}", data)
+    try:
+        for n in range(100_000):
+            name = stem if n == 0 else f"{stem}-{n}"
+            path, side = directory / f"{name}.{fmt}", directory / f"{name}.json"
+            if path.exists() or side.exists():
+                continue
+            text = json.dumps(meta | dict(file=path.name), indent=1, default=str).encode()
+            tmp_side = audio_io.write_temp(directory, side.name, text)
+            try:
+                try:
+                    audio_io.link_new(tmp_side, side)
+                except FileExistsError:
+                    continue  # taken meanwhile by another process: next name
+                try:
+                    audio_io.link_new(tmp_audio, path)
+                except FileExistsError:
+                    side.unlink(missing_ok=True)
+                    continue
+                except BaseException:
+                    side.unlink(missing_ok=True)
+                    raise
+                return path
+            finally:
+                tmp_side.unlink(missing_ok=True)
+        raise FileExistsError(f"no free name for {stem}.{fmt} in {directory} after 100000 tries")
+    finally:
+        tmp_audio.unlink(missing_ok=True)
 
 
 def _slug(text: str | None) -> str:
@@ -416,15 +494,6 @@ def _slug(text: str | None) -> str:
     while "--" in keep:
         keep = keep.replace("--", "-")
     return keep[:40] or "prompt"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    if path.exists():  # never overwrite a sidecar
-        tmp.unlink()
-        raise FileExistsError(f"{path} exists; refusing to overwrite it")
-    os.replace(tmp, path)
 
 
 def versions() -> dict:
