@@ -103,7 +103,7 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         )
     if arr.dtype.itemsize > 4:
         big = float(np.abs(arr).max(initial=0.0))
-        if big > np.finfo(np.float32).max:
+        if big > float(np.finfo(np.float32).max):
             raise ValueError(
                 f"{name} holds values up to {big:.3g}, beyond float32's range (3.4e38); "
                 "audio samples should lie in [-1, 1], so scale it down"
