@@ -457,8 +457,11 @@ def _disk_error(err: OSError, path) -> OSError:
     """An OSError that names ``path`` and, for a full disk, says so plainly."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
-        return OSError(err.errno, f"{what} writing {path}")
-    return OSError(err.errno, f"could not write {path}: {err.strerror or err}")
+        new = OSError(f"{what} writing {path}")
+    else:
+        new = type(err)(f"could not write {path}: {err.strerror or err}")
+    new.errno = err.errno  # the message stays one clean line; the code is still there
+    return new
 
 
 def write_temp(directory, name: str, data: bytes) -> Path:

@@ -89,6 +89,9 @@ def _generate(args) -> int:
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise type(err)(flag_names(str(err))) from None
+    if g.interrupted and not g.audio.shape[-1]:
+        print("musicgen-nb: interrupted before the first frame; nothing saved", file=sys.stderr)
+        return 130
     paths = g.save(out, fmt=fmt, loudness=loudness)
     for path in paths:
         print(path)

@@ -392,6 +392,11 @@ class Generation:
         from . import audio as audio_io
 
         directory, fmt, loudness = check_save(directory, fmt, loudness)
+        if self.audio.shape[-1] == 0:
+            raise ValueError(
+                "nothing to save: this generation holds no audio (it was interrupted before "
+                "its first complete frame)"
+            )
         paths = []
         for i in range(len(self)):
             wav = self.audio[i]
@@ -447,9 +452,11 @@ def check_save(
         audio_io.write_temp(directory, "write-check", b"").unlink()
     except OSError as err:
         reason = err.strerror or str(err)
-        raise PermissionError(
-            err.errno, f"{names['directory']} {str(directory)!r} is not writable: {reason}"
-        ) from None
+        denied = PermissionError(
+            f"{names['directory']} {str(directory)!r} is not writable: {reason}"
+        )
+        denied.errno = err.errno
+        raise denied from None
     return directory, fmt, loudness
 
 
@@ -1077,6 +1084,8 @@ def _run_windows(s, req: _Request, plan: _Plan, inputs: _Inputs) -> _Run:
                 run.window_codes.append(out)
                 if run.interrupted:
                     break
+    except KeyboardInterrupt:  # between steps (e.g. while conditioning a window): keep what is done
+        run.interrupted = True
     except oom as exc:
         if s.device.type == "cuda":
             torch.cuda.empty_cache()

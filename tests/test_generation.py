@@ -615,6 +615,12 @@ def test_interrupted_generation_is_saved_as_partial(tmp_path):
     assert json.loads(path.with_suffix(".json").read_text())["interrupted"] is True
 
 
+def test_nothing_to_save_is_said(tmp_path):
+    with pytest.raises(ValueError, match="nothing to save: .*interrupted before its first"):
+        fake(audio_seconds=0, interrupted=True).save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_save_checks_its_arguments_before_writing(tmp_path):
     f = tmp_path / "file"
     f.write_text("")
@@ -725,6 +731,7 @@ try:
     for _ in range(5):
         saved += g.save(sys.argv[1])
 except OSError as e:
+    assert e.errno == 28
     print("ERROR", e)
 print("SAVED", len(saved))
 print("FILES", sorted(os.listdir(sys.argv[1])))
@@ -749,7 +756,7 @@ def test_full_disk_says_no_space_names_the_path_and_cleans_up(tmp_path):
     if "mount" in proc.stderr and proc.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
-    assert lines["ERROR"].startswith("[Errno 28] no space left on device writing ")
+    assert lines["ERROR"].startswith("no space left on device writing ")
     assert str(mnt) in lines["ERROR"] and "x_seed1" in lines["ERROR"]
     files = eval(lines["FILES"])
     assert not [f for f in files if f.startswith(".")]  # no temp files
