@@ -42,7 +42,9 @@ def _finite_number(name, value, *, allowed):
     try:
         value = float(value)
     except OverflowError:  # an int too big for a float
-        raise ValueError(f"{name} must be a finite number ({allowed}), got {value!r:.40}") from None
+        raise ValueError(
+            f"{name} must be a finite number ({allowed}), got an int of {len(str(value))} digits"
+        ) from None
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{name} must be a finite number ({allowed}), got {value!r}")
     return value

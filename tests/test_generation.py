@@ -502,7 +502,11 @@ def test_chroma_frames_follow_the_windows(tiny_melody):
         (dict(seed="1"), TypeError, "seed must be None or an int"),
         (dict(duration=0.01), ValueError, r"duration must be at least one frame \(0.02 s"),
         (dict(duration=1e-6), ValueError, "duration must be at least one frame"),
-        (dict(duration=10**400), ValueError, "duration must be a finite number"),
+        (
+            dict(duration=10**400),
+            ValueError,
+            "duration must be a finite number .* int of 401 digits",
+        ),
         (dict(duration=1e6), ValueError, r"duration must be <= 10800 s"),
         (dict(audio_prompt=np.zeros(3200), audio_prompt_sr=0), ValueError, "audio_prompt_sr must"),
         (dict(audio_prompt=np.zeros(3200), audio_prompt_sr="32k"), TypeError, "audio_prompt_sr"),
