@@ -33,6 +33,7 @@ FLAGS = {
     "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed", "negative_prompt": "--negative",
     "prompts": "PROMPT", "directory": "--out", "fmt": "--format", "loudness": "--loudness",
     "target_lufs": "--loudness", "device": "--device", "precision": "--precision",
+    "name_or_path": "--model",
 }  # fmt: skip
 
 
@@ -80,8 +81,8 @@ def _generate(args) -> int:
     # Checked before the model loads, so that no generated audio is thrown away.
     names = {"directory": "--out", "fmt": "--format", "loudness": "--loudness"}
     out, fmt, loudness = check_save(args.out, args.format, args.loudness, names=names)
-    s = mg.load(args.model, device=args.device, precision=args.precision)
     try:
+        s = mg.load(args.model, device=args.device, precision=args.precision)
         g = s.generate(
             args.prompts, duration=args.duration, guidance_scale=args.guidance,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,

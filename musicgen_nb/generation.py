@@ -446,6 +446,8 @@ def check_save(
             raise ValueError(
                 f"{names['loudness']} must be a loudness in LUFS <= 0 (e.g. -14.0), got {loudness!r}"
             )
+    if isinstance(directory, str) and not directory.strip():
+        raise ValueError(f"{names['directory']} is an empty string; give a folder")
     directory = audio_io._check_path(directory, names["directory"])
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"{names['directory']} {str(directory)!r} is a file, not a folder")

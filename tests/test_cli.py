@@ -98,7 +98,7 @@ def test_out_and_loudness_are_checked_before_generating(tmp_path):
         (["--out", str(afile / "sub")], "--out"),
         (["--loudness", "5", "--out", str(tmp_path)], "--loudness must be a loudness in LUFS <= 0"),
         (["--loudness", "nan", "--out", str(tmp_path)], "--loudness must be a finite number"),
-        (["--out", ""], "--out is an empty string"),
+        (["--out", ""], "--out is an empty string; give a folder"),
     ]
     for extra, message in cases:
         # --model nosuch would fail at load: these must fail before it.
@@ -203,3 +203,10 @@ def test_closed_pipe_exits_quietly():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_load_errors_use_flag_names(tmp_path):
+    proc = run("generate", "x", "--model", "tiny", "--precision", "int4", "--out", str(tmp_path))
+    assert proc.stderr.strip().startswith("musicgen-nb: error: --precision must be one of")
+    proc = run("generate", "x", "--model", "", "--out", str(tmp_path))
+    assert proc.stderr.strip().startswith("musicgen-nb: error: --model is an empty string")

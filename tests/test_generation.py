@@ -636,7 +636,7 @@ def test_save_checks_its_arguments_before_writing(tmp_path):
         fake().save(tmp_path / "d", loudness="-14")
     with pytest.raises(TypeError, match="directory must be a file path"):
         fake().save(None)
-    with pytest.raises(ValueError, match="directory is an empty string"):
+    with pytest.raises(ValueError, match="directory is an empty string; give a folder"):
         fake().save("")
     assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
 
