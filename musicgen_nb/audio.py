@@ -15,11 +15,11 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -88,6 +88,28 @@ def _to_float32(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    """Refuse NaN, inf, and values that float32 cannot hold, saying which it is."""
+    if arr.dtype.kind != "f":
+        return
+    finite = np.isfinite(arr)
+    if not finite.all():
+        nan = int(np.isnan(arr).sum())
+        inf = int(arr.size - finite.sum()) - nan
+        first = np.unravel_index(int(np.argmin(finite.ravel())), arr.shape)
+        raise ValueError(
+            f"{name} holds non-finite values: {nan} NaN and {inf} inf (the first at index "
+            f"{tuple(int(i) for i in first)}); all samples must be finite"
+        )
+    if arr.dtype.itemsize > 4:
+        big = float(np.abs(arr).max(initial=0.0))
+        if big > float(np.finfo(np.float32).max):
+            raise ValueError(
+                f"{name} holds values up to {big:.3g}, beyond float32's range (3.4e38); "
+                "audio samples should lie in [-1, 1], so scale it down"
+            )
+
+
 def _check_sr(sr, name: str = "sr") -> int:
     """A sample rate must be a positive integer (an integral float like 44100.0 is fine)."""
     if isinstance(sr, bool) or not isinstance(sr, numbers.Real):
@@ -142,10 +164,8 @@ def as_batch(audio, *, name: str = "audio") -> np.ndarray:
             f"{name} has shape {arr.shape}, which looks like [samples, channels]; "
             f"pass [channels, samples] instead, e.g. {name}.T"
         )
+    _check_finite(arr, name)
     arr = _to_float32(arr)
-    if not np.isfinite(arr).all():
-        bad = int(arr.size - np.isfinite(arr).sum())
-        raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); all must be finite")
     while arr.ndim < 3:
         arr = arr[None]
     return np.ascontiguousarray(arr)
@@ -296,11 +316,17 @@ def load(path, *, sr: int | None = None, mono: bool = False) -> tuple[np.ndarray
     >>> x.shape, rate
     ((1, 16000), 32000)
     """
-    path = Path(path)
+    path = _check_path(path, "path")
     if not path.exists():
         raise FileNotFoundError(f"no audio file at {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"could not read audio from {path}: the file is empty (0 bytes)")
     if sr is not None:
         sr = _check_sr(sr)
+    if not isinstance(mono, bool):
+        raise TypeError(f"mono must be True or False, got {mono!r}")
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
         data = data.T
@@ -312,10 +338,21 @@ def load(path, *, sr: int | None = None, mono: bool = False) -> tuple[np.ndarray
                 warnings.simplefilter("ignore")  # librosa warns before falling back to audioread
                 data, file_sr = librosa.load(str(path), sr=None, mono=False)
         except Exception as err:
-            raise ValueError(f"could not read audio from {path}: {sf_err}; {err}") from err
+            raise ValueError(
+                f"could not read audio from {path}: it is not readable audio (an unknown "
+                f"format, or a corrupt or truncated file): {_first_line(sf_err)}"
+            ) from err
         data = np.atleast_2d(np.asarray(data, dtype=np.float32))
     if data.size == 0:
         raise ValueError(f"could not read audio from {path}: the file holds no samples")
+    declared = _wav_declared_frames(path)
+    if declared is not None and data.shape[-1] < declared:
+        warnings.warn(
+            f"{path} is truncated: its header declares {declared} frames but only "
+            f"{data.shape[-1]} are in the file ({data.shape[-1] / declared:.0%}); "
+            "loaded the frames that are there",
+            stacklevel=2,
+        )
     data = np.ascontiguousarray(data, dtype=np.float32)
     if mono and data.shape[0] > 1:
         data = data.mean(axis=0, keepdims=True, dtype=np.float32)
@@ -323,6 +360,56 @@ def load(path, *, sr: int | None = None, mono: bool = False) -> tuple[np.ndarray
     if sr is not None and sr != file_sr:
         data, file_sr = resample(data, file_sr, sr), sr
     return data, file_sr
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    # libsndfile says "File does not exist or is not a regular file" for any unknown format.
+    if not text or "does not exist or is not a regular file" in text[0]:
+        return "the format was not recognised"
+    return text[0]
+
+
+def _check_path(path, name: str) -> Path:
+    """A file path: a non-empty str or os.PathLike."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} {path!r:.60}"
+        )
+    if os.fspath(path) in ("", b""):
+        raise ValueError(f"{name} is an empty string; give a file path")
+    return Path(os.fsdecode(path))
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a WAV file's header declares, or None (not a WAV, or no usable size)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    if len(fmt) < 14:
+                        return None
+                    align = struct.unpack("<H", fmt[12:14])[0]
+                    f.seek(size % 2, 1)
+                elif cid == b"data":
+                    if not align or size in (0, 0xFFFFFFFF):
+                        return None  # streamed WAVs leave the size unset
+                    return size // align
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
 
 
 def _resolve_format(path: Path, fmt: str | None) -> tuple[Path, str]:
@@ -343,12 +430,105 @@ def _resolve_format(path: Path, fmt: str | None) -> tuple[Path, str]:
     return path, fmt
 
 
+def encode(audio, sr: int, fmt: str = "wav") -> bytes:
+    """``[C, N]`` or ``[N]`` audio as the bytes of a 16-bit PCM WAV or FLAC file.
+
+    Examples
+    --------
+    >>> encode(sine(440, 0.1, 8000), 8000)[:4]
+    b'RIFF'
+    """
+    import io
+
+    if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
+        raise ValueError(f"fmt must be one of {list(FORMATS)}, got {fmt!r}")
+    sr = _check_sr(sr)
+    arr = as_batch(audio)
+    if arr.shape[0] != 1:
+        raise ValueError(f"audio must be [channels, samples] or [samples], got shape {arr.shape}")
+    data = np.clip(arr[0], -1.0, 1.0).T  # soundfile wants [N, C]
+    sf_format, subtype = FORMATS[fmt.lower()]
+    buf = io.BytesIO()
+    sf.write(buf, data, sr, format=sf_format, subtype=subtype)
+    return buf.getvalue()
+
+
+def _disk_error(err: OSError, path) -> OSError:
+    """An OSError that names ``path`` and, for a full disk, says so plainly."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+        new = OSError(f"{what} writing {path}")
+    else:
+        new = type(err)(f"could not write {path}: {err.strerror or err}")
+    new.errno = err.errno  # the message stays one clean line; the code is still there
+    return new
+
+
+def write_temp(directory, name: str, data: bytes) -> Path:
+    """Write ``data`` to a new hidden temporary file in ``directory``, fully and durably.
+
+    The file is created with mode ``0o666`` less the umask, like any new file, so a file
+    linked from it into place has the same permissions as one written directly. On any
+    failure the temporary file is removed and the error names ``directory / name``.
+
+    Returns
+    -------
+    Path
+        The temporary file (``.{name}.XXXXXXXX.tmp``); the caller moves or removes it.
+    """
+    directory = Path(directory)
+    while True:
+        tmp = directory / f".{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise _disk_error(err, directory / name) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view) :]
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _disk_error(err, directory / name) from err
+        raise
+    return tmp
+
+
+def link_new(src, dst) -> None:
+    """Give the complete file ``src`` the new name ``dst``; raise FileExistsError if taken.
+
+    A hard link fails atomically when ``dst`` exists, so two processes can never
+    claim one name. Where hard links are not supported (some network and FUSE
+    mounts), ``dst`` is claimed with ``O_EXCL`` and ``src`` renamed over it.
+    """
+    try:
+        os.link(src, dst)
+        return
+    except FileExistsError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                             errno.EMLINK, errno.ENOSYS):  # fmt: skip
+            raise _disk_error(err, dst) from err
+    os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    os.replace(src, dst)
+
+
 def write(path, audio, sr: int, *, fmt: str | None = None, overwrite: bool = False) -> Path:
     """Write ``[C, N]`` or ``[N]`` audio atomically as 16-bit PCM WAV or FLAC.
 
     The data goes to a temporary file in the target directory, which is then moved into
     place, so a reader never sees a half-written file. Samples are clipped to [-1, 1]
     and stored as 16-bit PCM (96 dB of dynamic range, CD quality, half the size of float).
+    The file's mode follows the umask. A full disk raises ``OSError`` saying "no space
+    left" and naming the path, and leaves no temporary file behind.
 
     Parameters
     ----------
@@ -375,33 +555,38 @@ def write(path, audio, sr: int, *, fmt: str | None = None, overwrite: bool = Fal
     >>> p.suffix
     '.flac'
     """
-    path, fmt = _resolve_format(Path(path), fmt)
-    sr = _check_sr(sr)
-    arr = as_batch(audio)
-    if arr.shape[0] != 1:
-        raise ValueError(f"audio must be [channels, samples] or [samples], got shape {arr.shape}")
+    path = _check_path(path, "path")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    path, fmt = _resolve_format(path, fmt)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True or use unique_path()")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
-    data = np.clip(arr[0], -1.0, 1.0).T  # soundfile wants [N, C]
-    sf_format, subtype = FORMATS[fmt]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    data = encode(audio, sr, fmt)
+    tmp = write_temp(path.parent, path.name, data)
     try:
-        sf.write(tmp, data, sr, format=sf_format, subtype=subtype)
         if overwrite:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # fails atomically if someone created `path` meanwhile
+            link_new(tmp, path)  # fails atomically if someone created `path` meanwhile
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def unique_path(path) -> Path:
+def unique_path(path, *, companions=()) -> Path:
     """Return ``path`` if it is free, else ``name-1.ext``, ``name-2.ext``, ... whichever is free.
+
+    Parameters
+    ----------
+    path : str or Path
+    companions : sequence of str, keyword-only
+        Suffixes of files that go with the chosen one (for example ``(".json",)`` for a
+        sidecar): a name counts as free only when those are free too.
+
+    A name that is free now may be taken before you write it: to claim one safely
+    under concurrency, create it with :func:`link_new` and retry on FileExistsError.
 
     Examples
     --------
@@ -410,13 +595,20 @@ def unique_path(path) -> Path:
     >>> (d / "a.wav").touch()
     >>> unique_path(d / "a.wav").name
     'a-1.wav'
+    >>> (d / "b.json").touch()
+    >>> unique_path(d / "b.wav", companions=[".json"]).name
+    'b-1.wav'
     """
-    path = Path(path)
-    if not path.exists():
-        return path
+    path = _check_path(path, "path")
     stem, suffix = path.stem, path.suffix
+
+    def free(p: Path) -> bool:
+        return not p.exists() and not any(p.with_suffix(c).exists() for c in companions)
+
+    if free(path):
+        return path
     i = 1
-    while (candidate := path.with_name(f"{stem}-{i}{suffix}")).exists():
+    while not free(candidate := path.with_name(f"{stem}-{i}{suffix}")):
         i += 1
     return candidate
 

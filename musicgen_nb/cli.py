@@ -1,12 +1,18 @@
 """The ``musicgen-nb`` command: generate, demo, models.
 
-Errors print one line (``musicgen-nb: error: ...``) and exit 2, never a traceback.
+It behaves like a Unix tool: results (file paths, tables) go to stdout, messages to
+stderr. Errors, usage errors included, print one line (``musicgen-nb: error: ...``)
+and exit 2, never a traceback. Ctrl-C exits 130 with one line; an interrupted
+``generate`` saves its partial audio as ``*_partial.wav`` and names it.
+
+Add a subcommand by adding a parser in :func:`_parser` and a handler in ``HANDLERS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,10 +21,31 @@ DEMO_NOTEBOOK = "00_quickstart.ipynb"
 DEMO_NEEDS = "a checkout of musicgen-nb and its dev extra (pip install -e '.[dev]'); a wheel ships neither the notebooks nor papermill"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error and a hint to ``--help`` instead of the usage text."""
+
+    def error(self, message):
+        self.exit(2, f"musicgen-nb: error: {message} (see '{self.prog} --help')\n")
+
+
+#: Library argument names -> the flags that set them, for error messages.
+FLAGS = {
+    "duration": "--duration", "guidance_scale": "--guidance", "temperature": "--temperature",
+    "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed", "negative_prompt": "--negative",
+    "prompts": "PROMPT", "directory": "--out", "fmt": "--format", "loudness": "--loudness",
+    "target_lufs": "--loudness", "device": "--device", "precision": "--precision",
+    "name_or_path": "--model",
+}  # fmt: skip
+
+
+def flag_names(message: str) -> str:
+    """Say ``--guidance`` where the library says ``guidance_scale``, and so on."""
+    pattern = r"(?<![\w-])(" + "|".join(map(re.escape, FLAGS)) + r")(?![\w-])"
+    return re.sub(pattern, lambda m: FLAGS[m.group(1)], message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="musicgen-nb", description="MusicGen in notebooks and on the command line."
-    )
+    p = _Parser(prog="musicgen-nb", description="MusicGen in notebooks and on the command line.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="generate audio files from text prompts")
     g.add_argument("prompts", nargs="+", metavar="PROMPT", help="one or more text prompts")
@@ -54,14 +81,34 @@ def _parser() -> argparse.ArgumentParser:
 def _generate(args) -> int:
     import musicgen_nb as mg
 
-    s = mg.load(args.model, device=args.device, precision=args.precision)
-    g = s.generate(
-        args.prompts, duration=args.duration, guidance_scale=args.guidance, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, seed=args.seed, negative_prompt=args.negative,
-        progress=not args.quiet,
-    )  # fmt: skip
-    for path in g.save(args.out, fmt=args.format, loudness=args.loudness):
+    from .generation import check_save
+
+    # Checked before the model loads, so that no generated audio is thrown away.
+    names = {"directory": "--out", "fmt": "--format", "loudness": "--loudness"}
+    out, fmt, loudness = check_save(args.out, args.format, args.loudness, names=names)
+    try:
+        s = mg.load(args.model, device=args.device, precision=args.precision)
+        g = s.generate(
+            args.prompts, duration=args.duration, guidance_scale=args.guidance,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+            negative_prompt=args.negative, progress=not args.quiet,
+        )  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise type(err)(flag_names(str(err))) from None
+    if g.interrupted and not g.audio.shape[-1]:
+        print("musicgen-nb: interrupted before the first frame; nothing saved", file=sys.stderr)
+        return 130
+    paths = g.save(out, fmt=fmt, loudness=loudness)
+    for path in paths:
         print(path)
+    if g.interrupted:
+        done = ", ".join(str(p) for p in paths)
+        print(
+            f"musicgen-nb: interrupted after {g.duration:.2f} s of audio; partial audio saved "
+            f"as {done}",
+            file=sys.stderr,
+        )
+        return 130
     print(f"seed {g.seed}; {g.timings['steps_per_s']:.1f} steps/s", file=sys.stderr)
     return 0
 
@@ -104,19 +151,30 @@ def _demo(args) -> int:
         raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
     src = notebooks_dir() / DEMO_NOTEBOOK
+    from .generation import check_save
+    from .models import _resolve_source
+
     model, note = choose_demo_model(args.model)
+    _resolve_source(model, random_weights=False)  # an unknown name fails here, in one line
     if note:
-        print(note)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+        print(note, file=sys.stderr)
+    out, _, _ = check_save(args.out, names={"directory": "--out"})
     executed = out / DEMO_NOTEBOOK
     params = dict(MODEL=model)
     if model in ("tiny", "tiny-melody"):
         params["DURATION"] = 2.0
-    pm.execute_notebook(
-        str(src), str(executed), parameters=params, kernel_name="python3", cwd=str(out),
-        progress_bar=False, execution_timeout=1800,
-    )  # fmt: skip
+    try:
+        pm.execute_notebook(
+            str(src), str(executed), parameters=params, kernel_name="python3", cwd=str(out),
+            progress_bar=False, execution_timeout=1800,
+        )  # fmt: skip
+    except BaseException as err:
+        executed.unlink(missing_ok=True)  # no half-run notebook left behind
+        ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+        if ename:
+            first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
+            raise RuntimeError(f"the demo notebook failed: {ename}: {first}") from None
+        raise
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     html = executed.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
@@ -144,18 +202,26 @@ def _nbval_sanitize(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of the ``musicgen-nb`` command."""
-    args = _parser().parse_args(argv)
-    handlers = {"generate": _generate, "demo": _demo, "models": _models}
-    handlers["nbval-sanitize"] = _nbval_sanitize
     try:
-        return handlers[args.command](args)
+        args = _parser().parse_args(argv)
+        return HANDLERS[args.command](args)
     except KeyboardInterrupt:
         print("musicgen-nb: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `musicgen-nb models | head -1`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:  # one line, not a traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"musicgen-nb: error: {message}", file=sys.stderr)
         return 2
+
+
+#: Subcommand -> handler(args) -> exit code.
+HANDLERS = {
+    "generate": _generate, "demo": _demo, "models": _models, "nbval-sanitize": _nbval_sanitize,
+}  # fmt: skip
 
 
 if __name__ == "__main__":

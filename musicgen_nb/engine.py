@@ -511,6 +511,13 @@ def _bias(mask: torch.Tensor, dtype) -> torch.Tensor:
     return bias.masked_fill(~mask, torch.finfo(dtype).min)
 
 
+#: Above this guidance scale (or cfg_coef_beta), or below this temperature, the
+#: guided logits or their tempering are computed in float64 around each row's
+#: maximum, so that no finite setting overflows: the limit is the argmax.
+EXTREME_SCALE = 1e4
+EXTREME_TEMPERATURE = 1e-4
+
+
 def guide(
     logits: torch.Tensor, batch: int, sampler: Sampler
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -520,6 +527,10 @@ def guide(
     transformers. Three branches (text+melody, melody only, none; audiocraft's
     double CFG): ``u + s * (m + beta * (c - m) - u)``.
 
+    Half-precision logits are combined in float32. Past :data:`EXTREME_SCALE`
+    the result is returned shifted so that each row's maximum is 0 (softmax does
+    not change), which no finite scale can overflow.
+
     Returns the guided logits ``[B, K, V]`` and the conditional and unconditional
     logits (None without guidance).
     """
@@ -528,16 +539,49 @@ def guide(
         return logits, None, None
     cond, *rest = logits.split(batch)
     uncond = rest[-1]
+    beta = sampler.cfg_coef_beta
+    if sampler.guidance_scale > EXTREME_SCALE or (branches == 3 and beta > EXTREME_SCALE):
+        return _guide_extreme([cond, *rest], sampler), cond, uncond
+    if cond.dtype in (torch.float16, torch.bfloat16):
+        cond, rest = cond.float(), [r.float() for r in rest]
+        uncond = rest[-1]
     if branches == 3:
         melody_only = rest[0]
-        target = melody_only + sampler.cfg_coef_beta * (cond - melody_only)
+        target = melody_only + beta * (cond - melody_only)
         return uncond + sampler.guidance_scale * (target - uncond), cond, uncond
     return uncond + (cond - uncond) * sampler.guidance_scale, cond, uncond
 
 
+def _guide_extreme(parts: list[torch.Tensor], sampler: Sampler) -> torch.Tensor:
+    """Guided logits for a huge scale, shifted so each row's maximum is exactly 0.
+
+    The guided logits are a weighted sum of the branches; the weights are written
+    as ``R * w`` with every ``|w| <= 1``, so ``y = sum(w * branch)`` is finite. Then
+    ``R * (y - max(y))`` is at most 0 and overflows only to ``-inf`` (probability 0).
+    """
+    s, beta = sampler.guidance_scale, sampler.cfg_coef_beta
+    if len(parts) == 2:  # (1 - s) u + s c
+        weights, scale = [1.0, 1.0 / s - 1.0], s
+    elif beta >= 1:  # (1 - s) u + s (1 - beta) m + s beta c
+        weights, scale = [1.0, 1.0 / beta - 1.0, (1.0 / s - 1.0) / beta], s * beta
+    else:
+        weights, scale = [beta, 1.0 - beta, 1.0 / s - 1.0], s
+    y = sum(w * p.double() for w, p in zip(weights, parts, strict=True))
+    y = y - y.amax(-1, keepdim=True)
+    return torch.where(y == 0, y, y * scale)  # scale may be inf: keep the maxima at 0
+
+
 def warp(logits: torch.Tensor, sampler: Sampler) -> torch.Tensor:
-    """Temperature, then top-k, then top-p (nucleus), like transformers' warpers."""
-    if sampler.temperature != 1.0:
+    """Temperature, then top-k, then top-p (nucleus), like transformers' warpers.
+
+    Below :data:`EXTREME_TEMPERATURE` the logits are shifted to a row maximum of
+    0 in float64 first, so that dividing by any positive temperature gives at most
+    0 and never NaN; as the temperature goes to 0 this tends to the argmax.
+    """
+    if sampler.temperature < EXTREME_TEMPERATURE:
+        logits = logits.double()
+        logits = (logits - logits.amax(-1, keepdim=True)) / sampler.temperature
+    elif sampler.temperature != 1.0:
         logits = logits / sampler.temperature
     vocab = logits.shape[-1]
     if sampler.top_k and sampler.top_k < vocab:
@@ -564,6 +608,13 @@ def sample(logits: torch.Tensor, sampler: Sampler, generator: torch.Generator | 
     return tokens, probs
 
 
+def _tempered_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    if temperature < EXTREME_TEMPERATURE:
+        x = logits.double()
+        return ((x - x.amax(-1, keepdim=True)) / temperature).log_softmax(-1)
+    return (logits.float() / temperature).log_softmax(-1)
+
+
 def record(rec: StepRecord, probs, tokens, cond, uncond, temperature: float, top: int = 5) -> None:
     """Append one step's trace statistics: entropy, chosen prob, top-k, KL(cond || uncond)."""
     logp = probs.clamp_min(1e-30).log()
@@ -576,9 +627,10 @@ def record(rec: StepRecord, probs, tokens, cond, uncond, temperature: float, top
     rec.top_probs.append(tp)
     rec.top_ids.append(ti)
     if cond is not None:
-        lc = (cond.float() / temperature).log_softmax(-1)
-        lu = (uncond.float() / temperature).log_softmax(-1)
-        rec.kl.append((lc.exp() * (lc - lu)).sum(-1))
+        lc = _tempered_log_softmax(cond, temperature)
+        lu = _tempered_log_softmax(uncond, temperature)
+        pc = lc.exp()
+        rec.kl.append(torch.where(pc > 0, pc * (lc - lu), 0.0).sum(-1).float())
 
 
 # --------------------------------------------------------------------------- memory

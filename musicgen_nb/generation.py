@@ -26,15 +26,82 @@ _FORMATS = ("wav", "flac")
 
 
 # --------------------------------------------------------------------------- validation
+#: Longest ``duration`` one call accepts, in seconds (3 hours). ``duration`` is in
+#: seconds, so a value past this is almost always a unit mistake; a longer piece can
+#: be made in parts, each continuing the last with ``audio_prompt=``.
+MAX_DURATION = 3 * 3600.0
+#: Largest seed torch's generators take: seeds are integers in ``[0, 2**64)``.
+SEED_LIMIT = 2**64
+
+
 def _finite_number(name, value, *, allowed):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(
             f"{name} must be a number ({allowed}), got {type(value).__name__} {value!r}"
         )
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too big for a float
+        raise ValueError(
+            f"{name} must be a finite number ({allowed}), got an int of {len(str(value))} digits"
+        ) from None
     if math.isnan(value) or math.isinf(value):
         raise ValueError(f"{name} must be a finite number ({allowed}), got {value!r}")
     return value
+
+
+def _check_bool(name, value) -> bool:
+    """``value`` must be a real bool: ``"no"`` or ``0`` would otherwise read as a choice."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_seed(seed) -> int | None:
+    """None, or an int in ``[0, 2**64)`` (the range of torch's generator seeds)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"seed must be None or an int in [0, 2**64), got {type(seed).__name__} {seed!r}"
+        )
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"seed must be None or an int in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
+def _check_hooks(callback, stop) -> None:
+    """``callback`` must be callable and ``stop`` must have ``is_set()``, checked before step 1."""
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            "callback must be None or a callable taking (done_steps, total_steps), "
+            f"got {type(callback).__name__} {callback!r:.60}"
+        )
+    if stop is not None and not callable(getattr(stop, "is_set", None)):
+        raise TypeError(
+            "stop must be None or an object with is_set(), such as threading.Event(), "
+            f"got {type(stop).__name__} {stop!r:.60}"
+        )
+
+
+def _check_duration(s, duration) -> float:
+    duration = _finite_number("duration", duration, allowed="seconds > 0")
+    if duration <= 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+    frame = 1.0 / s.frame_rate
+    if duration < frame - 1e-9:
+        raise ValueError(
+            f"duration must be at least one frame ({frame:g} s at {s.frame_rate} frames/s), "
+            f"got {duration!r}"
+        )
+    if duration > MAX_DURATION:
+        raise ValueError(
+            f"duration must be <= {MAX_DURATION:g} s (3 hours, the most one call generates; "
+            f"duration is in seconds), got {duration:g} s, which would be "
+            f"{math.ceil(duration * s.frame_rate):,} frames. For a longer piece, generate it "
+            "in parts, each continuing the last with audio_prompt="
+        )
+    return duration
 
 
 def validate(
@@ -51,9 +118,7 @@ def validate(
     extend_stride,
 ) -> dict:
     """Check every sampling parameter; return them normalised. Errors name the argument."""
-    duration = _finite_number("duration", duration, allowed="seconds > 0")
-    if duration <= 0:
-        raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+    duration = _check_duration(s, duration)
     guidance_scale = _finite_number(
         "guidance_scale", guidance_scale, allowed=">= 1; 1 turns guidance off"
     )
@@ -71,12 +136,8 @@ def validate(
     top_p = _finite_number("top_p", top_p, allowed="in [0, 1]; 0 turns it off")
     if not 0.0 <= top_p <= 1.0:
         raise ValueError(f"top_p must be in [0, 1] (0 turns it off), got {top_p!r}")
-    if not isinstance(do_sample, bool):
-        raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-    ):
-        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    do_sample = _check_bool("do_sample", do_sample)
+    _check_seed(seed)
     if cfg_coef_beta is not None:
         if not s.is_melody:
             raise ValueError(
@@ -307,8 +368,16 @@ class Generation:
     def save(self, directory, fmt: str = "wav", loudness: float | None = None) -> list[Path]:
         """Write one audio file per batch item plus a JSON sidecar of provenance.
 
-        Files are written atomically (temp file, then rename) and never
-        overwrite: an existing name gets a ``-1``, ``-2``... suffix.
+        Nothing is ever overwritten or orphaned. A name is used only when both
+        ``<name>.<fmt>`` and ``<name>.json`` are free; otherwise ``-1``, ``-2``...
+        is appended. Both files are written completely to temporary files first;
+        then the sidecar is linked into place, then the audio, each failing
+        atomically if another process took the name meanwhile (then the next
+        name is tried). So a crash, even ``kill -9``, never leaves an audio file
+        without its sidecar, and concurrent saves to one folder never collide.
+        Files follow the umask. A full disk raises ``OSError`` ("no space left
+        ... <path>") and leaves no temporary files. An interrupted generation is
+        saved as ``<name>_partial``.
 
         Parameters
         ----------
@@ -332,30 +401,109 @@ class Generation:
         """
         from . import audio as audio_io
 
-        if fmt not in _FORMATS:
-            raise ValueError(f"fmt must be one of {_FORMATS}, got {fmt!r}")
-        if loudness is not None:
-            loudness = _finite_number("loudness", loudness, allowed="LUFS, e.g. -14.0")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory, fmt, loudness = check_save(directory, fmt, loudness)
+        if self.audio.shape[-1] == 0:
+            raise ValueError(
+                "nothing to save: this generation holds no audio (it was interrupted before "
+                "its first complete frame)"
+            )
         paths = []
         for i in range(len(self)):
             wav = self.audio[i]
             if loudness is not None:
                 wav = audio_io.normalize_loudness(wav, self.sample_rate, loudness)
             stem = _slug(self.prompts[i]) + f"_seed{self.seed}" + (f"_{i}" if len(self) > 1 else "")
-            path = audio_io.unique_path(directory / f"{stem}.{fmt}")
-            path = audio_io.write(path, wav, self.sample_rate, fmt=fmt)
+            if self.interrupted:
+                stem += "_partial"
             meta = self.provenance(i) | dict(
-                file=path.name,
                 loudness_lufs=loudness,
                 sha256=hashlib.sha256(
                     np.ascontiguousarray(wav, dtype=np.float32).tobytes()
                 ).hexdigest(),
             )
-            _write_json_atomic(path.with_suffix(".json"), meta)
-            paths.append(path)
+            data = audio_io.encode(wav, self.sample_rate, fmt)
+            paths.append(_save_pair(directory, stem, fmt, data, meta))
         return paths
+
+
+def check_save(
+    directory, fmt="wav", loudness=None, *, names=None
+) -> tuple[Path, str, float | None]:
+    """Check the arguments of :meth:`Generation.save` and make the folder, before any work.
+
+    Parameters
+    ----------
+    directory, fmt, loudness
+        As for :meth:`Generation.save`.
+    names : dict, optional
+        How to call each argument in messages, e.g. ``{"directory": "--out"}``.
+
+    Returns
+    -------
+    (Path, str, float or None)
+        The folder (created and known to be writable), the format and the loudness.
+    """
+    from . import audio as audio_io
+
+    names = {"directory": "directory", "fmt": "fmt", "loudness": "loudness"} | (names or {})
+    if not isinstance(fmt, str) or fmt not in _FORMATS:
+        raise ValueError(f"{names['fmt']} must be one of {_FORMATS}, got {fmt!r}")
+    if loudness is not None:
+        loudness = _finite_number(names["loudness"], loudness, allowed="LUFS <= 0, e.g. -14.0")
+        if loudness > 0:
+            raise ValueError(
+                f"{names['loudness']} must be a loudness in LUFS <= 0 (e.g. -14.0), got {loudness!r}"
+            )
+    if isinstance(directory, str) and not directory.strip():
+        raise ValueError(f"{names['directory']} is an empty string; give a folder")
+    directory = audio_io._check_path(directory, names["directory"])
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{names['directory']} {str(directory)!r} is a file, not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        audio_io.write_temp(directory, "write-check", b"").unlink()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        denied = PermissionError(
+            f"{names['directory']} {str(directory)!r} is not writable: {reason}"
+        )
+        denied.errno = err.errno
+        raise denied from None
+    return directory, fmt, loudness
+
+
+def _save_pair(directory: Path, stem: str, fmt: str, data: bytes, meta: dict) -> Path:
+    """Claim the first name whose audio and sidecar are both free; write both, sidecar first."""
+    from . import audio as audio_io
+
+    tmp_audio = audio_io.write_temp(directory, f"{stem}.{fmt}", data)
+    try:
+        for n in range(100_000):
+            name = stem if n == 0 else f"{stem}-{n}"
+            path, side = directory / f"{name}.{fmt}", directory / f"{name}.json"
+            if path.exists() or side.exists():
+                continue
+            text = json.dumps(meta | dict(file=path.name), indent=1, default=str).encode()
+            tmp_side = audio_io.write_temp(directory, side.name, text)
+            try:
+                try:
+                    audio_io.link_new(tmp_side, side)
+                except FileExistsError:
+                    continue  # taken meanwhile by another process: next name
+                try:
+                    audio_io.link_new(tmp_audio, path)
+                except FileExistsError:
+                    side.unlink(missing_ok=True)
+                    continue
+                except BaseException:
+                    side.unlink(missing_ok=True)
+                    raise
+                return path
+            finally:
+                tmp_side.unlink(missing_ok=True)
+        raise FileExistsError(f"no free name for {stem}.{fmt} in {directory} after 100000 tries")
+    finally:
+        tmp_audio.unlink(missing_ok=True)
 
 
 def _slug(text: str | None) -> str:
@@ -365,15 +513,6 @@ def _slug(text: str | None) -> str:
     while "--" in keep:
         keep = keep.replace("--", "-")
     return keep[:40] or "prompt"
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    if path.exists():  # never overwrite a sidecar
-        tmp.unlink()
-        raise FileExistsError(f"{path} exists; refusing to overwrite it")
-    os.replace(tmp, path)
 
 
 def versions() -> dict:
@@ -536,22 +675,27 @@ def generate(
     prompts : str, list of (str or None), or None
         Text prompt(s); ``None`` (alone or in a list) means unconditional.
     duration : float
-        Seconds of new audio. Frames are ``ceil(duration * frame_rate)`` and every
+        Seconds of new audio, from one frame (0.02 s) to :data:`MAX_DURATION`
+        (3 hours). Frames are ``ceil(duration * frame_rate)`` and every
         delay-pattern step is counted inside, so the output is exactly this long.
         Longer than ``s.max_duration`` generates in windows (long-form).
     guidance_scale : float
         Classifier-free guidance, >= 1 (1 turns it off): ``u + scale * (c - u)``.
+        Any finite value works; a huge one tends to the argmax of ``c - u``.
     temperature, top_k, top_p, do_sample
-        Sampling: temperature > 0; top_k >= 0 (0 off); top_p in [0, 1] (0 off).
+        Sampling: temperature > 0 (any finite value; a tiny one tends to argmax);
+        top_k >= 0 (0 off); top_p in [0, 1] (0 off).
     seed : int, optional
-        Same seed, same device: identical codes and audio. None draws a fresh
-        seed, recorded in ``g.seed``.
+        An int in ``[0, 2**64)``. Same seed, same device: identical codes and
+        audio. None draws a fresh seed, recorded in ``g.seed``.
     melody, melody_sr
         Melody-conditioning audio (melody checkpoints only), any shape that
         :func:`musicgen_nb.audio.as_batch` takes. Its chroma follows the output
-        position and loops when the melody is shorter than the output.
+        position and loops when the melody is shorter than the output. Only
+        the chroma frames the output uses are computed.
     audio_prompt, audio_prompt_sr
         Audio to continue; its codes are the prefix (see ``g.prompt_frames``).
+        It must be shorter than the model's window (``s.max_duration``).
     negative_prompt : str or list, optional
         Replaces the unconditional branch of guidance with this text.
     cfg_coef_beta : float, optional
@@ -570,11 +714,18 @@ def generate(
     callback : callable, optional
         ``callback(done_steps, total_steps)`` after each step.
     stop : threading.Event, optional
-        Set it to stop at the next step; the partial result is returned.
+        Anything with ``is_set()``. Set it to stop at the next step; the partial
+        result is returned.
 
     Returns
     -------
     Generation
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any work, for any bad argument: the message names it, the bad
+        value and what is allowed.
 
     Examples
     --------
@@ -584,198 +735,443 @@ def generate(
     >>> g.audio.shape, g.codes.shape
     ((1, 1, 64000), (1, 4, 100))
     """
-    texts = _prompts(prompts)
-    opts = validate(
-        s, duration=duration, guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-        top_p=top_p, do_sample=do_sample, seed=seed, cfg_coef_beta=cfg_coef_beta,
-        extend_stride=extend_stride,
+    req = _request(
+        s, prompts, duration=duration, guidance_scale=guidance_scale, temperature=temperature,
+        top_k=top_k, top_p=top_p, do_sample=do_sample, seed=seed, melody=melody, melody_sr=melody_sr,
+        audio_prompt=audio_prompt, audio_prompt_sr=audio_prompt_sr, negative_prompt=negative_prompt,
+        cfg_coef_beta=cfg_coef_beta, extend_stride=extend_stride, progress=progress, trace=trace,
+        attentions=attentions, attention_layers=attention_layers, attention_heads=attention_heads,
+        attention_budget_mb=attention_budget_mb, callback=callback, stop=stop,
     )  # fmt: skip
+    plan = _plan(s, req)
+    inputs, plan = _inputs(s, req, plan)
+    run = _run_windows(s, req, plan, inputs)
+    return _assemble(s, req, plan, inputs, run)
+
+
+# --------------------------------------------------------------------------- 1. validate
+@dataclass
+class _Request:
+    """A checked ``generate`` call: every value normalised, nothing computed yet."""
+
+    texts: list
+    negative: list | None
+    opts: dict
+    seed: int
+    new_frames: int
+    melody: np.ndarray | None  # [B or 1, C, N], as given (not resampled)
+    melody_sr: int | None
+    audio_prompt: np.ndarray | None  # [B or 1, C, N], as given (not resampled)
+    audio_prompt_sr: int | None
+    progress: bool
+    trace: bool
+    attentions: bool
+    attention: dict
+    callback: object
+    stop: object
+
+    @property
+    def batch(self) -> int:
+        return len(self.texts)
+
+
+#: Longest text prompt, in tokens: the length T5 was trained on. Longer texts
+#: would make the encoder's attention grow with the square of the length.
+MAX_TEXT_TOKENS = 512
+
+
+def _request(s, prompts, *, negative_prompt, melody, melody_sr, audio_prompt, audio_prompt_sr,
+             progress, trace, attentions, attention_layers, attention_heads, attention_budget_mb,
+             callback, stop, seed, **sampling) -> _Request:  # fmt: skip
+    """Check every argument by type and range, and every input size, before any work."""
+    texts = _prompts(prompts)
+    opts = validate(s, seed=seed, **sampling)
+    progress = _check_bool("progress", progress)
+    trace = _check_bool("trace", trace)
+    attentions = _check_bool("attentions", attentions)
+    _check_hooks(callback, stop)
     batch = len(texts)
-    negative = None
-    if negative_prompt is not None:
-        negative = _prompts(negative_prompt, "negative_prompt")
-        if len(negative) == 1:
-            negative = negative * batch
-        if len(negative) != batch:
-            raise ValueError(
-                f"negative_prompt must be one text or {batch} (one per prompt), got {len(negative)}"
-            )
-        if opts["guidance_scale"] <= 1:
-            raise ValueError(
-                "negative_prompt needs guidance_scale > 1: it replaces the unconditional branch"
-            )
+    negative = _negative(negative_prompt, batch, opts["guidance_scale"])
+    _check_text_lengths(s, texts + (negative or []))
+    if opts["cfg_coef_beta"] is not None and opts["guidance_scale"] <= 1:
+        raise ValueError("cfg_coef_beta needs guidance_scale > 1")
     if melody is not None and not s.is_melody:
         raise ValueError(
             f"melody= needs a melody checkpoint ('melody', 'tiny-melody'); {s.name!r} is a text-only model"
         )
-    if melody is None and melody_sr is not None:
-        raise ValueError("melody_sr was given without melody=")
-    if audio_prompt is None and audio_prompt_sr is not None:
-        raise ValueError("audio_prompt_sr was given without audio_prompt=")
-    if cfg_coef_beta is not None and opts["guidance_scale"] <= 1:
-        raise ValueError("cfg_coef_beta needs guidance_scale > 1")
-
-    seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-    fr = s.frame_rate
-    new_frames = num_frames(opts["duration"], fr)
-
-    # Audio prompt -> prefix codes.
-    prefix = None
-    P = 0
+    melody, melody_sr = _audio_input(melody, melody_sr, "melody", batch)
+    audio_prompt, audio_prompt_sr = _audio_input(
+        audio_prompt, audio_prompt_sr, "audio_prompt", batch
+    )
     if audio_prompt is not None:
-        if audio_prompt_sr is None:
-            raise ValueError(
-                "audio_prompt_sr is required with audio_prompt= (the prompt's sample rate)"
-            )
-        codes_p = s.encode(audio_prompt, audio_prompt_sr)
-        if codes_p.shape[0] == 1 and batch > 1:
-            codes_p = np.repeat(codes_p, batch, axis=0)
-        if codes_p.shape[0] != batch:
-            raise ValueError(
-                f"audio_prompt has {codes_p.shape[0]} items but there are {batch} prompts"
-            )
-        P = codes_p.shape[-1]
-        if P >= s.max_frames:
-            raise ValueError(
-                f"audio_prompt is {P / fr:.2f} s but the model's window is {s.max_duration:g} s; "
-                f"give a prompt shorter than {s.max_duration:g} s (e.g. its last {s.max_duration / 2:g} s)"
-            )
-        prefix = torch.as_tensor(codes_p, device=s.device)
-    total_frames = P + new_frames
-
-    # Melody -> chroma frames covering the whole output (looped when short).
-    chroma_full = None
-    if melody is not None:
-        from . import melody as melody_mod
-
-        if melody_sr is None:
-            raise ValueError("melody_sr is required with melody= (the melody's sample rate)")
-        chroma_full = melody_mod.chroma(melody, melody_sr)
-        if chroma_full.ndim == 2:
-            chroma_full = np.repeat(chroma_full[None], batch, axis=0)
-        if chroma_full.shape[0] != batch:
-            raise ValueError(
-                f"melody has {chroma_full.shape[0]} items but there are {batch} prompts"
-            )
-    chroma_rate = s.sample_rate / 4096 if s.is_melody else None
-
-    sampler = Sampler(
-        guidance_scale=opts["guidance_scale"], temperature=opts["temperature"], top_k=opts["top_k"],
-        top_p=opts["top_p"], do_sample=opts["do_sample"], cfg_coef_beta=opts["cfg_coef_beta"],
+        _check_prompt_length(s, audio_prompt.shape[-1], audio_prompt_sr)
+    new_frames = num_frames(opts["duration"], s.frame_rate)
+    prompt_frames = (
+        0 if audio_prompt is None else _prompt_frames(s, audio_prompt.shape[-1], audio_prompt_sr)
+    )
+    _check_memory(s, batch, prompt_frames + new_frames, opts["duration"])
+    seed = _check_seed(seed)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
+    return _Request(
+        texts=texts, negative=negative, opts=opts, seed=seed, new_frames=new_frames,
+        melody=melody, melody_sr=melody_sr, audio_prompt=audio_prompt,
+        audio_prompt_sr=audio_prompt_sr, progress=progress, trace=trace, attentions=attentions,
+        attention=attention, callback=callback, stop=stop,
     )  # fmt: skip
 
-    # Windows: frames [start, end) of the output, each re-using the tail before `start`.
+
+def _negative(negative_prompt, batch: int, guidance_scale: float) -> list | None:
+    if negative_prompt is None:
+        return None
+    negative = _prompts(negative_prompt, "negative_prompt")
+    if len(negative) == 1:
+        negative = negative * batch
+    if len(negative) != batch:
+        raise ValueError(
+            f"negative_prompt must be one text or {batch} (one per prompt), got {len(negative)}"
+        )
+    if guidance_scale <= 1:
+        raise ValueError(
+            "negative_prompt needs guidance_scale > 1: it replaces the unconditional branch"
+        )
+    return negative
+
+
+def _check_text_lengths(s, texts) -> None:
+    """Refuse a text longer than :data:`MAX_TEXT_TOKENS` before the encoder sees it."""
+    for i, text in enumerate(texts):
+        if text is None:
+            continue
+        # A token covers at least one character, so a long enough text needs no tokenizing.
+        if len(text) > MAX_TEXT_TOKENS * 64:
+            count = f"{len(text):,} characters"
+        else:
+            n = len(s.processor.tokenizer(text).input_ids)
+            if n <= MAX_TEXT_TOKENS:
+                continue
+            count = f"{n:,} tokens"
+        raise ValueError(
+            f"prompt {i} is {count} long ({text[:30]!r}...); the text encoder takes at most "
+            f"{MAX_TEXT_TOKENS} tokens (about 2,000 characters). Shorten it."
+        )
+
+
+def _audio_input(audio, sr, name: str, batch: int):
+    """Check an audio argument and its rate together; return ``([B, C, N] float32, sr)``."""
+    from . import audio as audio_io
+
+    if audio is None:
+        if sr is not None:
+            raise ValueError(f"{name}_sr was given without {name}=")
+        return None, None
+    if sr is None:
+        raise ValueError(f"{name}_sr is required with {name}= (the {name}'s sample rate in Hz)")
+    sr = audio_io._check_sr(sr, f"{name}_sr")
+    arr = audio_io.as_batch(audio, name=name)
+    if arr.shape[0] not in (1, batch):
+        raise ValueError(f"{name} has {arr.shape[0]} items but there are {batch} prompts")
+    return arr, sr
+
+
+def _prompt_frames(s, samples: int, sr: int) -> int:
+    """Frames of an audio prompt of ``samples`` at ``sr``, computed without resampling it."""
+    resampled = samples if sr == s.sample_rate else round(samples * s.sample_rate / sr)
+    return math.ceil(resampled / s.hop_length)
+
+
+def _check_prompt_length(s, samples: int, sr: int) -> None:
+    """The prompt must fit the window: judged from samples / sr, before resampling."""
+    if _prompt_frames(s, samples, sr) < s.max_frames:
+        return
+    raise ValueError(
+        f"audio_prompt is {samples / sr:.2f} s ({samples} samples at audio_prompt_sr={sr} Hz) "
+        f"but the model's window is {s.max_duration:g} s; give a prompt shorter than "
+        f"{s.max_duration:g} s (e.g. its last {s.max_duration / 2:g} s), and check audio_prompt_sr"
+    )
+
+
+def _available_bytes() -> int | None:
+    """Memory this process may still use: RAM available, and the address-space limit if set."""
+    import resource
+
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    limits.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            used = 0
+        limits.append(max(0, soft - used))
+    return min(limits) if limits else None
+
+
+def _check_memory(s, batch: int, frames: int, duration: float) -> None:
+    """Refuse a call whose output audio and key/value cache cannot fit in memory.
+
+    The estimate counts the float32 audio three times (decoded pieces, their
+    concatenation, the trimmed copy) and the decoder's cache for one window.
+    """
+    from .engine import cache_bytes
+
+    available = _available_bytes()
+    if available is None:
+        return
+    audio = 3 * batch * s.audio_channels * frames * s.hop_length * 4
+    rows = 3 * batch  # at most three guidance branches
+    cache = cache_bytes(s.model, rows, min(frames, s.max_frames) + s.num_codebooks, s.dtype)
+    need = audio + (cache if s.device.type == "cpu" else 0)
+    if need <= available:
+        return
+    raise ValueError(
+        f"duration={duration:g} s for {batch} prompt(s) needs about {need / 1e9:.1f} GB "
+        f"(audio {audio / 1e9:.1f} GB, decoder cache {cache / 1e9:.1f} GB) but only "
+        f"{available / 1e9:.1f} GB of memory is available; ask for a shorter duration or fewer prompts"
+    )
+
+
+# --------------------------------------------------------------------------- 2. plan
+@dataclass
+class _Plan:
+    """Frame ranges ``[start, end)`` of each window and what the run will cost."""
+
+    windows: list
+    prompt_frames: int
+    total_frames: int
+    steps: int
+    capture: dict | None
+
+
+def _windows(s, total_frames: int, extend_stride: float | None) -> list[tuple[int, int]]:
+    """Windows over the output; each after the first re-uses the tail before its ``start``."""
     window = s.max_frames
-    stride_s = opts["extend_stride"] or 0.6 * s.max_duration
-    stride = max(1, min(window - 1, int(round(stride_s * fr))))
+    stride_s = extend_stride or 0.6 * s.max_duration
+    stride = max(1, min(window - 1, int(round(stride_s * s.frame_rate))))
     plan = [(0, min(total_frames, window))]
     while plan[-1][1] < total_frames:
         end = min(total_frames, plan[-1][1] + stride)
         plan.append((end - window if end - window > 0 else 0, end))
-    steps = 0
-    for i, (start, end) in enumerate(plan):
-        known_frames = P if i == 0 else plan[i - 1][1] - start
-        steps += (end - start) + max(delays(s)) - known_frames
+    return plan
 
+
+def _plan(s, req: _Request, prompt_frames: int | None = None) -> _Plan:
+    P = prompt_frames or 0
+    if prompt_frames is None and req.audio_prompt is not None:
+        P = _prompt_frames(s, req.audio_prompt.shape[-1], req.audio_prompt_sr)
+    total = P + req.new_frames
+    windows = _windows(s, total, req.opts["extend_stride"])
+    steps = 0
+    for i, (start, end) in enumerate(windows):
+        known_frames = P if i == 0 else windows[i - 1][1] - start
+        steps += (end - start) + max(delays(s)) - known_frames
     capture = None
-    if attentions:
+    if req.attentions:
         from . import attention as attention_mod
 
         text_len = s.processor.tokenizer(
-            [t or "" for t in texts + (negative or [])], padding=True
+            [t or "" for t in req.texts + (req.negative or [])], padding=True
         ).input_ids
         capture = attention_mod.plan_capture(
-            s, batch=batch, frames=min(total_frames, window), text_len=len(text_len[0]),
-            layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb,
+            s, batch=req.batch, frames=min(total, s.max_frames), text_len=len(text_len[0]),
+            layers=req.attention["layers"], heads=req.attention["heads"],
+            budget_mb=req.attention["budget_mb"],
         )  # fmt: skip
+    return _Plan(windows=windows, prompt_frames=P, total_frames=total, steps=steps, capture=capture)
 
-    generator = torch.Generator(device=s.device).manual_seed(seed)
-    bar = _Progress(steps, progress, callback)
-    rec = StepRecord() if trace else None
-    timings = dict(text_encode_s=0.0, decode_loop_s=0.0, codec_decode_s=0.0, steps=0)
-    codes = prefix
-    interrupted = False
-    windows, window_codes = [], []
-    decoder = cond = cap_decoder = cap_cond = None
+
+# --------------------------------------------------------------------------- 3. conditioning
+@dataclass
+class _Inputs:
+    """What the windows condition on: prompt codes, melody chroma and the sampler."""
+
+    prefix: torch.Tensor | None
+    chroma: np.ndarray | None
+    sampler: Sampler
+
+
+def _inputs(s, req: _Request, plan: _Plan) -> tuple[_Inputs, _Plan]:
+    """Encode the audio prompt, compute the melody chroma, make the sampler.
+
+    Returns the plan too: it is re-made if the prompt's frames differ from the
+    count the plan made from samples / sr (a rounding edge).
+    """
+    prefix = None
+    if req.audio_prompt is not None:
+        codes_p = s.encode(req.audio_prompt, req.audio_prompt_sr)
+        if codes_p.shape[0] == 1 and req.batch > 1:
+            codes_p = np.repeat(codes_p, req.batch, axis=0)
+        if codes_p.shape[-1] != plan.prompt_frames:  # the plan counted frames from samples / sr
+            plan = _plan(s, req, prompt_frames=codes_p.shape[-1])
+        prefix = torch.as_tensor(codes_p, device=s.device)
+    chroma = None
+    if req.melody is not None:
+        from . import melody as melody_mod
+
+        # Only the chroma frames some window reads: up to the last window's start + its length.
+        last = _chroma_start(s, plan.windows[-1][0])
+        needed = last + s.model.config.chroma_length
+        chroma = melody_mod.chroma(req.melody, req.melody_sr, frames=needed, name="melody")
+        if chroma.ndim == 2:
+            chroma = chroma[None]
+        if chroma.shape[0] != req.batch:
+            chroma = np.repeat(chroma, req.batch, axis=0)
+    o = req.opts
+    sampler = Sampler(
+        guidance_scale=o["guidance_scale"], temperature=o["temperature"], top_k=o["top_k"],
+        top_p=o["top_p"], do_sample=o["do_sample"], cfg_coef_beta=o["cfg_coef_beta"],
+    )  # fmt: skip
+    return _Inputs(prefix=prefix, chroma=chroma, sampler=sampler), plan
+
+
+def _chroma_start(s, start_frame: int) -> int:
+    """The chroma frame that lines up with output frame ``start_frame``."""
+    from .melody import HOP_LENGTH
+
+    return int(round(start_frame / s.frame_rate * (s.sample_rate / HOP_LENGTH)))
+
+
+def _window_conditioning(s, req: _Request, inputs: _Inputs, start: int) -> Conditioning:
+    chroma = None
+    if inputs.chroma is not None:
+        chroma = fit_chroma(inputs.chroma, s.model.config.chroma_length, _chroma_start(s, start))
+    return conditioning(
+        s, req.texts, negative=req.negative, guidance_scale=inputs.sampler.guidance_scale,
+        melody_chroma=chroma, cfg_coef_beta=inputs.sampler.cfg_coef_beta,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- 4. run
+@dataclass
+class _Run:
+    """What the windows produced."""
+
+    codes: torch.Tensor | None
+    windows: list
+    window_codes: list
+    interrupted: bool
+    timings: dict
+    record: StepRecord | None
+    captured: tuple | None  # (decoder, conditioning) of the first window
+
+
+def _run_windows(s, req: _Request, plan: _Plan, inputs: _Inputs) -> _Run:
+    generator = torch.Generator(device=s.device).manual_seed(req.seed)
+    bar = _Progress(plan.steps, req.progress, req.callback)
+    run = _Run(
+        codes=inputs.prefix, windows=[], window_codes=[], interrupted=False,
+        timings=dict(text_encode_s=0.0, decode_loop_s=0.0, codec_decode_s=0.0, steps=0),
+        record=StepRecord() if req.trace else None, captured=None,
+    )  # fmt: skip
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     try:
         with torch.inference_mode():
-            for i, (start, end) in enumerate(plan):
+            for i, (start, end) in enumerate(plan.windows):
                 t0 = time.perf_counter()
-                chroma = None
-                if chroma_full is not None:
-                    begin = int(round(start / fr * chroma_rate))
-                    chroma = fit_chroma(chroma_full, s.model.config.chroma_length, begin)
-                cond = conditioning(
-                    s, texts, negative=negative, guidance_scale=sampler.guidance_scale,
-                    melody_chroma=chroma, cfg_coef_beta=sampler.cfg_coef_beta,
-                )  # fmt: skip
+                cond = _window_conditioning(s, req, inputs, start)
                 t1 = time.perf_counter()
-                pre = None if codes is None else codes[..., start:]
-                out, n_steps, interrupted, decoder = run_window(
-                    s, cond, batch=batch, prefix=pre, frames=end - start, sampler=sampler,
-                    generator=generator, progress=bar, trace=rec, capture=capture if i == 0 else None, stop=stop,
+                pre = None if run.codes is None else run.codes[..., start:]
+                out, n_steps, run.interrupted, decoder = run_window(
+                    s, cond, batch=req.batch, prefix=pre, frames=end - start,
+                    sampler=inputs.sampler, generator=generator, progress=bar, trace=run.record,
+                    capture=plan.capture if i == 0 else None, stop=req.stop,
                 )  # fmt: skip
-                t2 = time.perf_counter()
-                timings["text_encode_s"] += t1 - t0
-                timings["decode_loop_s"] += t2 - t1
-                timings["steps"] += n_steps
-                codes = out if codes is None else torch.cat([codes[..., :start], out], dim=-1)
+                run.timings["text_encode_s"] += t1 - t0
+                run.timings["decode_loop_s"] += time.perf_counter() - t1
+                run.timings["steps"] += n_steps
+                run.codes = (
+                    out if run.codes is None else torch.cat([run.codes[..., :start], out], -1)
+                )
                 if i == 0:  # attention is captured in the first window only
-                    cap_decoder, cap_cond = decoder, cond
-                windows.append((start, start + out.shape[-1]))
-                window_codes.append(out)
-                if interrupted:
+                    run.captured = (decoder, cond)
+                run.windows.append((start, start + out.shape[-1]))
+                run.window_codes.append(out)
+                if run.interrupted:
                     break
+    except KeyboardInterrupt:  # between steps (e.g. while conditioning a window): keep what is done
+        run.interrupted = True
     except oom as exc:
         if s.device.type == "cuda":
             torch.cuda.empty_cache()
-        raise MemoryError(oom_message(s, batch, opts["duration"])) from exc
+        raise MemoryError(oom_message(s, req.batch, req.opts["duration"])) from exc
     finally:
         bar.close()
+    return run
 
+
+# --------------------------------------------------------------------------- 5. assemble
+#: Codes longer than this many frames are decoded in overlapping pieces, so the
+#: codec's activations stay bounded however long the piece is.
+DECODE_CHUNK = 1500
+#: Frames of context decoded on each side of a piece and then dropped.
+DECODE_CONTEXT = 100
+
+
+def decode_long(s, codes: np.ndarray) -> np.ndarray:
+    """Decode ``[B, K, frames]`` codes in overlapping pieces of :data:`DECODE_CHUNK` frames.
+
+    Each piece is decoded with :data:`DECODE_CONTEXT` frames of context on both
+    sides, which are then dropped, so the codec's memory stays bounded and the
+    seams match a one-piece decode closely. Up to ``DECODE_CHUNK`` frames this is
+    exactly ``s.decode(codes)``.
+    """
+    frames = codes.shape[-1]
+    if frames <= DECODE_CHUNK:
+        return s.decode(codes)
+    hop = s.hop_length
+    out = np.empty((codes.shape[0], s.audio_channels, frames * hop), dtype=np.float32)
+    for a in range(0, frames, DECODE_CHUNK):
+        b = min(frames, a + DECODE_CHUNK)
+        lo, hi = max(0, a - DECODE_CONTEXT), min(frames, b + DECODE_CONTEXT)
+        piece = s.decode(codes[..., lo:hi])
+        out[..., a * hop : b * hop] = piece[..., (a - lo) * hop : (b - lo) * hop]
+    return out
+
+
+def _assemble(s, req: _Request, plan: _Plan, inputs: _Inputs, run: _Run) -> Generation:
     t3 = time.perf_counter()
-    codes_np = codes.cpu().numpy().astype(np.int64)
-    if codes_np.shape[-1]:
-        wav = s.decode(codes_np)
+    codes = run.codes.cpu().numpy().astype(np.int64)
+    if codes.shape[-1]:
+        wav = decode_long(s, codes)
     else:
-        wav = np.zeros((batch, s.audio_channels, 0), dtype=np.float32)
+        wav = np.zeros((req.batch, s.audio_channels, 0), dtype=np.float32)
+    timings = run.timings
     timings["codec_decode_s"] = time.perf_counter() - t3
     timings["steps_per_s"] = (
         timings["steps"] / timings["decode_loop_s"] if timings["decode_loop_s"] else 0.0
     )
-    hop = s.hop_length
-    if not interrupted:
-        wav = wav[..., : P * hop + round(opts["duration"] * s.sample_rate)]
-    params = dict(opts, negative_prompt=negative, melody=melody is not None,
-                  audio_prompt=audio_prompt is not None, windows=len(plan))  # fmt: skip
+    P = plan.prompt_frames
+    if not run.interrupted:
+        wav = wav[..., : P * s.hop_length + round(req.opts["duration"] * s.sample_rate)]
+    params = dict(req.opts, negative_prompt=req.negative, melody=req.melody is not None,
+                  audio_prompt=req.audio_prompt is not None, windows=len(plan.windows))  # fmt: skip
     g = Generation(
-        audio=np.ascontiguousarray(wav, dtype=np.float32),
-        sample_rate=s.sample_rate,
-        codes=codes_np,
-        prompts=texts,
-        params=params,
-        seed=seed,
-        timings=timings,
-        frame_rate=fr,
-        model_name=s.name,
-        prompt_frames=P,
-        interrupted=interrupted,
-        windows=windows,
-        window_codes=[w.cpu().numpy() for w in window_codes] if len(window_codes) > 1 else [],
-        melody_chroma=chroma_full,
-        versions=versions(),
-        standin=s.standin,
+        audio=np.ascontiguousarray(wav, dtype=np.float32), sample_rate=s.sample_rate, codes=codes,
+        prompts=req.texts, params=params, seed=req.seed, timings=timings, frame_rate=s.frame_rate,
+        model_name=s.name, prompt_frames=P, interrupted=run.interrupted, windows=run.windows,
+        window_codes=[w.cpu().numpy() for w in run.window_codes] if len(run.window_codes) > 1 else [],
+        melody_chroma=inputs.chroma, versions=versions(), standin=s.standin,
         model_provenance=dict(getattr(s, "provenance", {})),
-    )
-    if rec is not None:
+    )  # fmt: skip
+    if run.record is not None:
         from .trace import to_frame
 
         g.trace = to_frame(
-            rec, s, batch=batch, prompt_frames=P, plan=plan, prefix_known=P, codes=codes_np
-        )
-    if capture is not None and cap_decoder is not None:
+            run.record, s, batch=req.batch, prompt_frames=P, plan=plan.windows, prefix_known=P,
+            codes=codes,
+        )  # fmt: skip
+    if plan.capture is not None and run.captured is not None:
         from . import attention as attention_mod
 
-        g.attentions = attention_mod.collect(cap_decoder, capture, s, texts, cap_cond)
+        g.attentions = attention_mod.collect(
+            run.captured[0], plan.capture, s, req.texts, run.captured[1]
+        )
     return g

@@ -53,14 +53,16 @@ def _filter_bank() -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))  # [12, n_fft//2+1]
 
 
-def chroma(audio, sr: int) -> np.ndarray:
+def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") -> np.ndarray:
     """One-hot chroma per frame, with MusicGen-Melody's settings.
 
-    Steps: average channels to mono, resample to 32 kHz, zero-pad (centred) to ``n_fft``
-    samples when shorter, power STFT (Hann window of 16384, hop 4096, ``center=True`` with
-    reflect padding, so ``1 + N // 4096`` frames; power divided by the window energy),
-    librosa's chroma filter bank (``tuning=0``), max-normalization per frame, then the
-    argmax pitch class set to 1 and the rest to 0.
+    Steps: average channels to mono, scale each item to a peak of 1 (the one-hot chroma
+    does not depend on the level, and this keeps a very loud or very quiet signal from
+    overflowing or underflowing the power spectrum), resample to 32 kHz, zero-pad
+    (centred) to ``n_fft`` samples when shorter, power STFT (Hann window of 16384, hop
+    4096, ``center=True`` with reflect padding, so ``1 + N // 4096`` frames; power
+    divided by the window energy), librosa's chroma filter bank (``tuning=0``),
+    max-normalization per frame, then the argmax pitch class set to 1 and the rest to 0.
 
     Parameters
     ----------
@@ -68,6 +70,12 @@ def chroma(audio, sr: int) -> np.ndarray:
         ``[N]``, ``[C, N]`` or ``[B, C, N]`` (see :func:`musicgen_nb.audio.as_batch`).
     sr : int
         Sample rate of ``audio``.
+    frames : int, optional, keyword-only
+        Compute only the first ``frames`` chroma frames: only the audio they need is
+        resampled and transformed, so the cost does not grow with the input's length.
+        None computes every frame.
+    name : str, keyword-only
+        The argument name used in error messages.
 
     Returns
     -------
@@ -81,11 +89,28 @@ def chroma(audio, sr: int) -> np.ndarray:
     >>> c = chroma(audio.melody_tone(["A4"], 2.0, 44100), 44100)
     >>> c.shape, PITCH_CLASSES[int(c[4].argmax())]
     ((16, 12), 'A')
+    >>> chroma(audio.melody_tone(["A4"], 2.0, 44100), 44100, frames=3).shape
+    (3, 12)
     """
-    raw = audio_io._to_numpy(audio, "audio")
-    batch = audio_io.as_batch(raw)
-    mono = batch.mean(axis=1, dtype=np.float32)  # [B, N]
+    raw = audio_io._to_numpy(audio, name)
+    sr = audio_io._check_sr(sr, "sr" if name == "audio" else f"{name}_sr")
+    if frames is not None:
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+            raise ValueError(f"frames must be None or an int >= 1, got {frames!r}")
+        frames = int(frames)
+    batch = audio_io.as_batch(raw, name=name)
+    mono = batch.mean(axis=1, dtype=np.float64)  # [B, N]
+    if frames is not None:
+        # Frame t (centred) reads samples up to t * hop + n_fft / 2 at 32 kHz. Keep what the
+        # first `frames` frames read, plus 0.1 s so the resampler's edge lies beyond them.
+        keep = max(N_FFT, (frames - 1) * HOP_LENGTH + N_FFT // 2)
+        src = int(np.ceil(keep * sr / SAMPLE_RATE)) + int(np.ceil(0.1 * sr)) + 1
+        mono = mono[:, :src]
+    peak = np.abs(mono).max(axis=-1, keepdims=True)
+    mono = (mono / np.where(peak > 0, peak, 1.0)).astype(np.float32)
     mono = audio_io.resample(mono, sr, SAMPLE_RATE)
+    if frames is not None:
+        mono = mono[:, :keep]
     wav = torch.from_numpy(np.ascontiguousarray(mono))
     n = wav.shape[-1]
     if n < N_FFT:
@@ -96,6 +121,8 @@ def chroma(audio, sr: int) -> np.ndarray:
         wav, N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT, window=window,
         center=True, pad_mode="reflect", return_complex=True,
     )  # fmt: skip
+    if frames is not None:
+        spec = spec[..., :frames]
     power = spec.abs().pow(2) / window.pow(2).sum()  # [B, F, frames]
     raw_chroma = torch.einsum("cf,bft->btc", _filter_bank(), power)
     norm = torch.nn.functional.normalize(raw_chroma, p=float("inf"), dim=-1, eps=1e-6)

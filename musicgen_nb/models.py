@@ -104,9 +104,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if device.split(":")[0] not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here")
-    return torch.device(device)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for, but CUDA is not available here")
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ValueError(
+                f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices, "
+                f"so use 'cuda' or 'cuda:0'..'cuda:{torch.cuda.device_count() - 1}'"
+            )
+    if device.startswith("mps"):
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            why = "this torch was built without MPS" if mps is None or not mps.is_built() else (
+                "MPS needs an Apple-silicon Mac with macOS 12.3 or later"
+            )  # fmt: skip
+            raise ValueError(
+                f"device={device!r} was asked for, but MPS is not available here ({why})"
+            )
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a valid device: {err}") from None
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -134,6 +153,12 @@ def _resolve_source(name_or_path, *, random_weights: bool) -> tuple[str, dict | 
             + _known_names()
         )
     name = os.fspath(name_or_path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if not name.strip():
+        raise ValueError(
+            "name_or_path is an empty string; give a model name or a folder. " + _known_names()
+        )
     known = checkpoints.known()
     by_hub = {spec["meta"]["checkpoint"]: short for short, spec in known.items()}
     short = name if name in known else by_hub.get(name)
@@ -156,24 +181,62 @@ def _resolve_source(name_or_path, *, random_weights: bool) -> tuple[str, dict | 
     raise ValueError(f"unknown model {name!r}; " + _known_names())
 
 
+def _check_local(folder: Path, *, allow_pickle: bool) -> None:
+    """Say what is wrong with a local checkpoint folder before transformers reads it."""
+    config = folder / "config.json"
+    if not config.is_file():
+        inside = sorted(p.name for p in folder.iterdir())[:5]
+        raise ValueError(
+            f"{folder} is not a checkpoint folder: it has no config.json "
+            f"(it holds {inside or 'nothing'}); save one with model.save_pretrained(folder)"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{config} is not valid JSON ({err}); the checkpoint config is corrupt"
+        ) from None
+    if not isinstance(data, dict) or data.get("model_type") not in ("musicgen", "musicgen_melody"):
+        kind = data.get("model_type") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(
+            f"{config} has model_type {kind!r}; musicgen-nb loads 'musicgen' and "
+            "'musicgen_melody' checkpoints"
+        )
+    safe = sorted(folder.glob("*.safetensors"))
+    pickles = sorted(folder.glob("*.bin"))
+    if not safe and not pickles:
+        raise ValueError(f"{folder} holds no weights: no *.safetensors or *.bin file")
+    if not safe and not allow_pickle:
+        raise ValueError(
+            f"{folder} holds no safetensors weights; pickle weights (.bin) can run code when "
+            "loaded, so they are refused. Pass allow_pickle=True if you trust this checkpoint."
+        )
+    from safetensors import safe_open
+
+    for file in safe:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except Exception as err:
+            raise ValueError(
+                f"{file} is not a readable safetensors file (truncated or corrupt): {err}"
+            ) from None
+
+
 def _from_pretrained(source: str, *, allow_pickle: bool):
     """Load model and processor through transformers' ``from_pretrained``."""
     from transformers import AutoConfig
 
     local = Path(source).is_dir()
     if local:
-        files = {p.name for p in Path(source).iterdir()}
-        has_safe = any(f.endswith(".safetensors") for f in files)
-        if not has_safe and not allow_pickle:
-            raise ValueError(
-                f"{source} holds no safetensors weights; pickle weights (.bin) can run code when "
-                "loaded, so they are refused. Pass allow_pickle=True if you trust this checkpoint."
-            )
+        _check_local(Path(source), allow_pickle=allow_pickle)
     kwargs = dict(use_safetensors=None if allow_pickle else True, trust_remote_code=False)
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-    except OSError:
-        if local or os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+    except OSError as err:
+        if local:
+            raise ValueError(f"could not read the config of {source}: {err}") from None
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
             raise ModelUnavailableError(
                 f"{source!r} is not in the local cache and the Hugging Face hub is not reachable; "
                 + _known_names()
@@ -183,7 +246,13 @@ def _from_pretrained(source: str, *, allow_pickle: bool):
     else:
         kwargs["local_files_only"] = True
     cls = checkpoints.model_class(config.model_type)
-    model = cls.from_pretrained(source, **kwargs)
+    try:
+        model = cls.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        if not local:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"could not load the weights in {source}: {first}") from err
     return model, _processor(source, local_files_only=kwargs["local_files_only"])
 
 
@@ -285,6 +354,8 @@ def load(
     """
     if not isinstance(random_weights, bool):
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
+    if not isinstance(allow_pickle, bool):
+        raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
     name_or_path, standin = testing.resolve(name_or_path, random_weights=random_weights)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -313,7 +384,13 @@ def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None
     else:
         model, processor = _from_pretrained(source, allow_pickle=allow_pickle)
         meta_file = Path(source) / "musicgen_nb.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {"checkpoint": source}
+        try:
+            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        except ValueError as err:
+            raise ValueError(f"{meta_file} is not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_file} must hold a JSON object, got {type(meta).__name__}")
+        meta = meta or {"checkpoint": source}
         meta.setdefault("name", os.fspath(name_or_path))
     model = model.eval()
     if adapter is not None:  # merged into plain fp32 weights before any cast or int8

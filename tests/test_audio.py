@@ -247,3 +247,75 @@ def test_one_item_picks_a_clip_and_names_problems():
         ValueError, match=r"at most 8 channels\. Did you pass \[samples, channels\]"
     ):
         one_item(np.zeros((100, 2)), max_channels=8)
+
+
+# ---------------------------------------------------------------------------- hardening
+def test_non_finite_is_reported_accurately():
+    x = np.zeros(10)
+    x[[2, 5]] = np.nan
+    x[7] = -np.inf
+    with pytest.raises(ValueError, match=r"2 NaN and 1 inf \(the first at index \(2,\)\)"):
+        audio.as_batch(x, name="melody")
+    with pytest.raises(ValueError, match=r"melody holds values up to 1e\+300, beyond float32"):
+        audio.as_batch(np.array([0.0, 1e300]), name="melody")
+
+
+def test_load_says_what_is_wrong(tmp_path):
+    garbage = tmp_path / "song.mp3"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ValueError) as err:
+        audio.load(garbage)
+    msg = str(err.value)
+    assert str(garbage) in msg and "not readable audio" in msg
+    assert "does not exist" not in msg
+    with pytest.raises(
+        TypeError, match="path must be a file path .str or os.PathLike., got NoneType"
+    ):
+        audio.load(None)
+    with pytest.raises(ValueError, match="path is an empty string"):
+        audio.load("")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        audio.load(tmp_path)
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    with pytest.raises(ValueError, match=r"the file is empty \(0 bytes\)"):
+        audio.load(empty)
+
+
+def test_truncated_wav_warns(tmp_path):
+    p = audio.write(tmp_path / "a.wav", audio.sine(440, 1.0, 32000), 32000)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.warns(
+        UserWarning, match=r"a\.wav is truncated: its header declares 32000 frames but only 159\d\d"
+    ):
+        x, _ = audio.load(p)
+    assert x.shape[-1] < 16000
+    whole = audio.write(tmp_path / "b.wav", audio.sine(440, 1.0, 32000), 32000)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        audio.load(whole)  # a complete file does not warn
+
+
+def test_write_follows_umask_and_leaves_no_temp(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        p = audio.write(tmp_path / "a.flac", np.zeros(100), 8000)
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o640
+    assert [q.name for q in tmp_path.iterdir()] == ["a.flac"]
+    with pytest.raises(TypeError, match="overwrite must be True or False"):
+        audio.write(p, np.zeros(100), 8000, overwrite="yes")
+
+
+def test_encode_gives_file_bytes():
+    import io
+
+    data = audio.encode(audio.sine(440, 0.1, 8000), 8000, "flac")
+    y, sr = sf.read(io.BytesIO(data))
+    assert data[:4] == b"fLaC" and sr == 8000 and len(y) == 800

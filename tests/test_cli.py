@@ -7,12 +7,13 @@ import pytest
 from musicgen_nb import cli
 
 
-def run(*args, env=None):
+def run(*args, env=None, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "musicgen_nb.cli", *args],
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=300,
     )
 
@@ -38,7 +39,7 @@ def test_errors_are_one_line_not_a_traceback(tmp_path):
     proc = run("generate", "x", "--model", "tiny", "--duration", "-1", "--out", str(tmp_path))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines == ["musicgen-nb: error: duration must be > 0 seconds, got -1.0"]
+    assert lines == ["musicgen-nb: error: --duration must be > 0 seconds, got -1.0"]
     proc = run("generate", "x", "--model", "nonexistent-model")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("musicgen-nb: error: unknown model 'nonexistent-model'")
@@ -73,3 +74,149 @@ def test_demo_outside_a_checkout_says_what_it_needs_in_one_line(tmp_path, monkey
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert "the demo needs a checkout of musicgen-nb and its dev extra" in err
+
+
+# ----------------------------------------------------------------- a Unix tool
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (
+            ["generate"],
+            r"the following arguments are required: PROMPT \(see 'musicgen-nb generate --help'\)",
+        ),
+        (
+            ["generate", "x", "--duration", "ten"],
+            r"argument --duration: invalid float value: 'ten' \(see",
+        ),
+        (["nosuch"], r"argument command: invalid choice: 'nosuch'.* \(see 'musicgen-nb --help'\)"),
+        ([], r"the following arguments are required: command"),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_help_hint(args, match):
+    proc = run(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("musicgen-nb: error: ")
+    assert __import__("re").search(match, lines[0]), lines[0]
+
+
+def test_out_and_loudness_are_checked_before_generating(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cases = [
+        (["--out", str(afile)], f"--out '{afile}' is a file, not a folder"),
+        (["--out", str(afile / "sub")], "--out"),
+        (["--loudness", "5", "--out", str(tmp_path)], "--loudness must be a loudness in LUFS <= 0"),
+        (["--loudness", "nan", "--out", str(tmp_path)], "--loudness must be a finite number"),
+        (["--out", ""], "--out is an empty string; give a folder"),
+    ]
+    for extra, message in cases:
+        # --model nosuch would fail at load: these must fail before it.
+        proc = run("generate", "x", "--model", "nosuch", *extra)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+        assert "unknown model" not in lines[0] and "target_lufs" not in lines[0]
+
+
+def test_messages_use_flag_names(tmp_path):
+    proc = run(
+        "generate",
+        "x",
+        "--model",
+        "tiny",
+        "--guidance",
+        "0.5",
+        "--top-k",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
+    assert (
+        proc.stderr.strip()
+        == "musicgen-nb: error: --guidance must be >= 1 (1 turns guidance off), got 0.5"
+    )
+    assert (
+        cli.flag_names("top_k must be >= 0; guidance_scale_x")
+        == "--top-k must be >= 0; guidance_scale_x"
+    )
+
+
+def test_unwritable_out_is_found_before_generating(tmp_path):
+    import os
+    import shutil
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "musicgen_nb.cli",
+        "generate",
+        "x",
+        "--model",
+        "nosuch",
+        "--out",
+        str(ro / "o"),
+    ]
+    if os.geteuid() == 0:  # root writes anywhere: make a read-only mount instead
+        if not shutil.which("unshare"):
+            pytest.skip("needs unshare to make a read-only folder as root")
+        script = f'mount --bind "{ro}" "{ro}" && mount -o remount,bind,ro "{ro}" && exec "$@"'
+        cmd = ["unshare", "-m", "sh", "-c", script, "sh", *cmd]
+    else:
+        ro.chmod(0o500)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if os.geteuid() == 0 and "mount" in proc.stderr:
+        pytest.skip(f"cannot remount read-only here: {proc.stderr.strip()}")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"musicgen-nb: error: --out '{ro / 'o'}' is not writable")
+
+
+def test_demo_with_an_unknown_model_is_one_line_and_leaves_nothing(tmp_path):
+    proc = run("demo", "--model", "nosuch", "--out", str(tmp_path / "build"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1
+    assert lines[0].startswith("musicgen-nb: error: unknown model 'nosuch'")
+    assert not (tmp_path / "build").exists()
+
+
+def test_ctrl_c_saves_a_partial_file_and_exits_130(tmp_path):
+    import os
+    import signal
+
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "musicgen_nb.cli", "generate", "x", "--model", "tiny", "--duration",
+         "120", "--seed", "1", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    import re
+
+    seen = b""
+    while not re.search(rb"\| *[1-9]\d+/\d+", seen):  # the bar shows 10+ steps done
+        chunk = os.read(p.stderr.fileno(), 4096)
+        assert chunk, "the command ended before generating"
+        seen += chunk
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 130
+    last = stderr.decode().strip().splitlines()[-1]
+    assert last.startswith("musicgen-nb: interrupted after ") and "_partial.wav" in last
+    assert stdout.decode().split() == [str(out / "x_seed1_partial.wav")]
+    assert sorted(f.name for f in out.iterdir()) == ["x_seed1_partial.json", "x_seed1_partial.wav"]
+
+
+def test_closed_pipe_exits_quietly():
+    proc = subprocess.run(
+        f"'{sys.executable}' -m musicgen_nb.cli models | head -c 10", shell=True,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_load_errors_use_flag_names(tmp_path):
+    proc = run("generate", "x", "--model", "tiny", "--precision", "int4", "--out", str(tmp_path))
+    assert proc.stderr.strip().startswith("musicgen-nb: error: --precision must be one of")
+    proc = run("generate", "x", "--model", "", "--out", str(tmp_path))
+    assert proc.stderr.strip().startswith("musicgen-nb: error: --model is an empty string")

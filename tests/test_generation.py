@@ -353,3 +353,416 @@ def test_oom_message_names_smaller_model_and_dtype(tiny):
         and "fewer prompts" in msg
         and "30 s" in msg
     )
+
+
+# ======================================================================= hardening
+# --------------------------------------------------------- 1. sizes, under a memory cap
+CAP_GB = 2.5  # loading tiny and generating 1 s peaks at about 1.1 GB of address space
+
+
+def capped(code: str, *, gb: float = CAP_GB, timeout: float = 240):
+    """Run ``code`` in a fresh Python whose address space is capped at ``gb``.
+
+    A regression that allocates gigabytes then fails inside the child (MemoryError)
+    instead of taking down the machine, and one that runs for ages hits ``timeout``.
+    """
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        limit = int(gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+    prelude = "import numpy as np, musicgen_nb as mg\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True,
+        timeout=timeout, env=env, preexec_fn=cap,
+    )  # fmt: skip
+
+
+def expect_error(code: str, exc: str, match: str, **kw):
+    wrapped = (
+        "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except "
+        f"{exc} as e:\n    print('CAUGHT', e)\nelse:\n    print('NO ERROR')\n"
+    )
+    proc = capped(wrapped, **kw)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.strip().splitlines()[-1]
+    assert out.startswith("CAUGHT") and __import__("re").search(match, out), out
+    return out
+
+
+def test_prompt_with_a_wrong_rate_is_refused_from_samples_over_sr():
+    # 1 s at 32 kHz declared as 7 Hz is 4571 s: resampling it would need ~18 GB.
+    out = expect_error(
+        "s = mg.load('tiny')\n"
+        "s.generate('x', duration=0.5, audio_prompt=mg.audio.sine(440, 1.0, 32000), "
+        "audio_prompt_sr=7, progress=False)",
+        "ValueError",
+        r"audio_prompt is 4571\.43 s \(32000 samples at audio_prompt_sr=7 Hz\).*window is 4 s",
+    )
+    assert "check audio_prompt_sr" in out
+
+
+def test_huge_duration_is_refused_at_once_with_the_reason():
+    out = expect_error(
+        "mg.load('tiny').generate('x', duration=1e6, progress=False)",
+        "ValueError",
+        r"duration must be <= 10800 s \(3 hours.*in seconds\), got 1e\+06 s.*50,000,000 frames",
+        timeout=120,
+    )
+    assert "audio_prompt=" in out
+
+
+def test_an_hour_is_accepted_and_planned(tiny):
+    from musicgen_nb.generation import _plan, _request
+
+    req = _request(
+        tiny, "x", duration=3600.0, guidance_scale=3.0, temperature=1.0, top_k=250, top_p=0.0,
+        do_sample=True, seed=1, melody=None, melody_sr=None, audio_prompt=None,
+        audio_prompt_sr=None, negative_prompt=None, cfg_coef_beta=None, extend_stride=None,
+        progress=False, trace=False, attentions=False, attention_layers=None,
+        attention_heads=None, attention_budget_mb=512.0, callback=None, stop=None,
+    )  # fmt: skip
+    plan = _plan(tiny, req)
+    assert plan.total_frames == 180_000 and plan.windows[-1][1] == 180_000
+    starts = [a for a, _ in plan.windows]
+    assert starts == sorted(starts) and all(b - a <= tiny.max_frames for a, b in plan.windows)
+
+
+def test_long_audio_is_decoded_in_bounded_pieces():
+    # 2.5 minutes: a one-piece decode needs ~1.5 GB more than the cap allows.
+    proc = capped(
+        "from musicgen_nb.generation import decode_long\n"
+        "s = mg.load('tiny')\n"
+        "codes = np.random.default_rng(0).integers(0, 2048, (1, 4, 7500))\n"
+        "wav = decode_long(s, codes)\n"
+        "print(wav.shape, bool(np.isfinite(wav).all()))\n",
+        gb=1.8,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == "(1, 1, 4800000) True"
+
+
+def test_decode_in_pieces_matches_one_piece(tiny):
+    from musicgen_nb.generation import DECODE_CHUNK, decode_long
+
+    codes = np.random.default_rng(1).integers(0, 2048, (1, 4, 2 * DECODE_CHUNK + 300))
+    np.testing.assert_allclose(decode_long(tiny, codes), tiny.decode(codes), atol=1e-5)
+
+
+def test_melody_with_a_wrong_rate_computes_only_the_frames_needed():
+    # 1 s declared as 8 Hz is a 67-minute melody; only ~2 s of chroma is read.
+    proc = capped(
+        "s = mg.load('tiny-melody')\n"
+        "g = s.generate('x', duration=1, melody=mg.audio.sine(440, 1.0, 32000), melody_sr=8, "
+        "seed=0, progress=False)\n"
+        "print(g.melody_chroma.shape)\n"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == "(1, 235, 12)"  # chroma_length frames, not 31,250
+
+
+def test_long_text_and_huge_batch_are_refused_before_work():
+    expect_error(
+        "mg.load('tiny').generate('la ' * 400_000, duration=1, progress=False)",
+        "ValueError",
+        r"prompt 0 is 1,200,000 characters long.*at most 512 tokens",
+    )
+    expect_error(
+        "mg.load('tiny').generate(['x'] * 2000, duration=600, progress=False)",
+        "ValueError",
+        r"duration=600 s for 2000 prompt\(s\) needs about .* GB .* available",
+    )
+
+
+def test_chroma_frames_follow_the_windows(tiny_melody):
+    m = tune(["C4", "E4", "G4"] * 40, dur=0.5)  # 60 s of melody
+    g = tiny_melody.generate("x", melody=m, melody_sr=32000, duration=6, seed=0, progress=False)
+    # last window starts at frame 100 -> chroma frame round(100 / 50 * 7.8125) = 16
+    assert g.windows[-1][0] == 100 and g.melody_chroma.shape[1] == 16 + 235
+
+
+# --------------------------------------------------------- 3. types, up front
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(progress="no"), TypeError, "progress must be True or False, got str 'no'"),
+        (dict(trace="yes"), TypeError, "trace must be True or False, got str 'yes'"),
+        (dict(attentions="no"), TypeError, "attentions must be True or False"),
+        (dict(progress=1), TypeError, "progress must be True or False, got int 1"),
+        (dict(callback=5), TypeError, r"callback must be None or a callable .* got int 5"),
+        (dict(stop="yes"), TypeError, r"stop must be None or an object with is_set\(\)"),
+        (dict(seed=2**64), ValueError, r"seed must be None or an int in \[0, 2\*\*64\)"),
+        (dict(seed=-1), ValueError, r"seed must be None or an int in \[0, 2\*\*64\)"),
+        (dict(seed=1.5), TypeError, r"seed must be None or an int in \[0, 2\*\*64\), got float"),
+        (dict(seed="1"), TypeError, "seed must be None or an int"),
+        (dict(duration=0.01), ValueError, r"duration must be at least one frame \(0.02 s"),
+        (dict(duration=1e-6), ValueError, "duration must be at least one frame"),
+        (
+            dict(duration=10**400),
+            ValueError,
+            "duration must be a finite number .* int of 401 digits",
+        ),
+        (dict(duration=1e6), ValueError, r"duration must be <= 10800 s"),
+        (dict(audio_prompt=np.zeros(3200), audio_prompt_sr=0), ValueError, "audio_prompt_sr must"),
+        (dict(audio_prompt=np.zeros(3200), audio_prompt_sr="32k"), TypeError, "audio_prompt_sr"),
+        (dict(audio_prompt="prompt.wav", audio_prompt_sr=32000), TypeError, "audio_prompt must"),
+        (dict(audio_prompt=np.zeros((3, 1, 3200)), audio_prompt_sr=32000), ValueError, "3 items"),
+        (dict(melody_sr=32000), ValueError, "melody_sr was given without melody="),
+        (dict(top_k=True), TypeError, "top_k must be an int"),
+    ],
+)
+def test_every_argument_is_checked_before_any_step(tiny, kwargs, exc, match):
+    steps = []
+    kwargs.setdefault("callback", lambda done, total: steps.append(done))
+    with pytest.raises(exc, match=match):
+        gen(tiny, **{"duration": 1, **kwargs})
+    assert steps == []
+
+
+def test_largest_seed_works(tiny):
+    a = gen(tiny, duration=0.1, seed=2**64 - 1)
+    b = gen(tiny, duration=0.1, seed=np.uint64(2**64 - 1))
+    assert a.seed == 2**64 - 1 and np.array_equal(a.codes, b.codes)
+
+
+def test_one_frame_is_consistent(tiny):
+    g = gen(tiny, duration=0.02)
+    assert g.codes.shape == (1, 4, 1) and g.audio.shape == (1, 1, 640)
+
+
+def test_extreme_temperature_tends_to_argmax(tiny):
+    greedy = gen(tiny, duration=0.5, do_sample=False)
+    cold = gen(tiny, duration=0.5, temperature=1e-45, trace=True)
+    np.testing.assert_array_equal(cold.codes, greedy.codes)
+    assert np.isfinite(cold.audio).all()
+    assert np.isfinite(cold.trace["entropy"]).all() and (cold.trace["chosen_prob"] > 0.99).all()
+
+
+def test_extreme_guidance_is_finite_and_deterministic(tiny):
+    a = gen(tiny, duration=0.5, guidance_scale=1e308, seed=1)
+    b = gen(tiny, duration=0.5, guidance_scale=1e308, seed=2)
+    c = gen(tiny, duration=0.5, guidance_scale=1e308, do_sample=False)
+    # so sharp that sampling is the argmax whatever the seed
+    np.testing.assert_array_equal(a.codes, b.codes)
+    np.testing.assert_array_equal(a.codes, c.codes)
+    huge = gen(tiny, duration=0.5, guidance_scale=1e300, temperature=1e300, top_p=0.9)
+    assert huge.codes.shape == (1, 4, 25) and np.isfinite(huge.audio).all()
+
+
+def test_extreme_double_guidance_on_melody(tiny_melody):
+    m = tune(["C4", "E4"])
+    for beta in (0.0, 0.5, 1e308):
+        g = tiny_melody.generate(
+            "x", melody=m, melody_sr=32000, duration=0.5, seed=0, progress=False,
+            guidance_scale=1e200, cfg_coef_beta=beta,
+        )  # fmt: skip
+        assert ((g.codes >= 0) & (g.codes < 2048)).all()
+
+
+# --------------------------------------------------------- 2. saving
+def fake(audio_seconds=0.5, batch=1, prompts=None, **kw):
+    """A Generation without a model: saving does not need one."""
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((batch, 1, int(32000 * audio_seconds))) * 0.1).astype(np.float32)
+    return mg.Generation(
+        audio=audio, sample_rate=32000, codes=np.zeros((batch, 4, 1), dtype=np.int64),
+        prompts=prompts or ["x"] * batch, params={}, seed=1, timings={}, **kw,
+    )  # fmt: skip
+
+
+def pairs_ok(folder):
+    """Every audio file has its sidecar, every sidecar names its audio, and no temp is left."""
+    names = {p.name for p in folder.iterdir()}
+    audio = {n for n in names if n.endswith((".wav", ".flac"))}
+    side = {n for n in names if n.endswith(".json")}
+    for a in audio:
+        stem = a.rsplit(".", 1)[0]
+        assert f"{stem}.json" in side, f"{a} has no sidecar"
+        assert json.loads((folder / f"{stem}.json").read_text())["file"] == a
+    return audio, side, [n for n in names if n.startswith(".")]
+
+
+def test_save_wav_then_flac_never_orphans(tiny, tmp_path):
+    g = gen(tiny, duration=0.1)
+    wav = g.save(tmp_path)[0]
+    flac = g.save(tmp_path, fmt="flac")[0]
+    assert (wav.name, flac.name) == ("jazz_seed1.wav", "jazz_seed1-1.flac")
+    audio, side, temps = pairs_ok(tmp_path)
+    assert len(audio) == len(side) == 2 and temps == []
+    (tmp_path / "other.json").write_text("{}")  # a stray sidecar name blocks its audio name too
+    from musicgen_nb.audio import unique_path
+
+    assert unique_path(tmp_path / "other.wav", companions=[".json"]).name == "other-1.wav"
+
+
+def test_save_files_follow_the_umask(tmp_path):
+    import os
+
+    for mask in (0o022, 0o077, 0o002):
+        old = os.umask(mask)
+        try:
+            paths = fake().save(tmp_path / oct(mask))
+        finally:
+            os.umask(old)
+        for p in (paths[0], paths[0].with_suffix(".json")):
+            assert p.stat().st_mode & 0o777 == 0o666 & ~mask, (p, oct(p.stat().st_mode))
+
+
+def test_interrupted_generation_is_saved_as_partial(tmp_path):
+    path = fake(interrupted=True).save(tmp_path)[0]
+    assert path.name == "x_seed1_partial.wav"
+    assert json.loads(path.with_suffix(".json").read_text())["interrupted"] is True
+
+
+def test_nothing_to_save_is_said(tmp_path):
+    with pytest.raises(ValueError, match="nothing to save: .*interrupted before its first"):
+        fake(audio_seconds=0, interrupted=True).save(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_checks_its_arguments_before_writing(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("")
+    with pytest.raises(NotADirectoryError, match="directory .*file' is a file, not a folder"):
+        fake().save(f)
+    with pytest.raises(ValueError, match=r"loudness must be a loudness in LUFS <= 0.*got 5.0"):
+        fake().save(tmp_path / "d", loudness=5)
+    with pytest.raises(TypeError, match="loudness must be a number"):
+        fake().save(tmp_path / "d", loudness="-14")
+    with pytest.raises(TypeError, match="directory must be a file path"):
+        fake().save(None)
+    with pytest.raises(ValueError, match="directory is an empty string; give a folder"):
+        fake().save("")
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+
+
+SAVER = """
+import sys, time, numpy as np, musicgen_nb as mg
+from pathlib import Path
+folder, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+g = mg.Generation(audio=np.zeros((1, 1, 3200), np.float32), sample_rate=32000,
+                  codes=np.zeros((1, 4, 1), np.int64), prompts=["x"], params={}, seed=1, timings={})
+g.save(folder.parent / "warm")  # the first save imports the audio libraries
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+for _ in range(n):
+    print(g.save(folder, fmt="wav" if _ % 2 else "flac")[0].name, flush=True)
+"""
+
+
+def test_concurrent_saves_to_one_folder_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    folder, go = tmp_path / "out", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(folder), str(go), "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(4)
+    ]
+    for p in procs:  # every process is at the start line
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
+    names = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+        names += out.split()
+    assert len(names) == 80 and len(set(names)) == 80
+    audio, side, temps = pairs_ok(folder)
+    assert len(audio) == len(side) == 80 and temps == []
+
+
+KILLER = """
+import sys, numpy as np, musicgen_nb as mg
+g = mg.Generation(audio=np.random.default_rng(0).standard_normal((4, 1, 32000 * 5)).astype(np.float32) * 0.1,
+                  sample_rate=32000, codes=np.zeros((4, 4, 1), np.int64), prompts=["a", "b", "c", "d"],
+                  params={}, seed=1, timings={})
+g.save(sys.argv[2], fmt="flac")  # warm up: the first save imports the audio libraries
+print("ready", flush=True)
+while True:
+    g.save(sys.argv[1], fmt="flac")
+"""
+
+
+def test_kill_9_mid_save_never_leaves_audio_without_sidecar(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    rng = random.Random(0)
+    mid_save = 0
+    for _ in range(6):
+        p = subprocess.Popen(
+            [sys.executable, "-c", KILLER, str(folder), str(tmp_path / "warm")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.6))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        temps_before = len(pairs_ok(folder)[2])  # checked after every kill
+        mid_save += temps_before > 0
+    audio, _, temps = pairs_ok(folder)
+    assert len(audio) > 0 and temps  # some kills landed mid-save (their temp files remain)
+
+
+NOSPACE = r"""
+set -e
+mount -t tmpfs -o size=96k tmpfs "$1"
+"$2" -c '
+import sys, numpy as np, musicgen_nb as mg, os
+g = mg.Generation(audio=np.random.default_rng(0).standard_normal((1, 1, 32000)).astype(np.float32) * 0.1,
+                  sample_rate=32000, codes=np.zeros((1, 4, 1), np.int64), prompts=["x"], params={},
+                  seed=1, timings={})
+saved = []
+try:
+    for _ in range(5):
+        saved += g.save(sys.argv[1])
+except OSError as e:
+    assert e.errno == 28
+    print("ERROR", e)
+print("SAVED", len(saved))
+print("FILES", sorted(os.listdir(sys.argv[1])))
+' "$1"
+"""
+
+
+def test_full_disk_says_no_space_names_the_path_and_cleans_up(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", NOSPACE, "sh", str(mnt), sys.executable],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if "mount" in proc.stderr and proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    assert lines["ERROR"].startswith("no space left on device writing ")
+    assert str(mnt) in lines["ERROR"] and "x_seed1" in lines["ERROR"]
+    files = eval(lines["FILES"])
+    assert not [f for f in files if f.startswith(".")]  # no temp files
+    stems = {f.rsplit(".", 1)[0] for f in files}
+    assert len(files) == 2 * int(lines["SAVED"]) == 2 * len(stems)  # only complete pairs

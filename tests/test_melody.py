@@ -58,7 +58,7 @@ def test_short_audio_is_padded_to_one_window():
 def test_chroma_rejects_bad_input():
     with pytest.raises(ValueError, match="non-finite"):
         melody.chroma(np.array([0.0, np.nan] * 100), 32000)
-    with pytest.raises(ValueError, match="target_sr|orig_sr"):
+    with pytest.raises(ValueError, match="^sr must be a positive integer"):
         melody.chroma(np.zeros(100), 0)
 
 
@@ -89,3 +89,34 @@ def test_pitch_classes():
     assert melody.PITCH_CLASSES[0] == "C" and len(melody.PITCH_CLASSES) == 12
     batch = np.stack([np.eye(12)[[1, 11]], np.eye(12)[[9, 9]]])
     assert melody.pitch_classes(batch) == [["C#", "B"], ["A", "A"]]
+
+
+# ---------------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("scale", [1e17, 1e-30, 3.0e38 / 2])
+def test_level_does_not_change_the_chroma(scale):
+    x = audio.melody_tone(["E4", "G4", "B4", "D4"], 0.5, 32000)
+    ref = melody.pitch_classes(melody.chroma(x, 32000))
+    big = melody.chroma(x.astype(np.float64) * scale, 32000)
+    assert melody.pitch_classes(big) == ref and ref[2] == "E"
+
+
+def test_frames_computes_the_same_first_frames():
+    x = audio.melody_tone(["C4", "E4", "G4", "A4"] * 5, 0.5, 44100)  # 10 s
+    full = melody.chroma(x, 44100)
+    for frames in (1, 2, 7, 40, len(full), len(full) + 10):
+        part = melody.chroma(x, 44100, frames=frames)
+        n = min(frames, len(full))
+        np.testing.assert_array_equal(part, full[:n])
+    with pytest.raises(ValueError, match="frames must be None or an int >= 1"):
+        melody.chroma(x, 44100, frames=0)
+
+
+def test_frames_bounds_the_work_for_a_wrong_rate():
+    import time
+
+    x = audio.sine(440, 1.0, 32000)
+    t0 = time.perf_counter()
+    c = melody.chroma(x, 8, frames=235)  # read at 8 Hz, x is 67 minutes long
+    assert c.shape == (235, 12) and time.perf_counter() - t0 < 30
+    with pytest.raises(ValueError, match="^melody_sr must be a positive integer"):
+        melody.chroma(x, 0, name="melody")

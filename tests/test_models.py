@@ -107,3 +107,75 @@ def test_random_weights_small_has_the_real_parameter_count():
     cfg = s.model.config.decoder
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (1024, 24, 16)
     assert s.max_duration == 30.0
+
+
+# ----------------------------------------------------------------- load errors
+@pytest.fixture()
+def saved(tmp_path, tiny):
+    """A copy of the tiny checkpoint in a folder of its own."""
+    tiny.model.save_pretrained(tmp_path)
+    tiny.processor.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_corrupt_config_is_named(saved):
+    (saved / "config.json").write_text('{"model_type": "musicgen", ')
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON .*corrupt") as err:
+        mg.load(str(saved))
+    assert str(saved / "config.json") in str(err.value)
+    (saved / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match=r"config\.json has model_type 'bert'"):
+        mg.load(str(saved))
+
+
+def test_truncated_safetensors_is_named(saved):
+    weights = saved / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        ValueError, match="not a readable safetensors file .truncated or corrupt."
+    ) as err:
+        mg.load(saved)
+    assert str(weights) in str(err.value)
+
+
+def test_empty_name_and_empty_folder(tmp_path):
+    for empty in ("", "  "):
+        with pytest.raises(ValueError, match="name_or_path is an empty string"):
+            mg.load(empty)
+    with pytest.raises(
+        ValueError, match="is not a checkpoint folder: it has no config.json .it holds nothing"
+    ):
+        mg.load(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"holds \['notes.txt'\]"):
+        mg.load(tmp_path)
+
+
+def test_folder_without_weights(saved):
+    (saved / "model.safetensors").unlink()
+    with pytest.raises(ValueError, match=r"holds no weights: no \*\.safetensors or \*\.bin"):
+        mg.load(saved)
+
+
+def test_bad_musicgen_nb_meta_is_named(saved):
+    (saved / "musicgen_nb.json").write_text("[")
+    with pytest.raises(ValueError, match=r"musicgen_nb\.json is not valid JSON"):
+        mg.load(saved)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(device="mps"), ValueError, r"device='mps' was asked for, but MPS is not available"),
+        (dict(device="mps:0"), ValueError, "MPS is not available"),
+        (dict(allow_pickle="no"), TypeError, "allow_pickle must be True or False, got 'no'"),
+        (dict(allow_pickle=0), TypeError, "allow_pickle must be True or False"),
+        (dict(device="cpu:x"), ValueError, "device='cpu:x' is not a valid device"),
+    ],
+)
+def test_bad_device_and_pickle_flag(kwargs, exc, match):
+    if "mps" in kwargs.get("device", "") and torch.backends.mps.is_available():
+        pytest.skip("MPS is available here")
+    with pytest.raises(exc, match=match):
+        mg.load("tiny", **kwargs)
