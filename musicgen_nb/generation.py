@@ -73,10 +73,8 @@ def validate(
         raise ValueError(f"top_p must be in [0, 1] (0 turns it off), got {top_p!r}")
     if not isinstance(do_sample, bool):
         raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-    ):
-        raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    if seed is not None and not isinstance(seed, (list, tuple)):  # lists: see _seeds
+        _seeds(seed, 1)
     if cfg_coef_beta is not None:
         if not s.is_melody:
             raise ValueError(
@@ -112,6 +110,24 @@ def _prompts(prompts, name="prompts") -> list[str | None]:
     raise TypeError(
         f"{name} must be a string, a list of strings/None, or None; got {type(prompts).__name__}"
     )
+
+
+def _seeds(seed, batch: int) -> list[int]:
+    """One seed per batch item: a list as given, ``n`` as ``n, n + 1, ...``, None as a fresh ``n``."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    listed = isinstance(seed, (list, tuple))
+    for x in seed if listed else [seed]:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0:
+            raise ValueError(
+                f"seed must be None or an int >= 0, or a list of them (one per prompt); got {seed!r}"
+            )
+    seeds = list(seed) if listed else [seed + i for i in range(batch)]
+    if len(seeds) != batch:
+        raise ValueError(
+            f"seed must list one seed per prompt ({batch}), got {len(seeds)}: {seed!r}"
+        )
+    return [int(x) for x in seeds]
 
 
 # --------------------------------------------------------------------------- conditioning
@@ -221,7 +237,8 @@ class Generation:
     prompts : list of str or None
     params : dict
         Every parameter of the call.
-    seed : int
+    seed : int or list of int
+        The seed of each item: an int for a batch of one, else one int per item.
     timings : dict
         ``text_encode_s``, ``decode_loop_s``, ``codec_decode_s``, ``steps``, ``steps_per_s``.
     frame_rate : int
@@ -286,7 +303,7 @@ class Generation:
         return dict(
             prompt=self.prompts[item],
             model=self.model_name,
-            seed=self.seed,
+            seed=self.seed[item] if isinstance(self.seed, list) else self.seed,
             params=self.params,
             sample_rate=self.sample_rate,
             frames=int(self.codes.shape[-1]),
@@ -335,7 +352,8 @@ class Generation:
             wav = self.audio[i]
             if loudness is not None:
                 wav = audio_io.normalize_loudness(wav, self.sample_rate, loudness)
-            stem = _slug(self.prompts[i]) + f"_seed{self.seed}" + (f"_{i}" if len(self) > 1 else "")
+            seed = self.provenance(i)["seed"]
+            stem = _slug(self.prompts[i]) + f"_seed{seed}" + (f"_{i}" if len(self) > 1 else "")
             path = audio_io.unique_path(directory / f"{stem}.{fmt}")
             path = audio_io.write(path, wav, self.sample_rate, fmt=fmt)
             meta = self.provenance(i) | dict(
@@ -535,9 +553,12 @@ def generate(
         Classifier-free guidance, >= 1 (1 turns it off): ``u + scale * (c - u)``.
     temperature, top_k, top_p, do_sample
         Sampling: temperature > 0; top_k >= 0 (0 off); top_p in [0, 1] (0 off).
-    seed : int, optional
-        Same seed, same device: identical codes and audio. None draws a fresh
-        seed, recorded in ``g.seed``.
+    seed : int or list of int, optional
+        Same seed, same device: identical codes and audio. Each item samples
+        from its own generator, so an item never depends on its batch-mates: a
+        list gives one seed per prompt, and an int ``n`` seeds item ``i`` with
+        ``n + i`` (item 0 equals the same prompt generated alone with ``n``).
+        None draws a fresh ``n``. The seeds are recorded in ``g.seed``.
     melody, melody_sr
         Melody-conditioning audio (melody checkpoints only), any shape that
         :func:`musicgen_nb.audio.as_batch` takes. Its chroma follows the output
@@ -607,7 +628,7 @@ def generate(
     if cfg_coef_beta is not None and opts["guidance_scale"] <= 1:
         raise ValueError("cfg_coef_beta needs guidance_scale > 1")
 
-    seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    seeds = _seeds(seed, batch)
     fr = s.frame_rate
     new_frames = num_frames(opts["duration"], fr)
 
@@ -681,7 +702,7 @@ def generate(
             layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb,
         )  # fmt: skip
 
-    generator = torch.Generator(device=s.device).manual_seed(seed)
+    generator = [torch.Generator(device=s.device).manual_seed(x) for x in seeds]
     bar = _Progress(steps, progress, callback)
     rec = StepRecord() if trace else None
     timings = dict(text_encode_s=0.0, decode_loop_s=0.0, codec_decode_s=0.0, steps=0)
@@ -729,7 +750,9 @@ def generate(
     t3 = time.perf_counter()
     codes_np = codes.cpu().numpy().astype(np.int64)
     if codes_np.shape[-1]:
-        wav = s.decode(codes_np)
+        # One item at a time: batched convolutions round differently, and an item's
+        # audio must not depend on its batch-mates (per-item seeds).
+        wav = np.concatenate([s.decode(codes_np[i : i + 1]) for i in range(batch)])
     else:
         wav = np.zeros((batch, s.audio_channels, 0), dtype=np.float32)
     timings["codec_decode_s"] = time.perf_counter() - t3
@@ -747,7 +770,7 @@ def generate(
         codes=codes_np,
         prompts=texts,
         params=params,
-        seed=seed,
+        seed=seeds[0] if batch == 1 else seeds,
         timings=timings,
         frame_rate=fr,
         model_name=s.name,
