@@ -1,7 +1,7 @@
 """The Ray backend of :func:`musicgen_nb.run_grid`: one model per actor.
 
 Each actor loads the model once and runs whole batches with
-:func:`musicgen_nb.grid.generate_batch`, the function the local backend runs,
+:func:`musicgen_nb.grids.generate_batch`, the function the local backend runs,
 on the same batches, so both backends write the same files (same sha256).
 Actors return the encoded audio; the driver writes the files and the
 journal, so workers need no shared file system.
@@ -41,7 +41,7 @@ class GridWorker:
         self.s = load(model, **load_kwargs)
 
     def run(self, batch: list[dict], fmt: str) -> list[dict]:
-        from .grid import generate_batch
+        from .grids import generate_batch
 
         return generate_batch(self.s, batch, fmt)
 

@@ -102,7 +102,10 @@ def grid(prompts=None, *, seed=0, rows=None, **params):
                 for combo in itertools.product(*axes.values())
             ]
         )
-    return pd.DataFrame(specs, columns=["clip_id", "prompt", "seed", *PARAMS])
+    df = pd.DataFrame(specs, columns=["clip_id", "prompt", "seed", *PARAMS])
+    for col in ("prompt", "negative_prompt"):  # keep None (unconditional), not NaN
+        df[col] = pd.Series([s[col] for s in specs], dtype=object)
+    return df
 
 
 def _specs(rows) -> list[dict]:
@@ -312,7 +315,11 @@ class _Run:
         path = self.dir / "run.json"
         if path.exists():
             old = json.loads(path.read_text())
-            diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+            diff = {
+                k: (old.get(k), v)
+                for k, v in config.items()
+                if old.get(k) != v and "auto" not in (old.get(k), v)  # "auto" matches what it picked
+            }
             if diff:
                 raise ValueError(
                     f"{str(self.dir)!r} holds a run with other settings "
@@ -440,7 +447,7 @@ def run_grid(
     backend : {"local", "ray"}
         ``"local"`` runs in this process. ``"ray"`` runs one model per Ray actor
         (``num_gpus=1`` each when the cluster has GPUs, else CPU actors); see
-        :mod:`musicgen_nb.grid_ray`.
+        :mod:`musicgen_nb.grids_ray`.
     batch_size : int
         Rows with the same parameters share a ``generate`` call, up to this many.
     precision, device, random_weights
@@ -550,7 +557,7 @@ def run_grid(
                 for batch in batches:
                     commit(generate_batch(session, batch, fmt))
             elif batches:
-                from .grid_ray import run_batches
+                from .grids_ray import run_batches
 
                 load_kwargs = dict(
                     device=device, precision=precision, random_weights=random_weights
