@@ -294,12 +294,21 @@ def test_cli_grid_errors_are_one_line(tmp_path, capsys):
 # --------------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def local_ray():
+    """A local Ray with 2 CPUs whose workers import this checkout; shut down afterwards."""
     ray = pytest.importorskip("ray")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=100 * 1024**2, _system_config={"raylet_start_wait_time_s": 120})  # fmt: skip
-    yield ray
-    ray.shutdown()
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = path  # inherited by the Ray processes started here
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=100 * 1024**2)  # fmt: skip
+        yield ray
+    finally:
+        ray.shutdown()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def test_ray_backend_gives_the_local_sha256s(tiny, local_ray, tmp_path):
@@ -326,3 +335,18 @@ def test_actor_options():
 def test_ray_needs_a_model_name(tiny, tmp_path):
     with pytest.raises(TypeError, match="pass model= as a name"):
         mg.run_grid(small_grid(), model=tiny, out=tmp_path, backend="ray", progress=False)
+
+
+def test_cli_joins_a_running_cluster_by_address(tiny, local_ray, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("model: tiny\nworkers: 1\nprompts: [jazz, rock]\nseed: 5\nduration: 0.5\n")
+    address = local_ray.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "musicgen_nb.cli", "grid", str(spec), "--out", str(tmp_path / "o"),
+           "--backend", "ray", "--address", address, "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = pd.read_parquet(tmp_path / "o" / "manifest.parquet")
+    ref = mg.run_grid(mg.grid(["jazz", "rock"], seed=5, duration=0.5), model=tiny,
+                      out=tmp_path / "local", progress=False)  # fmt: skip
+    assert m["sha256"].tolist() == ref["sha256"].tolist()
+    assert local_ray.is_initialized()  # joining did not stop the cluster it joined
