@@ -318,7 +318,8 @@ class _Run:
             diff = {
                 k: (old.get(k), v)
                 for k, v in config.items()
-                if old.get(k) != v and "auto" not in (old.get(k), v)  # "auto" matches what it picked
+                if old.get(k) != v
+                and "auto" not in (old.get(k), v)  # "auto" matches what it picked
             }
             if diff:
                 raise ValueError(

@@ -174,7 +174,9 @@ def test_kill_9_then_rerun_completes_without_duplicates(tiny, tmp_path):
         mg.run_grid(g, model="tiny", out={str(out)!r}, batch_size=1, progress=False)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(ROOT)}
+    )
     journal = out / "journal.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
