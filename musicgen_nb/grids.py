@@ -272,6 +272,7 @@ class _Run:
 
     def __init__(self, out, config: dict):
         self.dir = Path(out)
+        self.fmt = config["fmt"]
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "audio").mkdir(exist_ok=True)
         self.lock = self.dir / ".lock"
@@ -490,8 +491,9 @@ def run_grid(
 
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {tuple(FORMATS)}, got {fmt!r}")
-    if address is not None and backend != "ray":
-        raise ValueError(f"address= is for backend='ray', got backend={backend!r}")
+    for name, value in (("address", address), ("workers", workers)):
+        if value is not None and backend != "ray":
+            raise ValueError(f"{name}= is for backend='ray', got backend={backend!r}")
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
@@ -531,7 +533,6 @@ def run_grid(
     if session is not None:
         config["precision"] = session.precision
     run = _Run(out, config)
-    run.fmt = fmt
     run_id = uuid.uuid4().hex[:12]
     order = [s["clip_id"] for s in specs]
     by_id = {s["clip_id"]: s for s in specs}

@@ -227,6 +227,8 @@ def test_a_directory_keeps_its_settings(tiny, tmp_path):
         (dict(batch_size=0), ValueError, "batch_size must be an int >= 1, got 0"),
         (dict(fmt="mp3"), ValueError, "fmt must be one of"),
         (dict(address="auto"), ValueError, "address= is for backend='ray'"),
+        (dict(workers=2), ValueError, "workers= is for backend='ray'"),
+        (dict(backend="ray", workers=0), ValueError, "workers must be None or an int >= 1"),
         (dict(metrics=["fad"]), ValueError, "unknown metric 'fad'"),
         (dict(model=3), TypeError, "model must be a checkpoint name or a MusicGen session"),
     ],
