@@ -75,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
         "nbval-sanitize",
         help="print musicgen-nb's nbval sanitize rules (for --nbval-sanitize-with)",
     )
+    gr = sub.add_parser("grid", help="generate a grid of clips from a YAML spec (resumable)")
+    gr.add_argument(
+        "spec", metavar="SPEC.yaml", help="model, grid axes and run settings; see docs/scale.md"
+    )
+    gr.add_argument("--out", required=True, help="run directory; rerun with it to finish a run")
+    gr.add_argument(
+        "--backend", choices=("local", "ray"), default=None, help="default: the spec's, else local"
+    )
+    gr.add_argument("--address", default=None, help="Ray cluster to join (default: a local Ray)")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -200,6 +210,32 @@ def _nbval_sanitize(args) -> int:
     return 0
 
 
+def _grid(args) -> int:
+    import yaml
+
+    import musicgen_nb as mg
+
+    spec = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
+    if not isinstance(spec, dict) or "model" not in spec:
+        raise ValueError(f"{args.spec}: the spec must be a mapping with 'model' and grid axes")
+    run_keys = ("model", "backend", "batch_size", "precision", "device", "random_weights", "fmt",
+                "metrics", "workers", "address")  # fmt: skip
+    run = {k: spec.pop(k) for k in run_keys if k in spec}
+    rows = spec.pop("rows", None)
+    if rows is not None and spec:
+        raise ValueError(
+            f"{args.spec}: give either rows or grid axes, not both (extra: {sorted(spec)})"
+        )
+    grid = mg.grid(rows=rows) if rows is not None else mg.grid(**spec)
+    if args.backend:
+        run["backend"] = args.backend
+    if args.address:
+        run["address"] = args.address
+    m = mg.run_grid(grid, out=args.out, progress=not args.quiet, **run)
+    print(f"{len(m)} clips in {Path(args.out) / 'manifest.parquet'}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of the ``musicgen-nb`` command."""
     try:
@@ -220,7 +256,8 @@ def main(argv=None) -> int:
 
 #: Subcommand -> handler(args) -> exit code.
 HANDLERS = {
-    "generate": _generate, "demo": _demo, "models": _models, "nbval-sanitize": _nbval_sanitize,
+    "generate": _generate, "demo": _demo, "models": _models, "grid": _grid,
+    "nbval-sanitize": _nbval_sanitize,
 }  # fmt: skip
 
 

@@ -597,11 +597,21 @@ def warp(logits: torch.Tensor, sampler: Sampler) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, sampler: Sampler, generator: torch.Generator | None):
-    """Draw one token per row of ``logits`` ``[B, K, V]``; return tokens and probs."""
+def sample(logits: torch.Tensor, sampler: Sampler, generator):
+    """Draw one token per row of ``logits`` ``[B, K, V]``; return tokens and probs.
+
+    ``generator`` is one ``torch.Generator`` for the whole batch (as transformers'
+    generate draws), or a list of B generators, one per batch item: item b then
+    draws from its own stream, so its tokens never depend on its batch-mates.
+    """
     probs = logits.float().softmax(-1)
     b, k, v = probs.shape
-    if sampler.do_sample:
+    if sampler.do_sample and isinstance(generator, (list, tuple)):
+        tokens = torch.cat(
+            [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator, strict=True)]
+        )
+        tokens = tokens.view(b, k)
+    elif sampler.do_sample:
         tokens = torch.multinomial(probs.view(b * k, v), 1, generator=generator).view(b, k)
     else:
         tokens = probs.argmax(-1)

@@ -70,6 +70,31 @@ def _check_seed(seed) -> int | None:
     return int(seed)
 
 
+def _seeds(seed, batch: int) -> list[int]:
+    """One seed per batch item: a list as given, ``n`` as ``n, n + 1, ...``, None as a fresh ``n``.
+
+    Each item samples from its own generator, so an item never depends on its batch-mates.
+    """
+    if isinstance(seed, (list, tuple)):
+        if any(x is None for x in seed):
+            raise ValueError(f"seed lists must hold ints in [0, 2**64), got {seed!r}")
+        seeds = [_check_seed(x) for x in seed]
+        if len(seeds) != batch:
+            raise ValueError(
+                f"seed must list one seed per prompt ({batch}), got {len(seeds)}: {seed!r}"
+            )
+        return seeds
+    first = _check_seed(seed)
+    if first is None:
+        first = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    if first + batch > SEED_LIMIT:
+        raise ValueError(
+            f"seed={first} gives item i the seed {first} + i, which must stay below 2**64 "
+            f"for {batch} prompts; give a smaller seed or a list of seeds"
+        )
+    return [first + i for i in range(batch)]
+
+
 def _check_hooks(callback, stop) -> None:
     """``callback`` must be callable and ``stop`` must have ``is_set()``, checked before step 1."""
     if callback is not None and not callable(callback):
@@ -137,7 +162,8 @@ def validate(
     if not 0.0 <= top_p <= 1.0:
         raise ValueError(f"top_p must be in [0, 1] (0 turns it off), got {top_p!r}")
     do_sample = _check_bool("do_sample", do_sample)
-    _check_seed(seed)
+    if not isinstance(seed, (list, tuple)):  # lists are checked against the batch: _seeds
+        _check_seed(seed)
     if cfg_coef_beta is not None:
         if not s.is_melody:
             raise ValueError(
@@ -282,7 +308,8 @@ class Generation:
     prompts : list of str or None
     params : dict
         Every parameter of the call.
-    seed : int
+    seed : int or list of int
+        The seed of each item: an int for a batch of one, else one int per item.
     timings : dict
         ``text_encode_s``, ``decode_loop_s``, ``codec_decode_s``, ``steps``, ``steps_per_s``.
     frame_rate : int
@@ -313,7 +340,7 @@ class Generation:
     codes: np.ndarray
     prompts: list
     params: dict
-    seed: int
+    seed: int | list
     timings: dict
     frame_rate: int = 50
     model_name: str = ""
@@ -353,7 +380,7 @@ class Generation:
         return dict(
             prompt=self.prompts[item],
             model=self.model_name,
-            seed=self.seed,
+            seed=self.seed[item] if isinstance(self.seed, list) else self.seed,
             params=self.params,
             sample_rate=self.sample_rate,
             frames=int(self.codes.shape[-1]),
@@ -412,7 +439,8 @@ class Generation:
             wav = self.audio[i]
             if loudness is not None:
                 wav = audio_io.normalize_loudness(wav, self.sample_rate, loudness)
-            stem = _slug(self.prompts[i]) + f"_seed{self.seed}" + (f"_{i}" if len(self) > 1 else "")
+            seed = self.provenance(i)["seed"]
+            stem = _slug(self.prompts[i]) + f"_seed{seed}" + (f"_{i}" if len(self) > 1 else "")
             if self.interrupted:
                 stem += "_partial"
             meta = self.provenance(i) | dict(
@@ -685,9 +713,12 @@ def generate(
     temperature, top_k, top_p, do_sample
         Sampling: temperature > 0 (any finite value; a tiny one tends to argmax);
         top_k >= 0 (0 off); top_p in [0, 1] (0 off).
-    seed : int, optional
-        An int in ``[0, 2**64)``. Same seed, same device: identical codes and
-        audio. None draws a fresh seed, recorded in ``g.seed``.
+    seed : int or list of int, optional
+        Ints in ``[0, 2**64)``. Same seed, same device: identical codes and audio.
+        Each item samples from its own generator, so an item never depends on its
+        batch-mates: a list gives one seed per prompt, and an int ``n`` seeds item
+        ``i`` with ``n + i`` (item 0 equals the same prompt generated alone with
+        ``n``). None draws a fresh ``n``. The seeds are recorded in ``g.seed``.
     melody, melody_sr
         Melody-conditioning audio (melody checkpoints only), any shape that
         :func:`musicgen_nb.audio.as_batch` takes. Its chroma follows the output
@@ -757,7 +788,7 @@ class _Request:
     texts: list
     negative: list | None
     opts: dict
-    seed: int
+    seeds: list  # one per item
     new_frames: int
     melody: np.ndarray | None  # [B or 1, C, N], as given (not resampled)
     melody_sr: int | None
@@ -810,12 +841,10 @@ def _request(s, prompts, *, negative_prompt, melody, melody_sr, audio_prompt, au
         0 if audio_prompt is None else _prompt_frames(s, audio_prompt.shape[-1], audio_prompt_sr)
     )
     _check_memory(s, batch, prompt_frames + new_frames, opts["duration"])
-    seed = _check_seed(seed)
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    seeds = _seeds(seed, batch)
     attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
     return _Request(
-        texts=texts, negative=negative, opts=opts, seed=seed, new_frames=new_frames,
+        texts=texts, negative=negative, opts=opts, seeds=seeds, new_frames=new_frames,
         melody=melody, melody_sr=melody_sr, audio_prompt=audio_prompt,
         audio_prompt_sr=audio_prompt_sr, progress=progress, trace=trace, attentions=attentions,
         attention=attention, callback=callback, stop=stop,
@@ -1064,7 +1093,7 @@ class _Run:
 
 
 def _run_windows(s, req: _Request, plan: _Plan, inputs: _Inputs) -> _Run:
-    generator = torch.Generator(device=s.device).manual_seed(req.seed)
+    generator = [torch.Generator(device=s.device).manual_seed(x) for x in req.seeds]
     bar = _Progress(plan.steps, req.progress, req.callback)
     run = _Run(
         codes=inputs.prefix, windows=[], window_codes=[], interrupted=False,
@@ -1140,7 +1169,9 @@ def _assemble(s, req: _Request, plan: _Plan, inputs: _Inputs, run: _Run) -> Gene
     t3 = time.perf_counter()
     codes = run.codes.cpu().numpy().astype(np.int64)
     if codes.shape[-1]:
-        wav = decode_long(s, codes)
+        # One item at a time: batched convolutions round differently, and an item's
+        # audio must not depend on its batch-mates (per-item seeds).
+        wav = np.concatenate([decode_long(s, codes[i : i + 1]) for i in range(req.batch)])
     else:
         wav = np.zeros((req.batch, s.audio_channels, 0), dtype=np.float32)
     timings = run.timings
@@ -1155,7 +1186,7 @@ def _assemble(s, req: _Request, plan: _Plan, inputs: _Inputs, run: _Run) -> Gene
                   audio_prompt=req.audio_prompt is not None, windows=len(plan.windows))  # fmt: skip
     g = Generation(
         audio=np.ascontiguousarray(wav, dtype=np.float32), sample_rate=s.sample_rate, codes=codes,
-        prompts=req.texts, params=params, seed=req.seed, timings=timings, frame_rate=s.frame_rate,
+        prompts=req.texts, params=params, seed=req.seeds[0] if req.batch == 1 else req.seeds, timings=timings, frame_rate=s.frame_rate,
         model_name=s.name, prompt_frames=P, interrupted=run.interrupted, windows=run.windows,
         window_codes=[w.cpu().numpy() for w in run.window_codes] if len(run.window_codes) > 1 else [],
         melody_chroma=inputs.chroma, versions=versions(), standin=s.standin,

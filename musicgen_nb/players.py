@@ -133,7 +133,7 @@ def _seconds(x: float) -> str:
 
 
 def _generation_meta(g, item: int) -> dict:
-    meta = {"seed": g.seed}
+    meta = {"seed": g.seed[item] if isinstance(g.seed, list) else g.seed}  # per-item seeds
     if getattr(g, "model_name", ""):
         meta["model"] = g.model_name
     if getattr(g, "standin", None):

@@ -239,6 +239,16 @@ def _notify(standin: Standin) -> None:
         print(notice(standin), file=sys.stderr, flush=True)
 
 
+_told: set = set()
+
+
+def notify_once(message: str) -> None:
+    """Print a stand-in notice on stderr, once per process for each distinct message."""
+    if message not in _told:
+        _told.add(message)
+        print(message, file=sys.stderr, flush=True)
+
+
 def sanitize_file() -> Path:
     """The nbval sanitize rules shipped with the toolkit (``--nbval-sanitize-with`` takes it).
 

@@ -27,12 +27,10 @@ def test_generate_writes_files_with_sidecars(tmp_path):
     assert rc == 0
     wavs = sorted(out.glob("*.wav"))
     assert len(wavs) == 2
-    meta = json.loads(wavs[0].with_suffix(".json").read_text())
-    assert (
-        meta["seed"] == 7
-        and meta["params"]["top_k"] == 50
-        and meta["params"]["guidance_scale"] == 2.5
-    )
+    metas = {m["prompt"]: m for m in (json.loads(w.with_suffix(".json").read_text()) for w in wavs)}
+    assert metas["lo-fi beat"]["seed"] == 7 and metas["jazz"]["seed"] == 8  # item i: seed n + i
+    meta = metas["jazz"]
+    assert meta["params"]["top_k"] == 50 and meta["params"]["guidance_scale"] == 2.5
 
 
 def test_errors_are_one_line_not_a_traceback(tmp_path):

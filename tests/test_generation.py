@@ -333,13 +333,15 @@ def test_stereo_delay_matches_transformers(tiny_stereo):
     g = s.generate(["jazz", "rock"], duration=1.0, seed=11, progress=False)
     assert g.codes.shape == (2, 8, 50) and g.audio.shape == (2, 2, 32000)
     assert g.timings["steps"] == 50 + 3  # codebook pairs share a delay: 3 delay steps
-    inputs = s.processor(text=["jazz", "rock"], padding=True, return_tensors="pt")
-    torch.manual_seed(11)
-    with torch.inference_mode():
-        ref = s.model.generate(
-            **inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=53
-        )
-    np.testing.assert_allclose(g.audio, ref.numpy(), atol=1e-5)
+    # Each item has its own generator (seed 11 + i): compare it with transformers alone.
+    for i, prompt in enumerate(["jazz", "rock"]):
+        inputs = s.processor(text=[prompt], padding=True, return_tensors="pt")
+        torch.manual_seed(11 + i)
+        with torch.inference_mode():
+            ref = s.model.generate(
+                **inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=53
+            )
+        np.testing.assert_allclose(g.audio[i : i + 1], ref.numpy(), atol=1e-5)
 
 
 def test_oom_message_names_smaller_model_and_dtype(tiny):
@@ -766,3 +768,86 @@ def test_full_disk_says_no_space_names_the_path_and_cleans_up(tmp_path):
     assert not [f for f in files if f.startswith(".")]  # no temp files
     stems = {f.rsplit(".", 1)[0] for f in files}
     assert len(files) == 2 * int(lines["SAVED"]) == 2 * len(stems)  # only complete pairs
+
+
+# --------------------------------------------------------------------------- per-item seeds
+# Each batch item samples from its own generator: an item never depends on its batch-mates.
+SEED_PROMPTS = ["lo-fi beat", "epic orchestral choir with a long name", None, "jazz"]
+
+
+# Melody checkpoints attend to the padded text prefix (as transformers and audiocraft do),
+# so there an item is independent of its batch-mates when their prompts have the same
+# number of tokens; musicgen_nb.grid batches them that way.
+MELODY_PROMPTS = ["lo-fi beat", "jazz piano", "rock drums", "ambient pad"]
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_melody"])
+@pytest.mark.parametrize("guidance_scale", [1.0, 3.0])
+def test_batched_equals_alone_per_item(request, name, guidance_scale):
+    s = request.getfixturevalue(name)
+    prompts = MELODY_PROMPTS if s.is_melody else SEED_PROMPTS
+    if s.is_melody:
+        assert len({len(s.processor.tokenizer(p).input_ids) for p in prompts}) == 1
+    seeds = [7, 7, 123, 2**31 + 5]
+    kw = dict(duration=1.0, guidance_scale=guidance_scale, progress=False)
+    batched = s.generate(prompts, seed=seeds, **kw)
+    assert batched.seed == seeds
+    for i, (prompt, seed) in enumerate(zip(prompts, seeds, strict=True)):
+        alone = s.generate(prompt, seed=seed, **kw)
+        assert alone.seed == seed
+        np.testing.assert_array_equal(batched.codes[i], alone.codes[0])
+        np.testing.assert_array_equal(batched.audio[i], alone.audio[0])
+
+
+def test_item_does_not_depend_on_batch_mates_or_order(tiny):
+    kw = dict(duration=1.0, progress=False)
+    a = tiny.generate(["jazz", "rock", "ambient"], seed=[1, 2, 3], **kw)
+    b = tiny.generate(["ambient", "metal", "jazz"], seed=[3, 9, 1], **kw)
+    np.testing.assert_array_equal(a.codes[0], b.codes[2])
+    np.testing.assert_array_equal(a.codes[2], b.codes[0])
+    assert (a.codes[1] != b.codes[1]).any()
+
+
+def test_int_seed_means_seed_plus_index(tiny):
+    kw = dict(duration=1.0, progress=False)
+    g = tiny.generate(["jazz", "jazz", "jazz"], seed=40, **kw)
+    assert g.seed == [40, 41, 42]
+    # same prompt, different seeds: the items differ
+    assert (g.codes[0] != g.codes[1]).any() and (g.codes[1] != g.codes[2]).any()
+    explicit = tiny.generate(["jazz", "jazz", "jazz"], seed=[40, 41, 42], **kw)
+    np.testing.assert_array_equal(g.codes, explicit.codes)
+    np.testing.assert_array_equal(g.codes[0], tiny.generate("jazz", seed=40, **kw).codes[0])
+    fresh = tiny.generate(["a", "b"], **kw)
+    assert len(fresh.seed) == 2 and fresh.seed[1] == fresh.seed[0] + 1
+
+
+def test_per_item_seeds_in_provenance_and_files(tiny, tmp_path):
+    g = tiny.generate(["jazz", "rock"], seed=[5, 9], duration=0.5, progress=False)
+    assert [g.provenance(i)["seed"] for i in range(2)] == [5, 9]
+    paths = g.save(tmp_path)
+    assert [p.name for p in paths] == ["jazz_seed5_0.wav", "rock_seed9_1.wav"]
+    assert json.loads(paths[1].with_suffix(".json").read_text())["seed"] == 9
+
+
+def test_per_item_seeds_hold_across_long_form_windows(tiny):
+    kw = dict(duration=8.0, extend_stride=3.0, progress=False)
+    batched = tiny.generate(["jazz", "rock"], seed=[3, 4], **kw)
+    alone = tiny.generate("rock", seed=4, **kw)
+    assert batched.params["windows"] > 1
+    np.testing.assert_array_equal(batched.codes[1], alone.codes[0])
+
+
+@pytest.mark.parametrize(
+    "seed, match",
+    [
+        ([1], "one seed per prompt \\(2\\), got 1"),
+        ([1, 2, 3], "one seed per prompt \\(2\\), got 3"),
+        ([1, -2], "seed must be None or an int >= 0, or a list"),
+        ([1, "2"], "seed must be None or an int >= 0, or a list"),
+        ([True, 2], "seed must be None or an int >= 0, or a list"),
+        (1.5, "seed must be None or an int >= 0"),
+    ],
+)
+def test_bad_per_item_seeds(tiny, seed, match):
+    with pytest.raises(ValueError, match=match):
+        tiny.generate(["a", "b"], seed=seed, duration=0.5, progress=False)
