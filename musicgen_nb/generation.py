@@ -8,6 +8,7 @@ with EnCodec. The result is a :class:`Generation`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -432,6 +433,7 @@ def run_window(
     trace: StepRecord | None,
     capture,
     stop,
+    _on_frames=None,
 ) -> tuple[torch.Tensor, int, bool, Decoder]:
     """Decode one window of ``frames`` frames over the delay pattern.
 
@@ -440,6 +442,9 @@ def run_window(
     codebook k's frame t sits at position ``t + delay[k] + 1``; step ``t``
     predicts position ``t + 1``. Returns the codes ``[B, K, frames_done]``, the
     number of steps run, whether it was interrupted, and the decoder (for captures).
+    ``_on_frames(codes)`` (private, for streaming) gets the window's frames that
+    are complete in every codebook, ``[B, K, n]``: once with the prefix, then
+    whenever ``n`` grows.
     """
     K = s.num_codebooks
     delay = delays(s)
@@ -461,6 +466,8 @@ def run_window(
     steps_total = length - 1
     interrupted = False
     done = 0
+    if _on_frames is not None:
+        _on_frames(torch.stack([seq[:, k, d + 1 : d + 1 + P] for k, d in enumerate(delay)], dim=1))
     try:
         logits = decoder.step(
             seq[:, :, :first].repeat(cond.branches, 1, 1) if rows != batch else seq[:, :, :first]
@@ -479,6 +486,9 @@ def run_window(
             if trace is not None:
                 record(trace, probs, new, c, u, sampler.temperature)
             done = t + 1
+            if _on_frames is not None and P < pos - D <= frames:
+                n = pos - D  # frame f is complete once position f + D + 1 is filled
+                _on_frames(torch.stack([seq[:, k, d + 1 : d + 1 + n] for k, d in enumerate(delay)], 1))
             progress.update()
             if pos < steps_total:
                 step_in = new[:, :, None]
@@ -518,7 +528,7 @@ def generate(
     do_sample=True, seed=None, melody=None, melody_sr=None, audio_prompt=None, audio_prompt_sr=None,
     negative_prompt=None, cfg_coef_beta=None, extend_stride=None, progress=True, trace=False,
     attentions=False, attention_layers=None, attention_heads=None, attention_budget_mb=512.0,
-    callback=None, stop=None,
+    callback=None, stop=None, _on_frames=None,
 ):  # fmt: skip
     """Generate music with MusicGen.
 
@@ -563,6 +573,10 @@ def generate(
         ``callback(done_steps, total_steps)`` after each step.
     stop : threading.Event, optional
         Set it to stop at the next step; the partial result is returned.
+    _on_frames : callable, optional
+        Private (streaming): ``_on_frames(start, codes)`` with a window's first
+        output frame and its frames complete in every codebook so far,
+        ``[B, K, n]`` (see :func:`run_window`).
 
     Returns
     -------
@@ -707,6 +721,7 @@ def generate(
                 out, n_steps, interrupted, decoder = run_window(
                     s, cond, batch=batch, prefix=pre, frames=end - start, sampler=sampler,
                     generator=generator, progress=bar, trace=rec, capture=capture if i == 0 else None, stop=stop,
+                    _on_frames=None if _on_frames is None else functools.partial(_on_frames, start),
                 )  # fmt: skip
                 t2 = time.perf_counter()
                 timings["text_encode_s"] += t1 - t0
