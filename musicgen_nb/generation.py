@@ -488,7 +488,9 @@ def run_window(
             done = t + 1
             if _on_frames is not None and P < pos - D <= frames:
                 n = pos - D  # frame f is complete once position f + D + 1 is filled
-                _on_frames(torch.stack([seq[:, k, d + 1 : d + 1 + n] for k, d in enumerate(delay)], 1))
+                _on_frames(
+                    torch.stack([seq[:, k, d + 1 : d + 1 + n] for k, d in enumerate(delay)], 1)
+                )
             progress.update()
             if pos < steps_total:
                 step_in = new[:, :, None]

@@ -280,7 +280,9 @@ def snr_db(reference, estimate) -> float:
     ref = np.asarray(reference, dtype=np.float64)
     est = np.asarray(estimate, dtype=np.float64)
     if ref.shape != est.shape:
-        raise ValueError(f"reference and estimate must have one shape, got {ref.shape} and {est.shape}")
+        raise ValueError(
+            f"reference and estimate must have one shape, got {ref.shape} and {est.shape}"
+        )
     noise = float(np.sum((ref - est) ** 2))
     signal = float(np.sum(ref**2))
     if noise == 0:
@@ -422,6 +424,7 @@ class Stream:
         self._t0 = None
         self._steps = (0, 0, None, None)  # done, total, time of first step, its done count
         self._received = 0
+        self._finished = threading.Event()
 
     # -- the worker
     def _on_frames(self, start, codes):
@@ -474,6 +477,32 @@ class Stream:
     def __next__(self):
         return next(iter(self))
 
+    def wait(self, timeout: float | None = None):
+        """Block until whoever iterates the stream (e.g. a live player) is done;
+        returns ``generation`` (None on a timeout)."""
+        if self._iter is None:
+            raise RuntimeError(
+                "nothing is consuming this stream yet: iterate it, or display it (a live player)"
+            )
+        self._finished.wait(timeout)
+        return self.generation
+
+    def _ipython_display_(self):
+        from .players import live
+
+        live(self)._ipython_display_()
+
+    def __repr__(self) -> str:
+        state = (
+            "not started"
+            if self._iter is None
+            else ("done" if self.generation is not None else "running")
+        )
+        return (
+            f"Stream({self.batch} x {self.duration:g} s, chunk {self.chunk:g} s, "
+            f"{len(self.chunks)} chunks so far, {state})"
+        )
+
     def close(self) -> None:
         """Stop generation (if running) and wait for the worker; ``generation`` is then set."""
         self.stop()
@@ -519,7 +548,9 @@ class Stream:
                 if d.frames >= self._total_frames():  # complete: no need to wait for generate()
                     tail = d.pull(final=True)
                     self._final_sent = True
-                    return self._emit(tail[..., : max(0, self._expected_samples() - self._samples_out)], True)
+                    return self._emit(
+                        tail[..., : max(0, self._expected_samples() - self._samples_out)], True
+                    )
                 if d.ready() - d.emitted >= self.chunk_frames:
                     return self._emit(d.pull(), final=False)
                 continue
@@ -564,8 +595,131 @@ class Stream:
                     except BaseException:
                         break
             self._thread.join()
+            self._finished.set()
 
 
 def stream(s, prompts=None, *, chunk=1.0, **kwargs) -> Stream:
     """Generate and hear the music as it is made; see :meth:`MusicGen.stream`."""
     return Stream(s, prompts, chunk=chunk, **kwargs)
+
+
+# --------------------------------------------------------------------------- when to play
+def should_start(*, pos, received, total, remaining, piece, final=False, margin=START_MARGIN):
+    """The live player's start rule: may playback (re)start at clip position ``pos`` now?
+
+    With production at a steady rate, the next chunk and the last chunk are the
+    ones that could arrive too late. Start when both are covered with a margin:
+
+    * the buffered audio ahead of ``pos`` outlasts the wait for one more chunk,
+      ``received - pos >= margin * piece / rate``, where ``rate`` is audio seconds
+      made per second, ``(total - received) / remaining``;
+    * the audio before the last chunk outlasts the remaining generation time,
+      ``total - piece - pos >= margin * remaining``.
+
+    Parameters
+    ----------
+    pos : float
+        Where playback would start, in seconds of the clip.
+    received : float
+        Seconds of audio received (from the clip's start, without holes).
+    total : float
+        Seconds the clip will hold.
+    remaining : float
+        Estimated seconds until the last chunk arrives (from the measured steps/s).
+    piece : float
+        The longest a chunk can be, in seconds.
+    final : bool
+        Whether the last chunk has arrived (then it always may start).
+    margin : float
+        Safety factor on the estimates.
+
+    Examples
+    --------
+    >>> should_start(pos=0, received=1, total=10, remaining=12, piece=1.1)
+    False
+    >>> should_start(pos=0, received=3, total=10, remaining=7, piece=1.1)
+    True
+    """
+    if final:
+        return True
+    if received <= pos or not math.isfinite(remaining):
+        return False
+    if remaining <= 0:
+        return received - pos >= piece
+    rate = max(total - received, 1e-9) / remaining
+    return received - pos >= margin * piece / rate and total - piece - pos >= margin * remaining
+
+
+def simulate(chunks, *, piece, margin=START_MARGIN, latency=0.0, tick=0.01) -> dict:
+    """Replay a stream's chunk arrivals through the live player's logic.
+
+    Parameters
+    ----------
+    chunks : list of Chunk
+        With ``start``, ``duration``, ``arrived``, ``remaining``, ``final``, ``total``
+        (``st.chunks`` after a stream).
+    piece : float
+        As in :func:`should_start`.
+    latency : float
+        Seconds added to every arrival (delivery to the browser).
+    tick : float
+        How often the player checks its rule, in seconds.
+
+    Returns
+    -------
+    dict
+        ``first_audio`` (arrival of the first chunk), ``gapless_start`` (the
+        earliest start at which continuous playback never runs dry:
+        ``max(arrived - start)``), ``start`` (when the player's rule started
+        playback), ``stalls`` (how often it ran dry), ``stall_s`` (seconds
+        spent waiting after a stall) and ``end`` (when playback ended).
+
+    Examples
+    --------
+    >>> from musicgen_nb.streaming import Chunk
+    >>> import numpy as np
+    >>> cs = [Chunk(np.zeros((1, 1, 100)), i, i == 3, i, 100, arrived=0.5 + 1.5 * i,
+    ...             remaining=1.5 * (3 - i), total=4.0) for i in range(4)]
+    >>> r = simulate(cs, piece=1.0)
+    >>> r["gapless_start"], r["stalls"]
+    (2.0, 0)
+    """
+    cs = sorted(chunks, key=lambda c: c.start)
+    if not cs:
+        return dict(first_audio=math.nan, gapless_start=math.nan, start=math.nan, stalls=0,
+                    stall_s=0.0, end=math.nan)  # fmt: skip
+    arr = [c.arrived + latency for c in cs]
+    gapless = max(a - c.start for a, c in zip(arr, cs))
+    total = cs[0].total
+    t, pos, playing, stalls, stall_s = 0.0, 0.0, False, 0, 0.0
+    started = None
+    end_clip = cs[-1].end
+    stalled_at = None
+    while True:
+        have = [c for c, a in zip(cs, arr) if a <= t + 1e-12]
+        received = 0.0
+        for c in have:  # contiguous from the start
+            if abs(c.start - received) < 1e-9:
+                received = c.end
+        last = max(have, key=lambda c: c.arrived) if have else None
+        final = any(c.final for c in have)
+        if playing:
+            pos_now = pos + (t - t_play)
+            if pos_now >= end_clip - 1e-9:
+                return dict(first_audio=arr[0], gapless_start=gapless, start=started,
+                            stalls=stalls, stall_s=stall_s, end=t_play + (end_clip - pos))  # fmt: skip
+            if pos_now >= received - 1e-9:  # ran dry
+                playing, pos, stalls, stalled_at = False, received, stalls + 1, t
+        if not playing and last is not None:
+            left = max(0.0, last.remaining - (t - (last.arrived + latency)))
+            if should_start(pos=pos, received=received, total=total, remaining=left,
+                            piece=piece, final=final, margin=margin):  # fmt: skip
+                playing, t_play = True, t
+                if started is None:
+                    started = t
+                if stalled_at is not None:
+                    stall_s += t - stalled_at
+                    stalled_at = None
+        t += tick
+        if t > arr[-1] + end_clip + 60:
+            raise RuntimeError("simulate: playback never ended")
