@@ -612,7 +612,8 @@ def should_start(*, pos, received, total, remaining, piece, final=False, margin=
 
     * the buffered audio ahead of ``pos`` outlasts the wait for one more chunk,
       ``received - pos >= margin * piece / rate``, where ``rate`` is audio seconds
-      made per second, ``(total - received) / remaining``;
+      made per second, ``(total - received) / remaining``, and holds at least
+      ``1.5 * piece`` (so that the rate is measured over more than one chunk);
     * the audio before the last chunk outlasts the remaining generation time,
       ``total - piece - pos >= margin * remaining``.
 
@@ -647,7 +648,11 @@ def should_start(*, pos, received, total, remaining, piece, final=False, margin=
     if remaining <= 0:
         return received - pos >= piece
     rate = max(total - received, 1e-9) / remaining
-    return received - pos >= margin * piece / rate and total - piece - pos >= margin * remaining
+    ahead = received - pos
+    return (
+        ahead >= max(margin * piece / rate, 1.5 * piece)
+        and total - piece - pos >= margin * remaining
+    )
 
 
 def simulate(chunks, *, piece, margin=START_MARGIN, latency=0.0, tick=0.01) -> dict:
@@ -689,14 +694,14 @@ def simulate(chunks, *, piece, margin=START_MARGIN, latency=0.0, tick=0.01) -> d
         return dict(first_audio=math.nan, gapless_start=math.nan, start=math.nan, stalls=0,
                     stall_s=0.0, end=math.nan)  # fmt: skip
     arr = [c.arrived + latency for c in cs]
-    gapless = max(a - c.start for a, c in zip(arr, cs))
+    gapless = max(a - c.start for a, c in zip(arr, cs, strict=True))
     total = cs[0].total
-    t, pos, playing, stalls, stall_s = 0.0, 0.0, False, 0, 0.0
+    t, pos, playing, stalls, stall_s, t_play = 0.0, 0.0, False, 0, 0.0, 0.0
     started = None
     end_clip = cs[-1].end
     stalled_at = None
     while True:
-        have = [c for c, a in zip(cs, arr) if a <= t + 1e-12]
+        have = [c for c, a in zip(cs, arr, strict=True) if a <= t + 1e-12]
         received = 0.0
         for c in have:  # contiguous from the start
             if abs(c.start - received) < 1e-9:

@@ -12,8 +12,13 @@ function shouldStart({ pos, received, total, remaining, piece, final, margin }) 
   if (received <= pos || !Number.isFinite(remaining)) return false;
   if (remaining <= 0) return received - pos >= piece;
   const rate = Math.max(total - received, 1e-9) / remaining;
-  return received - pos >= (margin * piece) / rate && total - piece - pos >= margin * remaining;
+  const ahead = received - pos;
+  return ahead >= Math.max((margin * piece) / rate, 1.5 * piece) && total - piece - pos >= margin * remaining;
 }
+
+// One state per widget model, shared by its views. anywidget may hand initialize()
+// and render() different wrappers of one model, so the state is keyed by a uid trait.
+const STATES = new Map();
 
 function fmt(s) {
   return `${(s || 0).toFixed(1)} s`;
@@ -45,7 +50,7 @@ function initialize({ model }) {
     lastArrivalMs: 0,
     views: new Set(),
   };
-  model._mgnbLive = st;
+  STATES.set(model.get("uid"), st);
   const sr = () => model.get("sample_rate");
 
   function ensureContext() {
@@ -202,11 +207,11 @@ function initialize({ model }) {
   model.on("change:final_url", () => { st.finalUrl = model.get("final_url"); finish(); redraw(); });
   st.finalUrl = model.get("final_url");
   model.send({ type: "ready" }); // the kernel resends what this front end may have missed
-  return () => clearInterval(st.timer);
+  return () => { clearInterval(st.timer); STATES.delete(model.get("uid")); };
 }
 
 function render({ model, el }) {
-  const st = model._mgnbLive;
+  const st = STATES.get(model.get("uid"));
   el.mgnbLive = st; // the front end's state, read by tests
   el.classList.add("mgnb-live");
   const title = document.createElement("div");

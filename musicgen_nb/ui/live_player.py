@@ -12,6 +12,8 @@ stream ends it holds the final one-pass audio (compressed, as
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
 
 import anywidget
@@ -20,6 +22,8 @@ import traitlets
 
 from ..streaming import START_MARGIN
 from ._util import asset
+
+_UIDS = itertools.count(1)
 
 
 class LivePlayer(anywidget.AnyWidget):
@@ -52,6 +56,7 @@ class LivePlayer(anywidget.AnyWidget):
     _esm = asset("live_player.js")
     _css = asset("live_player.css")
 
+    uid = traitlets.Unicode("").tag(sync=True)
     sample_rate = traitlets.Int(32000).tag(sync=True)
     total = traitlets.Float(0.0).tag(sync=True)
     piece = traitlets.Float(1.0).tag(sync=True)
@@ -71,7 +76,8 @@ class LivePlayer(anywidget.AnyWidget):
     max_seconds = 120.0
 
     def __init__(self, stream=None, *, item: int = 0, show_final: bool = True, **kwargs):
-        super().__init__(**kwargs)
+        # The uid must be in the state the front end is created with (initialize reads it).
+        super().__init__(uid=f"mgnb-live-{next(_UIDS)}-{os.getpid()}", **kwargs)
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 0:
             raise ValueError(f"item must be an int >= 0 (a batch item), got {item!r}")
         self.stream = stream
@@ -191,6 +197,8 @@ class LivePlayer(anywidget.AnyWidget):
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self._repr_mimebundle_(), raw=True)
+        bundle = self._repr_mimebundle_()
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        display(data, metadata=meta, raw=True)
         if self.stream is not None and self._thread is None and not self.sent:
             self.start()
