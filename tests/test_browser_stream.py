@@ -182,6 +182,41 @@ def test_stream_plays_gaplessly_in_jupyterlab(lab):
             assert abs(duration - 4.0) < 0.05, duration
             href = live.locator("a.mgnb-live-download").get_attribute("download")
             assert href.endswith((".ogg", ".wav")), href
+
+            # The studio plays as it generates; Stop keeps what was heard.
+            _run_cell(page, 1)
+            studio = page.locator(".mgnb-studio")
+            studio.wait_for(timeout=60_000)
+            studio.locator("textarea").first.fill("ambient pads")
+            studio.locator("textarea").first.press("Tab")
+            page.wait_for_timeout(500)
+            studio.locator("button", has_text="Generate").click()
+            slive = studio.locator(".mgnb-live")
+            page.wait_for_function(
+                "() => { const e = document.querySelector('.mgnb-studio .mgnb-live');"
+                " return e && e.mgnbLive && e.mgnbLive.status === 'playing'"
+                " && e.mgnbLive.received >= 4 * 32000; }",
+                timeout=180_000,
+            )
+            studio.screenshot(path=str(shots / "stream-studio-playing.png"))
+            studio.locator("button", has_text="Stop").first.click()
+            studio.get_by_text("stopped: kept").wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => document.querySelector('.mgnb-studio .mgnb-live').mgnbLive.finalIndex >= 0",
+                timeout=60_000,
+            )
+            heard = slive.evaluate(STATE)
+            assert heard["stalls"] == 0, heard
+            kept = studio.locator(".mgnb-player audio").evaluate(
+                "el => new Promise(r => { if (el.readyState >= 1) r(el.duration);"
+                " else el.addEventListener('loadedmetadata', () => r(el.duration)); })"
+            )
+            # The run kept exactly the audio the live player received (and played).
+            assert 4.0 <= kept < 30.0
+            assert abs(kept - heard["received"] / 32000) < 0.05, (kept, heard["received"])
+            assert "(stopped)" in studio.locator("table.mgnb-history tbody tr").first.inner_text()
+            page.wait_for_timeout(1500)
+            studio.screenshot(path=str(shots / "stream-studio-stopped.png"))
         except Exception:
             page.screenshot(path=str(shots / "stream-failure.png"), full_page=True)
             raise

@@ -271,8 +271,9 @@ function render({ model, el }) {
     enable.style.display = st.ctx && st.ctx.state === "suspended" ? "" : "none";
     stop.style.display = model.get("running") ? "" : "none";
     const url = model.get("final_url");
-    final.style.display = url ? "" : "none";
-    if (url && audio.getAttribute("src") !== url) {
+    const held = url && url !== "data:,"; // "data:," = the final audio is shown elsewhere
+    final.style.display = held ? "" : "none";
+    if (held && audio.getAttribute("src") !== url) {
       audio.src = url;
       link.href = url;
       link.download = model.get("final_name") || "musicgen.wav";
