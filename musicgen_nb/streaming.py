@@ -124,6 +124,8 @@ class ChunkDecoder:
         Frames held back until their right context exists.
     overlap_frames : int
         Frames decoded more than once so far (the cost of the overlap).
+    seconds : float
+        Time spent decoding so far.
 
     Examples
     --------
@@ -150,6 +152,7 @@ class ChunkDecoder:
         self.codes = None  # [B, K, n] int64 tensor of every frame pushed
         self.emitted = 0  # frames whose audio was pulled
         self.overlap_frames = 0
+        self.seconds = 0.0  # time spent decoding
         layers = list(codec.decoder.layers)
         reach = None
         if method != "context":
@@ -205,13 +208,16 @@ class ChunkDecoder:
         if end <= self.emitted or self.codes is None:
             b = 0 if self.codes is None else self.codes.shape[0]
             return np.zeros((b, self.channels, 0), dtype=np.float32)
+        t0 = time.perf_counter()
         with torch.inference_mode(), _threads(self.threads):
             if self.method == "exact":
                 wav = self._exact(self.emitted, end, final)
             else:
                 wav = self._context(self.emitted, end, final)
         self.emitted = end
-        return wav.to("cpu", torch.float32).numpy()
+        out = wav.to("cpu", torch.float32).numpy()
+        self.seconds += time.perf_counter() - t0
+        return out
 
     # -- exact: first conv with 3 frames of look-ahead, stateful LSTM, conv stack with context
     def _embed(self, c: int, a: int, b: int) -> torch.Tensor:
