@@ -78,7 +78,10 @@ def codec_only(s, codes, chunk_frames):
             decode_s=d.seconds,
         )
     naive = np.concatenate(
-        [s.decode(codes[..., i : i + chunk_frames]) for i in range(0, codes.shape[-1], chunk_frames)],
+        [
+            s.decode(codes[..., i : i + chunk_frames])
+            for i in range(0, codes.shape[-1], chunk_frames)
+        ],
         -1,
     )
     out["naive"] = dict(snr_db=snr_db(ref, naive), overlap=0.0, decode_s=float("nan"))

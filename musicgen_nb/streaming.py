@@ -376,6 +376,24 @@ class Stream:
     the partial result, as ``generate`` does. In Jupyter, a stream renders
     itself as a live player (:func:`musicgen_nb.players.live`).
 
+    Parameters
+    ----------
+    s : MusicGen
+    prompts : str, list of (str or None), or None
+        As in :meth:`MusicGen.generate`.
+    chunk : float
+        Seconds of audio per chunk (the last one holds the rest). A chunk is
+        yielded once its frames and about 0.1 s after them (the decoder's right
+        context) are complete in every codebook.
+    decode_threads : int or None
+        Intra-op threads for decoding chunks in the consumer's thread (1 leaves
+        the other cores to generation); None keeps torch's setting.
+    method : {"auto", "exact", "context"}
+        The :class:`ChunkDecoder` method.
+    **kwargs
+        Every option of :meth:`MusicGen.generate` (``progress`` defaults to False
+        here), checked at once: bad values raise before anything runs.
+
     Attributes
     ----------
     generation : Generation or None

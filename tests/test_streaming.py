@@ -274,3 +274,10 @@ def test_simulate_a_hiccup_counts_a_stall():
     arrivals[5:] = [a + 6 for a in arrivals[5:]]  # the generator stalls for 6 s
     r = simulate(_chunks(arrivals), piece=1.0)
     assert r["stalls"] == 1 and r["stall_s"] > 0
+
+
+def test_errors_in_generation_reach_the_consumer(tiny):
+    st = tiny.stream("x", duration=1.0, melody=np.zeros(32000, np.float32), melody_sr=32000)
+    with pytest.raises(ValueError, match="melody= needs a melody checkpoint"):
+        next(iter(st))
+    assert st.error is not None and st.wait(5) is None
