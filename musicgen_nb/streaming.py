@@ -10,8 +10,8 @@ Chunks are decoded by :class:`ChunkDecoder` so that, joined end to end, they
 match the one-pass decode. MusicGen's 32 kHz EnCodec decoder is a convolution,
 then an LSTM, then a stack of (transposed) convolutions. The first convolution
 looks 3 frames ahead, the LSTM carries its state from chunk to chunk, and the
-convolutions after it reach less than 2 frames either side: so the decoder
-holds back the last few frames (about 0.1 s) until their right context exists,
+convolutions after it reach less than 3 frames either side: so the decoder
+holds back the last 6 frames (0.12 s) until their right context exists,
 re-runs a few frames of left context, and gives the same samples as the
 one-pass decode up to float rounding. A decoder of another shape falls back to
 decoding each chunk with a fixed left and right context (``method="context"``).
