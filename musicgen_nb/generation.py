@@ -8,6 +8,7 @@ with EnCodec. The result is a :class:`Generation`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -607,6 +608,7 @@ def run_window(
     trace: StepRecord | None,
     capture,
     stop,
+    _on_frames=None,
 ) -> tuple[torch.Tensor, int, bool, Decoder]:
     """Decode one window of ``frames`` frames over the delay pattern.
 
@@ -615,6 +617,9 @@ def run_window(
     codebook k's frame t sits at position ``t + delay[k] + 1``; step ``t``
     predicts position ``t + 1``. Returns the codes ``[B, K, frames_done]``, the
     number of steps run, whether it was interrupted, and the decoder (for captures).
+    ``_on_frames(codes)`` (private, for streaming) gets the window's frames that
+    are complete in every codebook, ``[B, K, n]``: once with the prefix, then
+    whenever ``n`` grows.
     """
     K = s.num_codebooks
     delay = delays(s)
@@ -636,6 +641,8 @@ def run_window(
     steps_total = length - 1
     interrupted = False
     done = 0
+    if _on_frames is not None:
+        _on_frames(torch.stack([seq[:, k, d + 1 : d + 1 + P] for k, d in enumerate(delay)], dim=1))
     try:
         logits = decoder.step(
             seq[:, :, :first].repeat(cond.branches, 1, 1) if rows != batch else seq[:, :, :first]
@@ -654,6 +661,11 @@ def run_window(
             if trace is not None:
                 record(trace, probs, new, c, u, sampler.temperature)
             done = t + 1
+            if _on_frames is not None and P < pos - D <= frames:
+                n = pos - D  # frame f is complete once position f + D + 1 is filled
+                _on_frames(
+                    torch.stack([seq[:, k, d + 1 : d + 1 + n] for k, d in enumerate(delay)], 1)
+                )
             progress.update()
             if pos < steps_total:
                 step_in = new[:, :, None]
@@ -693,7 +705,7 @@ def generate(
     do_sample=True, seed=None, melody=None, melody_sr=None, audio_prompt=None, audio_prompt_sr=None,
     negative_prompt=None, cfg_coef_beta=None, extend_stride=None, progress=True, trace=False,
     attentions=False, attention_layers=None, attention_heads=None, attention_budget_mb=512.0,
-    callback=None, stop=None,
+    callback=None, stop=None, _on_frames=None,
 ):  # fmt: skip
     """Generate music with MusicGen.
 
@@ -747,6 +759,10 @@ def generate(
     stop : threading.Event, optional
         Anything with ``is_set()``. Set it to stop at the next step; the partial
         result is returned.
+    _on_frames : callable, optional
+        Private (streaming): ``_on_frames(start, codes)`` with a window's first
+        output frame and its frames complete in every codebook so far,
+        ``[B, K, n]`` (see :func:`run_window`).
 
     Returns
     -------
@@ -772,7 +788,7 @@ def generate(
         audio_prompt=audio_prompt, audio_prompt_sr=audio_prompt_sr, negative_prompt=negative_prompt,
         cfg_coef_beta=cfg_coef_beta, extend_stride=extend_stride, progress=progress, trace=trace,
         attentions=attentions, attention_layers=attention_layers, attention_heads=attention_heads,
-        attention_budget_mb=attention_budget_mb, callback=callback, stop=stop,
+        attention_budget_mb=attention_budget_mb, callback=callback, stop=stop, on_frames=_on_frames,
     )  # fmt: skip
     plan = _plan(s, req)
     inputs, plan = _inputs(s, req, plan)
@@ -800,6 +816,7 @@ class _Request:
     attention: dict
     callback: object
     stop: object
+    on_frames: object = None  # private streaming hook: see run_window
 
     @property
     def batch(self) -> int:
@@ -813,7 +830,7 @@ MAX_TEXT_TOKENS = 512
 
 def _request(s, prompts, *, negative_prompt, melody, melody_sr, audio_prompt, audio_prompt_sr,
              progress, trace, attentions, attention_layers, attention_heads, attention_budget_mb,
-             callback, stop, seed, **sampling) -> _Request:  # fmt: skip
+             callback, stop, seed, on_frames=None, **sampling) -> _Request:  # fmt: skip
     """Check every argument by type and range, and every input size, before any work."""
     texts = _prompts(prompts)
     opts = validate(s, seed=seed, **sampling)
@@ -847,7 +864,7 @@ def _request(s, prompts, *, negative_prompt, melody, melody_sr, audio_prompt, au
         texts=texts, negative=negative, opts=opts, seeds=seeds, new_frames=new_frames,
         melody=melody, melody_sr=melody_sr, audio_prompt=audio_prompt,
         audio_prompt_sr=audio_prompt_sr, progress=progress, trace=trace, attentions=attentions,
-        attention=attention, callback=callback, stop=stop,
+        attention=attention, callback=callback, stop=stop, on_frames=on_frames,
     )  # fmt: skip
 
 
@@ -1112,6 +1129,7 @@ def _run_windows(s, req: _Request, plan: _Plan, inputs: _Inputs) -> _Run:
                     s, cond, batch=req.batch, prefix=pre, frames=end - start,
                     sampler=inputs.sampler, generator=generator, progress=bar, trace=run.record,
                     capture=plan.capture if i == 0 else None, stop=req.stop,
+                    _on_frames=None if req.on_frames is None else functools.partial(req.on_frames, start),
                 )  # fmt: skip
                 run.timings["text_encode_s"] += t1 - t0
                 run.timings["decode_loop_s"] += time.perf_counter() - t1

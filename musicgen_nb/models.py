@@ -502,6 +502,21 @@ class MusicGen:
 
         return generate(self, prompts, **kwargs)
 
+    def stream(self, prompts=None, *, chunk=1.0, **kwargs):
+        """Generate and yield the audio in chunks while it is made; see
+        :class:`musicgen_nb.streaming.Stream`. Takes :meth:`generate`'s options.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg
+        >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=3, chunk=0.5)
+        >>> [c.final for c in st], st.generation.audio.shape
+        ([False, True], (1, 1, 32000))
+        """
+        from .streaming import Stream
+
+        return Stream(self, prompts, chunk=chunk, **kwargs)
+
     def encode(self, audio, sr):
         """Encode audio to EnCodec codes ``[batch, num_codebooks, frames]``.
 

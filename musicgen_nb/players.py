@@ -406,3 +406,48 @@ def gallery(
                 + (f" of length {len(it)}" if isinstance(it, tuple) else "")
             )
     return Gallery(players, table, int(columns))
+
+
+# ----------------------------------------------------------------------------- live
+
+
+def live(stream, *, item: int = 0):
+    """A live player for a stream: hear it while it is generated.
+
+    Displaying it starts the stream in the background and plays the chunks back
+    to back in the browser (Web Audio). Playback starts once the buffered audio
+    will outlast the remaining generation time; if it ever runs dry the player
+    says "buffering" and counts a stall. At the end it holds the final one-pass
+    audio for replay and download. Its Stop button stops generation and keeps
+    what was made. A stream displayed on its own renders this player.
+
+    Parameters
+    ----------
+    stream : musicgen_nb.streaming.Stream
+        From :meth:`MusicGen.stream`, not iterated yet.
+    item : int
+        Which batch item to play.
+
+    Returns
+    -------
+    musicgen_nb.ui.live_player.LivePlayer
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0)
+    >>> p = mg.players.live(st)
+    >>> g = p.play()             # in a notebook: just display p (or st)
+    >>> p.stalls, g.audio.shape
+    (0, (1, 1, 32000))
+    """
+    from .streaming import Stream
+    from .ui.live_player import LivePlayer
+
+    if not isinstance(stream, Stream):
+        raise TypeError(
+            f"stream must be a Stream from MusicGen.stream(...), got {type(stream).__name__}"
+        )
+    if stream._iter is not None:
+        raise ValueError("stream was already iterated; make a new one with s.stream(...)")
+    return LivePlayer(stream, item=item)

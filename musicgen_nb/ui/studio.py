@@ -27,6 +27,7 @@ from ._util import (
     upload_files,
     widget_bundle,
 )
+from .live_player import LivePlayer
 from .synced_player import SyncedPlayer
 
 MODELS = (
@@ -48,7 +49,7 @@ def _is_melody_name(name: str) -> bool:
     return bool(spec and spec["meta"]["melody"]) or "melody" in name
 
 
-def run(session, params: dict, *, callback=None, stop=None):
+def run(session, params: dict, *, callback=None, stop=None, player=None):
     """Run one generation with the studio's parameters (no widgets involved).
 
     Parameters
@@ -58,6 +59,8 @@ def run(session, params: dict, *, callback=None, stop=None):
         As returned by :meth:`Studio.params`, plus optional ``melody``/``audio_prompt`` entries.
     callback, stop
         Passed to :meth:`MusicGen.generate`.
+    player : LivePlayer, optional
+        Stream the run into this live player (it plays while it generates).
 
     Returns
     -------
@@ -69,6 +72,10 @@ def run(session, params: dict, *, callback=None, stop=None):
     kw.pop("model", None)
     if negative is not None and kw["guidance_scale"] > 1:
         kw["negative_prompt"] = negative
+    if player is not None:
+        return player.play(
+            session.stream(prompt, progress=False, callback=callback, stop=stop, **kw)
+        )
     return session.generate(prompt, progress=False, callback=callback, stop=stop, **kw)
 
 
@@ -178,6 +185,9 @@ class Studio:
         self.progress_text = W.HTML(value="", layout=W.Layout(width="130px"))
         self.message = W.HTML(value="")
         self.player = SyncedPlayer()
+        self.live = LivePlayer(
+            show_final=False, layout=W.Layout(display="none")
+        )  # plays as it generates
         # A toggle button and an Output, not an Accordion: Colab's widget manager breaks Accordion.
         self.figures_button = W.ToggleButton(
             value=False, description="plotly figures: token grid and spectrogram", icon="eye",
@@ -244,7 +254,7 @@ class Studio:
         self.panel = W.VBox(
             [top, section("prompt"), self.prompt, self.negative, section("sampling"), knobs,
              section("conditioning audio"), uploads, actions, self.message, section("output"),
-             self.player, self.figures_box, section("history"), history],
+             self.live, self.player, self.figures_box, section("history"), history],
             layout=W.Layout(border="1px solid #d0d0d0", padding="10px 12px", width="auto",
                             max_width="980px"),
         )  # fmt: skip
@@ -511,7 +521,8 @@ class Studio:
                 _, audio, sr = self.uploads["melody"]
                 extra.update(melody=audio, melody_sr=sr)
             t0 = time.perf_counter()
-            g = run(s, dict(p, **extra), callback=self._progress, stop=self._stop)
+            self.live.layout.display = ""
+            g = run(s, dict(p, **extra), callback=self._progress, stop=self._stop, player=self.live)
             elapsed = time.perf_counter() - t0
             self._add(g, p, elapsed)
         except Exception as exc:  # the panel stays usable and says what went wrong
