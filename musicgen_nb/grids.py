@@ -180,7 +180,7 @@ def _canon(row: dict, *, where: str) -> dict:
         raise TypeError(
             f"{where}: negative_prompt must be a string or None, got {spec['negative_prompt']!r}"
         )
-    model = SimpleNamespace(is_melody=True, name="grid", max_duration=math.inf)
+    model = SimpleNamespace(is_melody=True, name="grid", max_duration=math.inf, frame_rate=50)
     try:  # the same checks as generate; model-specific ones wait for the model
         validate(model, seed=spec["seed"], **{k: spec[k] for k in PARAMS if k != "negative_prompt"})
     except (TypeError, ValueError) as exc:

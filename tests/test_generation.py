@@ -838,16 +838,18 @@ def test_per_item_seeds_hold_across_long_form_windows(tiny):
 
 
 @pytest.mark.parametrize(
-    "seed, match",
+    "seed, exc, match",
     [
-        ([1], "one seed per prompt \\(2\\), got 1"),
-        ([1, 2, 3], "one seed per prompt \\(2\\), got 3"),
-        ([1, -2], "seed must be None or an int >= 0, or a list"),
-        ([1, "2"], "seed must be None or an int >= 0, or a list"),
-        ([True, 2], "seed must be None or an int >= 0, or a list"),
-        (1.5, "seed must be None or an int >= 0"),
+        ([1], ValueError, "one seed per prompt \\(2\\), got 1"),
+        ([1, 2, 3], ValueError, "one seed per prompt \\(2\\), got 3"),
+        ([1, -2], ValueError, "seed must be None or an int in \\[0, 2\\*\\*64\\), got -2"),
+        ([1, "2"], TypeError, "seed must be None or an int in \\[0, 2\\*\\*64\\), got str"),
+        ([True, 2], TypeError, "seed must be None or an int in \\[0, 2\\*\\*64\\), got bool"),
+        ([1, None], ValueError, "seed lists must hold ints"),
+        (1.5, TypeError, "seed must be None or an int in \\[0, 2\\*\\*64\\), got float"),
+        (2**64 - 1, ValueError, "gives item i the seed 18446744073709551615 \\+ i"),
     ],
 )
-def test_bad_per_item_seeds(tiny, seed, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_per_item_seeds(tiny, seed, exc, match):
+    with pytest.raises(exc, match=match):
         tiny.generate(["a", "b"], seed=seed, duration=0.5, progress=False)
