@@ -202,7 +202,9 @@ at::Tensor attend_int8(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   float* op = out.data_ptr<float>();
   const int64_t qs = q.stride(0), kst = k.stride(0), vst = v.stride(0);
   const float sc = static_cast<float>(scaling);
-  at::parallel_for(0, rows * heads, 1, [&](int64_t begin, int64_t end) {
+  // Short caches run on one thread: a parallel region costs more than the work.
+  const int64_t grain = std::max<int64_t>(1, 32768 / ((pos + 1) * hd));
+  at::parallel_for(0, rows * heads, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> w(pos + 1);
     for (int64_t i = begin; i < end; ++i) {
       const int64_t r = i / heads, h = i % heads;

@@ -47,15 +47,21 @@ def _filled(rows, heads, total, hd, pos, seed):
 
 # hd 64: the AVX2 path (musicgen's head size); 12: the scalar path. Positions 0, and
 # around the 8-wide blocks of the softmax.
+# 600 positions: long enough for the heads to be split over two threads.
 @pytest.mark.parametrize("hd", [64, 12])
-@pytest.mark.parametrize("pos", [0, 1, 7, 8, 9, 70])
+@pytest.mark.parametrize("pos", [0, 1, 7, 8, 9, 70, 600])
 def test_kernel_equals_reference(kernel, hd, pos):
     rows, heads = 2, 3
-    caches = _filled(rows, heads, 80, hd, pos, seed=pos)
+    caches = _filled(rows, heads, 610, hd, pos, seed=pos)
     copies = [c.clone() for c in caches]
     qkv = torch.randn(rows, 3 * heads * hd, generator=torch.Generator().manual_seed(1)) * 3
     q, k, v = qkv.split(heads * hd, dim=1)  # strided views, as the engine passes them
-    out = kernel(q, k, v, *caches, pos, hd**-0.5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = kernel(q, k, v, *caches, pos, hd**-0.5)
+    finally:
+        torch.set_num_threads(threads)
     ref = K.attend_reference(q, k, v, *copies, pos, hd**-0.5)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(caches, copies, strict=True):  # the same int8 keys/values and scales written
