@@ -23,6 +23,9 @@ once per step for two rows (conditional and unconditional). So the step:
 * computes cross-attention keys and values once, with zero values for the
   rows that attend nowhere (the unconditional branch), instead of masking the
   output at every step.
+* with int8 weights keeps int8 keys and values (one scale per position and
+  head) and runs a single step's self-attention in one fused C++ call
+  (:mod:`musicgen_nb._kernels`; PyTorch where it cannot be built).
 """
 
 from __future__ import annotations
