@@ -7,7 +7,9 @@ greedy tokens fed back) at one precision, first timed, then under
 * **linears**: the decoder's GEMMs (fbgemm int8, or MKL fp32/bf16), with the
   bytes of weights they read per step and the bandwidth that implies;
 * **self-attention** over the key/value cache (grows with every step), with the
-  cache bytes read per step on average and the bandwidth;
+  cache bytes read per step on average and the bandwidth (int8 models: the
+  fused kernel of ``musicgen_nb/_kernels.py`` over the int8 cache, which also
+  writes the step's keys and values);
 * **cross-attention** over the text states (constant);
 * **the rest**: layer norms, GELU, residual adds, cache writes, embeddings,
   lm_heads, and the TorchScript interpreter between the ops.
@@ -39,6 +41,7 @@ LINEAR_OPS = (
     "aten::matmul",
 )
 SDPA = "aten::_scaled_dot_product_flash_attention_for_cpu"
+KERNEL = "musicgen_nb::attend_int8"  # int8 models: the fused self-attention kernel
 
 
 def _decode(s, cond, steps: int) -> None:
@@ -96,6 +99,8 @@ def main(argv=None) -> int:
     for e in prof.key_averages(group_by_input_shape=True):
         if e.key in LINEAR_OPS:
             parts["linears"] += e.self_cpu_time_total
+        elif e.key == KERNEL:
+            parts["self_attention"] += e.self_cpu_time_total
         elif e.key == SDPA:
             keys = e.input_shapes[1][2] if e.input_shapes and len(e.input_shapes[1]) == 4 else -1
             kind = "cross_attention" if keys == text_len and not s.is_melody else "self_attention"
@@ -107,7 +112,11 @@ def main(argv=None) -> int:
 
     cfg = s.model.config.decoder
     rows = cond.hidden.shape[0]
+    # bytes per cached key (or value) element: int8 models keep int8 plus one
+    # float32 scale per position and head
     elem = torch.empty((), dtype=s.dtype).element_size()
+    if args.precision == "int8":
+        elem = 1 + 4 * cfg.num_attention_heads / cfg.hidden_size
     kv_bytes = 2 * cfg.num_hidden_layers * rows * cfg.hidden_size * elem * (args.steps + 1) / 2
     wb = _weight_bytes(s.model)
     print(

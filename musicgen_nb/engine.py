@@ -23,6 +23,9 @@ once per step for two rows (conditional and unconditional). So the step:
 * computes cross-attention keys and values once, with zero values for the
   rows that attend nowhere (the unconditional branch), instead of masking the
   output at every step.
+* with int8 weights keeps int8 keys and values (one scale per position and
+  head) and runs a single step's self-attention in one fused C++ call
+  (:mod:`musicgen_nb._kernels`; PyTorch where it cannot be built).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from . import _kernels
+from ._kernels import quantize_kv
 
 
 @dataclass
@@ -198,6 +204,9 @@ def _layers(
     reduce_range: bool,
     k_cache: list[torch.Tensor],
     v_cache: list[torch.Tensor],
+    k_scale: list[torch.Tensor],
+    v_scale: list[torch.Tensor],
+    kernel: bool,
     cross_k: list[torch.Tensor],
     cross_v: list[torch.Tensor],
     cross_bias: torch.Tensor | None,
@@ -210,6 +219,10 @@ def _layers(
 
     The keys and values of positions ``start .. start + n`` are written into
     ``k_cache``/``v_cache`` (``[rows, heads, positions, head_dim]`` per layer).
+    When ``k_scale``/``v_scale`` are given (int8 mode), the caches are int8 with
+    one scale per position and head (``[rows, heads, positions]``); with
+    ``kernel``, a single step's self-attention runs in the fused C++ kernel
+    (:mod:`musicgen_nb._kernels`), else in PyTorch on the dequantized cache.
     Returns the hidden states and the attention weights of the ``capture``
     layers (self, cross). TorchScript compiles this function (see
     :func:`_compiled`); it is plain Python too.
@@ -220,6 +233,7 @@ def _layers(
     end = start + n
     kept_self: list[torch.Tensor] = []
     kept_cross: list[torch.Tensor] = []
+    kv_int8 = len(k_scale) > 0
     for i in range(len(k_cache)):
         j = 8 * i
         h = F.layer_norm(x, [dim], norms[6 * i], norms[6 * i + 1], eps)
@@ -230,12 +244,36 @@ def _layers(
             q = _linear(h, j, mode, packed, weights, biases, scales, reduce_range)
             k = _linear(h, j + 1, mode, packed, weights, biases, scales, reduce_range)
             v = _linear(h, j + 2, mode, packed, weights, biases, scales, reduce_range)
-        q = q.reshape(rows, n, heads, hd).transpose(1, 2)
-        k_cache[i].narrow(2, start, n).copy_(k.reshape(rows, n, heads, hd).transpose(1, 2))
-        v_cache[i].narrow(2, start, n).copy_(v.reshape(rows, n, heads, hd).transpose(1, 2))
-        keys, values = k_cache[i].narrow(2, 0, end), v_cache[i].narrow(2, 0, end)
-        o = _attention(q, keys, values, self_bias, causal, i in capture, scaling, kept_self)
-        o = o.transpose(1, 2).reshape(rows * n, dim)
+        if kernel and n == 1 and i not in capture:
+            # one call: int8 cache write, scores, softmax, weighted values
+            o = torch.ops.musicgen_nb.attend_int8(
+                q, k, v, k_cache[i], k_scale[i], v_cache[i], v_scale[i], start, scaling
+            )
+        else:
+            q = q.reshape(rows, n, heads, hd).transpose(1, 2)
+            k = k.reshape(rows, n, heads, hd).transpose(1, 2)
+            v = v.reshape(rows, n, heads, hd).transpose(1, 2)
+            if kv_int8:
+                kq, ks = quantize_kv(k)
+                vq, vs = quantize_kv(v)
+                k_cache[i].narrow(2, start, n).copy_(kq)
+                v_cache[i].narrow(2, start, n).copy_(vq)
+                k_scale[i].narrow(2, start, n).copy_(ks)
+                v_scale[i].narrow(2, start, n).copy_(vs)
+                keys = (
+                    k_cache[i].narrow(2, 0, end).to(q.dtype)
+                    * k_scale[i].narrow(2, 0, end)[..., None]
+                )
+                values = (
+                    v_cache[i].narrow(2, 0, end).to(q.dtype)
+                    * v_scale[i].narrow(2, 0, end)[..., None]
+                )
+            else:
+                k_cache[i].narrow(2, start, n).copy_(k)
+                v_cache[i].narrow(2, start, n).copy_(v)
+                keys, values = k_cache[i].narrow(2, 0, end), v_cache[i].narrow(2, 0, end)
+            o = _attention(q, keys, values, self_bias, causal, i in capture, scaling, kept_self)
+            o = o.transpose(1, 2).reshape(rows * n, dim)
         x = x + _linear(o, j + 3, mode, packed, weights, biases, scales, reduce_range)
         if len(cross_k) > 0:
             h = F.layer_norm(x, [dim], norms[6 * i + 2], norms[6 * i + 3], eps)
@@ -372,6 +410,10 @@ class Decoder:
     capture : dict, optional
         ``{"layers": [...], "heads": [...] or None, "rows": int}`` to record
         attention weights of the first ``rows`` batch rows.
+    kernels : bool, optional
+        int8 models only: run a step's self-attention in the fused C++ kernel
+        of :mod:`musicgen_nb._kernels` (True), or in PyTorch (False). The
+        default uses the kernel where it builds.
 
     Notes
     -----
@@ -379,7 +421,10 @@ class Decoder:
     of their weights looked up once here: on the CPU an fp32 linear is
     ``W @ x.T`` (MKL's fast matrix-vector path for a few rows), an
     :class:`~musicgen_nb.quantize.Int8Linear` calls fbgemm directly. The keys
-    and values of each step are written into a cache allocated once.
+    and values of each step are written into a cache allocated once: in the
+    model's dtype, or for int8 models as int8 with one scale per position and
+    head (a quarter of the fp32 bytes; KL to fp32 stays < 0.01, see
+    ``benchmarks/bench_generate.py``).
 
     Examples
     --------
@@ -394,7 +439,14 @@ class Decoder:
     """
 
     @torch.inference_mode()
-    def __init__(self, model, cond: Conditioning, max_len: int, capture: dict | None = None):
+    def __init__(
+        self,
+        model,
+        cond: Conditioning,
+        max_len: int,
+        capture: dict | None = None,
+        kernels: bool | None = None,
+    ):
         self.lm = model.decoder  # MusicgenForCausalLM
         dec = self.lm.model.decoder
         self.dec = dec
@@ -411,13 +463,30 @@ class Decoder:
         self.offset = cond.hidden.shape[1] if cond.prefix else 0
         total = self.offset + max_len
         self.total = total
+        self.table = _table(self.layers)
+        # int8 (fbgemm) models keep int8 keys/values, one scale per position and head.
+        # (Without fbgemm, int8 weights are dequantized per call: no kernel either.)
+        self.kv_int8 = self.table.mode == _INT8
+        if kernels is None:
+            kernels = self.kv_int8 and self.device.type == "cpu" and _kernels.load()
+        elif kernels and not (self.kv_int8 and self.device.type == "cpu" and _kernels.load()):
+            raise ValueError(
+                f"kernels=True needs an int8 model on the CPU and a built kernel "
+                f"(int8: {self.kv_int8}, device: {self.device.type}, kernel: {_kernels.status()['reason']})"
+            )
+        self.kernels = bool(kernels)
         shape = (len(self.layers), rows, self.heads, total, self.head_dim)
-        self.k_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
-        self.v_cache = torch.zeros(shape, dtype=self.dtype, device=self.device)
+        kv_dtype = torch.int8 if self.kv_int8 else self.dtype
+        self.k_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
+        self.v_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
         self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
+        self.k_scales: list[torch.Tensor] = []
+        self.v_scales: list[torch.Tensor] = []
+        if self.kv_int8:
+            scales = torch.zeros(2, *shape[:-1], device=self.device)
+            self.k_scales, self.v_scales = list(scales[0].unbind(0)), list(scales[1].unbind(0))
         self.pos = 0
         self.positions = self._positions(total)
-        self.table = _table(self.layers)
         self.embeddings = [e.weight for e in dec.embed_tokens]
         ln = dec.layer_norm
         self.final_norm = lambda x: F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
@@ -489,7 +558,8 @@ class Decoder:
         with torch.jit.optimized_execution(False):  # the ops as written: no fusion passes
             x, kept_self, kept_cross = self.run(
                 x, rows, start, self.heads, t.norms, t.eps, t.mode, t.fused_qkv, t.packed, t.weights,
-                t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, self.cross_k, self.cross_v,
+                t.biases, t.scales, t.reduce_range, self.k_layers, self.v_layers, self.k_scales, self.v_scales,
+                self.kernels, self.cross_k, self.cross_v,
                 self.cross_bias, bias, causal, layers, self.scaling,
             )  # fmt: skip
         for store, kept in ((self.captured_self, kept_self), (self.captured_cross, kept_cross)):

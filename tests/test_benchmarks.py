@@ -45,8 +45,21 @@ def test_bench_generate_rows_and_fidelity(tmp_path):
 
 
 def test_profile_step_splits_the_step():
-    text = _run("profile_step.py", "--model", "tiny", "--steps", "8", "--top", "3")
+    text = _run("profile_step.py", "--model", "tiny", "--steps", "8", "--top", "40")
     lines = {ln.split()[0]: ln for ln in text.splitlines() if ln.strip()}
     for part in ("linears", "self_attention", "cross_attention", "rest"):
         assert float(lines[part].split()[1]) >= 0
     assert "GB/s" in lines["linears"] and "quantized::linear_dynamic" in text
+    # int8: the fused kernel is counted as self-attention
+    assert "musicgen_nb::attend_int8" in text and float(lines["self_attention"].split()[1]) > 0
+
+
+def test_codec_overlap_compares_both_ways():
+    text = _run(
+        "bench_codec_overlap.py", "--model", "tiny", "--seconds", "1", "--rounds", "1",
+        "--chunk", "20", "--context", "5",
+    )  # fmt: skip
+    for kind in ("sequential", "overlapped"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{kind} ") and "median" in ln)
+        assert float(line.split("audio ready median ")[1].split()[0]) > 0
+    assert "sequential / overlapped per round" in text

@@ -139,22 +139,39 @@ def test_part_memo_not_stale():
     torch.testing.assert_close(part(x.clone()), b)
 
 
-def test_engine_matches_transformers_forward_int8(tiny_int8):
-    """The engine's fused int8 path and transformers' forward through the parts agree."""
-    s = tiny_int8
+def _kl(ref, x):
+    lr, lx = ref.float().log_softmax(-1), x.float().log_softmax(-1)
+    return (lr.exp() * (lr - lx)).sum(-1).mean().item()
+
+
+def test_engine_matches_transformers_forward_int8(tiny, tiny_int8):
+    """The engine's fused int8 path and transformers' forward through the parts agree.
+
+    They differ only by the engine's int8 key/value cache (transformers keeps
+    fp32 keys and values), which must cost less than the int8 weights do
+    (measured on tiny: KL 0.0010 for the cache against 0.0021 for the weights).
+    """
+    toks = torch.randint(
+        0,
+        tiny.codebook_size,
+        (2, tiny.num_codebooks, 5),
+        generator=torch.Generator().manual_seed(1),
+    )
+    hf = {}
     with torch.inference_mode():
-        cond = G.conditioning(s, ["a", "b"], negative=None, guidance_scale=1.0)
-        toks = torch.randint(
-            0, s.codebook_size, (2, s.num_codebooks, 5), generator=torch.Generator().manual_seed(1)
-        )
-        dec = Decoder(s.model, cond, max_len=8)
+        for s in (tiny, tiny_int8):
+            cond = G.conditioning(s, ["a", "b"], negative=None, guidance_scale=1.0)
+            hidden = s.model.decoder.model(
+                input_ids=toks.reshape(2 * s.num_codebooks, 5),
+                encoder_hidden_states=cond.hidden,
+                encoder_attention_mask=cond.mask.long(),
+            ).last_hidden_state[:, -1]
+            hf[s] = torch.stack([head(hidden) for head in s.model.decoder.lm_heads], dim=1)
+        dec = Decoder(tiny_int8.model, cond, max_len=8)
         assert dec.heads_fused is not None and dec.table.fused_qkv
+        assert dec.k_cache.dtype == torch.int8
         # One chunk: activations are quantized per call, so both sides must see the same rows.
         ours = dec.step(toks)
-        hidden = s.model.decoder.model(
-            input_ids=toks.reshape(2 * s.num_codebooks, 5),
-            encoder_hidden_states=cond.hidden,
-            encoder_attention_mask=cond.mask.long(),
-        ).last_hidden_state[:, -1]
-        ref = torch.stack([head(hidden) for head in s.model.decoder.lm_heads], dim=1)
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    cache_error = _kl(hf[tiny_int8], ours)
+    weight_error = _kl(hf[tiny], hf[tiny_int8])
+    assert cache_error < min(weight_error, 0.01), (cache_error, weight_error)
