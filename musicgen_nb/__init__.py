@@ -14,7 +14,7 @@ Examples
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Submodules and names load on first use, so ``import musicgen_nb`` stays cheap.
 _LAZY = {
