@@ -306,7 +306,8 @@ def test_tutorial_without_the_flag_fails_with_the_unavailable_error():
     text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout)  # the traceback is coloured
     errors = [line for line in text.splitlines() if line.startswith("ModelUnavailableError: ")]
     assert errors, out.stdout[-3000:]
-    assert "'facebook/musicgen-small' is not in the local cache" in errors[-1]
+    assert "'facebook/musicgen-small' is not available offline" in errors[-1]
+    assert "--musicgen-standin" in errors[-1]
     assert "FAILED examples/tutorial/musicgen_tutorial.ipynb::Cell 1" in text  # the first load
 
 
