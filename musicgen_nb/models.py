@@ -240,8 +240,7 @@ def _from_pretrained(source: str, *, allow_pickle: bool):
             raise ModelUnavailableError(
                 f"{source!r} is not available offline: it is not in the local cache and the "
                 "Hugging Face hub is not reachable. To test a notebook offline, turn on stand-ins "
-                "(pytest --musicgen-standin, or MUSICGEN_NB_STANDIN=1); "
-                + _known_names()
+                "(pytest --musicgen-standin, or MUSICGEN_NB_STANDIN=1); " + _known_names()
             ) from None
         config = AutoConfig.from_pretrained(source, trust_remote_code=False)
         kwargs["local_files_only"] = False
