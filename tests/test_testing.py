@@ -150,7 +150,10 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch):
 
 
 def test_use_standins_call_and_context_manager(monkeypatch):
-    monkeypatch.delenv(testing.ENV, raising=False)
+    # setenv first, so that monkeypatch restores the variable's state from before this test,
+    # not the value the plain call below leaves (which would leak stand-ins into later tests)
+    monkeypatch.setenv(testing.ENV, "0")
+    monkeypatch.delenv(testing.ENV)
     with testing.use_standins():
         assert testing.enabled() and os.environ[testing.ENV] == "1"
         with testing.use_standins(False):

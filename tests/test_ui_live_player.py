@@ -44,7 +44,7 @@ def test_play_sends_every_chunk_as_binary_pcm(tiny):
     assert p.sample_rate == 32000 and p.steps_per_s > 0
     assert p.piece == pytest.approx(0.5 + st.decoder.hold / 50)
     assert p.final_url.startswith("data:audio/") and p.final_name.endswith(
-        ("_seed2.ogg", "_seed2.wav")
+        ("_seed3.ogg", "_seed3.wav")  # item 1 of seed=2 has seed 3
     )
     assert not p.running and not p.stopped
 

@@ -154,11 +154,11 @@ class LivePlayer(anywidget.AnyWidget):
         if not self.show_final or generation.audio.shape[-1] == 0:
             self.final_url = "data:,"
             return
-        p = player(
-            generation, item=min(self.item, len(generation) - 1), max_seconds=self.max_seconds
-        )
+        item = min(self.item, len(generation) - 1)
+        p = player(generation, item=item, max_seconds=self.max_seconds)
         stem = "".join(ch if ch.isalnum() else "-" for ch in (self.label or "musicgen"))[:40]
-        self.final_name = f"{stem.strip('-') or 'musicgen'}_seed{generation.seed}.{p.fmt}"
+        seed = generation.provenance(item)["seed"]  # this item's own seed
+        self.final_name = f"{stem.strip('-') or 'musicgen'}_seed{seed}.{p.fmt}"
         self.final_url = p.data_uri
 
     def play(self, stream=None):

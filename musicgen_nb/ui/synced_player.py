@@ -103,8 +103,9 @@ class SyncedPlayer(anywidget.AnyWidget):
         """A player for batch item ``item`` of a :class:`~musicgen_nb.Generation`."""
         label = g.prompts[item] or "(unconditional)"
         p = cls(frame_rate=float(g.frame_rate))
+        seed = g.provenance(item)["seed"]  # this item's own seed
         return p.show(
-            g.audio, g.sample_rate, codes=g.codes, label=f"{label}  ·  seed {g.seed}", item=item
+            g.audio, g.sample_rate, codes=g.codes, label=f"{label}  ·  seed {seed}", item=item
         )
 
     def seek(self, seconds: float) -> None:
