@@ -11,20 +11,11 @@ Screenshots go to build/stream-*.png.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
+from _servers import ARGS, CHROMIUM, jupyterlab, write_notebook
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.browser,
@@ -32,11 +23,6 @@ pytestmark = [
         not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/browser/install.sh)"
     ),
 ]
-ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]  # fmt: skip
 
 STREAM_CELL = """import musicgen_nb as mg
 s = mg.load("tiny")
@@ -46,63 +32,12 @@ STUDIO_CELL = """st2 = mg.studio(s, save_dir="outputs")
 st2.duration.value = 30.0"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(STREAM_CELL), nbformat.v4.new_code_cell(STUDIO_CELL)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "stream.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    settings = tmp_path_factory.mktemp("lab-settings")
-    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(
-        os.environ,
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("lab-workspaces")),
-    )
-    log = open(root / "lab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                json.load(r)
-            break
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    "JupyterLab exited:\n" + (root / "lab.log").read_text()
-                ) from None
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("JupyterLab did not start:\n" + (root / "lab.log").read_text())
-    yield dict(url=url, token=token, root=root)
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    write_notebook(root / "stream.ipynb", STREAM_CELL, STUDIO_CELL)
+    with jupyterlab(root, tmp_path_factory) as server:
+        yield server
 
 
 STATE = """el => { const s = el.mgnbLive; return {

@@ -16,20 +16,11 @@ Debian's chromium (tests/browser/install.sh).
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import nbformat
 import pytest
+from _servers import ARGS, CHROMIUM, classic_notebook, jupyterlab, write_notebook
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.browser,
@@ -37,11 +28,6 @@ pytestmark = [
         not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/browser/install.sh)"
     ),
 ]
-ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]  # fmt: skip
 
 
 def _wav(seconds: float = 0.5, sr: int = 16000) -> bytes:
@@ -55,74 +41,16 @@ def _wav(seconds: float = 0.5, sr: int = 16000) -> bytes:
     return buf.getvalue()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_server(proc, url: str, token: str, log: Path, name: str) -> None:
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
-                json.load(r)
-            return
-        except Exception:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited:\n" + log.read_text()) from None
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"{name} did not start:\n" + log.read_text())
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     pytest.importorskip("jupyterlab", reason="the JupyterLab case needs jupyterlab (main venv)")
     root = tmp_path_factory.mktemp("lab")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            'import musicgen_nb as mg\nst = mg.studio("tiny", save_dir="outputs")\nst.duration.value = 1.0'
-        )
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "studio.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
-    # Private settings and workspaces: no news toast over the panel, no saved layout.
-    settings = tmp_path_factory.mktemp("lab-settings")
-    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(
-        os.environ,
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("lab-workspaces")),
+    write_notebook(
+        root / "studio.ipynb",
+        'import musicgen_nb as mg\nst = mg.studio("tiny", save_dir="outputs")\nst.duration.value = 1.0',
     )
-    log = open(root / "lab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
-    url = f"http://127.0.0.1:{port}"
-    _wait_for_server(proc, url, token, root / "lab.log", "JupyterLab")
-    yield dict(url=url, token=token, root=root)
-    _stop(proc)
-    log.close()
+    with jupyterlab(root, tmp_path_factory) as server:
+        yield server
 
 
 def test_studio_in_a_real_browser(lab):
@@ -231,34 +159,16 @@ def classic(tmp_path_factory):
     if not _classic_notebook_6():
         pytest.skip("needs classic Notebook 6 with ipywidgets 7 (the venv of make test-colab)")
     root = tmp_path_factory.mktemp("classic")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import musicgen_nb as mg\n"
-            "from IPython.display import display\n"
-            'st = mg.studio("tiny", display=False, save_dir="outputs")\n'
-            "st.duration.value = 1.0\n"
-            "display(st._repr_mimebundle_(), raw=True)  # ipywidgets 7: the bundle from the model id"
-        )
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "studio.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable, "-m", "notebook", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--NotebookApp.token={token}", f"--NotebookApp.notebook_dir={root}", "--allow-root",
-    ]  # fmt: skip
-    log = open(root / "notebook.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}"
-    _wait_for_server(proc, url, token, root / "notebook.log", "Notebook 6")
-    yield dict(url=url, token=token, root=root)
-    _stop(proc)
-    log.close()
+    write_notebook(
+        root / "studio.ipynb",
+        "import musicgen_nb as mg\n"
+        "from IPython.display import display\n"
+        'st = mg.studio("tiny", display=False, save_dir="outputs")\n'
+        "st.duration.value = 1.0\n"
+        "display(st._repr_mimebundle_(), raw=True)  # ipywidgets 7: the bundle from the model id",
+    )
+    with classic_notebook(root) as server:
+        yield server
 
 
 def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):

@@ -1,0 +1,114 @@
+"""Jupyter servers on 127.0.0.1 and Chromium settings for the real-browser tests.
+
+Shared by ``test_browser_studio.py`` and ``test_browser_stream.py``: one notebook
+written to a temporary root, one server started there and stopped after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]  # fmt: skip
+
+
+def write_notebook(path: Path, *sources: str) -> None:
+    """A notebook of code cells, on the ``python3`` kernel."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(proc, url: str, token: str, log: Path, name: str) -> None:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                json.load(r)
+            return
+        except Exception:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n" + log.read_text()) from None
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start:\n" + log.read_text())
+
+
+@contextlib.contextmanager
+def _server(cmd, root: Path, name: str, env=None):
+    log_path = root / f"{name.split()[0].lower()}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def jupyterlab(root: Path, tmp_path_factory):
+    """JupyterLab serving ``root``; yields ``dict(url, token, root)``."""
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    # Private settings and workspaces: no news toast over the panel, no saved layout.
+    settings = tmp_path_factory.mktemp("lab-settings")
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("lab-workspaces")),
+    )
+    with _server(cmd, root, "JupyterLab", env) as proc:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_server(proc, url, token, root / "jupyterlab.log", "JupyterLab")
+        yield dict(url=url, token=token, root=root)
+
+
+@contextlib.contextmanager
+def classic_notebook(root: Path):
+    """Classic Notebook 6 serving ``root``; yields ``dict(url, token, root)``."""
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "notebook", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+        f"--NotebookApp.token={token}", f"--NotebookApp.notebook_dir={root}", "--allow-root",
+    ]  # fmt: skip
+    with _server(cmd, root, "Notebook 6") as proc:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for_server(proc, url, token, root / "notebook.log", "Notebook 6")
+        yield dict(url=url, token=token, root=root)
