@@ -32,7 +32,6 @@ import os
 import socket
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 
@@ -271,9 +270,11 @@ class _Run:
     """The output directory of a run: lock, journal, audio files and manifest."""
 
     def __init__(self, out, config: dict):
-        self.dir = Path(out)
+        from .generation import check_save
+
+        # the same folder checks as Generation.save: a path, not a file, writable (made here)
+        self.dir, _, _ = check_save(out, names={"directory": "out"})
         self.fmt = config["fmt"]
-        self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "audio").mkdir(exist_ok=True)
         self.lock = self.dir / ".lock"
         self._take_lock()

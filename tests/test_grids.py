@@ -354,3 +354,23 @@ def test_cli_joins_a_running_cluster_by_address(tiny, local_ray, tmp_path):
                       out=tmp_path / "local", progress=False)  # fmt: skip
     assert m["sha256"].tolist() == ref["sha256"].tolist()
     assert local_ray.is_initialized()  # joining did not stop the cluster it joined
+
+
+@pytest.mark.parametrize(
+    "out, exc, match",
+    [
+        (None, TypeError, "out must be a file path"),
+        ("", ValueError, "out is an empty string"),
+    ],
+)
+def test_run_grid_checks_out_like_save(out, exc, match):
+    with pytest.raises(exc, match=match):
+        mg.run_grid(mg.grid(["a"], seed=[1], duration=0.5), model="tiny", out=out, progress=False)
+
+
+def test_run_grid_refuses_a_file_as_out(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(NotADirectoryError, match="out '.*afile' is a file, not a folder"):
+        mg.run_grid(mg.grid(["a"], seed=[1], duration=0.5), model="tiny", out=afile, progress=False)
+    assert afile.read_text() == ""
