@@ -105,6 +105,21 @@ class _CodecSpy:
 
 
 # --------------------------------------------------------------------------- one row
+def _load(model: str, device: str, precision: str, random: bool):
+    """``mg.load``; the precision ``int8-fbgemm`` is int8 with fbgemm's linears instead of ours."""
+    import musicgen_nb as mg
+    from musicgen_nb import quantize
+
+    if precision != "int8-fbgemm":
+        return mg.load(model, device=device, precision=precision, random_weights=random)
+    ours = quantize.kernel_available
+    quantize.kernel_available = lambda: False
+    try:
+        return mg.load(model, device=device, precision="int8", random_weights=random)
+    finally:
+        quantize.kernel_available = ours
+
+
 def _teacher_forced(s, codes, out_path=None, ref_path=None) -> dict:
     """Guided log-probs at every sampled position with ``codes`` fed in; compare to a reference."""
     import torch
@@ -180,15 +195,13 @@ def run_row(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    import musicgen_nb as mg
-
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     work = Path(spec["work"])
     impl, prec, steps = spec["impl"], spec["precision"], spec["steps"]
     t0 = time.perf_counter()
     random = spec["model"] not in ("tiny", "tiny-melody")
-    s = mg.load(spec["model"], device=spec["device"], precision=prec, random_weights=random)
+    s = _load(spec["model"], spec["device"], prec, random)
     load_s = time.perf_counter() - t0
     load_peak = _peak_rss_gb()
     K = s.num_codebooks
@@ -260,8 +273,6 @@ def interleaved(args, device) -> dict:
 
     import torch
 
-    import musicgen_nb as mg
-
     if args.threads:
         torch.set_num_threads(args.threads)
     order, _ = _rows(args, device.type)
@@ -269,9 +280,7 @@ def interleaved(args, device) -> dict:
     models = {}
     for _, prec in order:
         if prec not in models:
-            models[prec] = mg.load(
-                args.model, device=device.type, precision=prec, random_weights=random
-            )
+            models[prec] = _load(args.model, device.type, prec, random)
     for impl, prec in order:  # warm-up
         timed_call(models[prec], impl, 8, args.seed)
     rates = {row: [] for row in order}

@@ -8,6 +8,11 @@
   (fbgemm, ``_weight_int8pack_mm``, ``_weight_int4pack_mm_for_cpu`` (int4,
   groups of 128), fbgemm fp16, oneDNN int8, MKL fp32), each over 12 different
   matrices so that they come from memory, with the relative error of one layer.
+  Our C++ int8 linear (``musicgen_nb._kernels.linear_int8``) is the first row
+  where it builds. Each line also gives the bytes of int8 weights read per second.
+* ``bandwidth``: the machine's memory read bandwidth (a 1 GB float32 sum, and a
+  1 GB int8 chain of our int8 linear): the ceiling for a decode step that reads
+  every weight once.
 
 Each figure is the best of ``--reps`` rounds; the options run in turn in every
 round, so their ratios hold on a busy machine.
@@ -16,6 +21,7 @@ Examples
 --------
     python benchmarks/bench_ops.py attention --positions 250,500,1000,1500
     python benchmarks/bench_ops.py gemm
+    python benchmarks/bench_ops.py bandwidth
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ def gemm(args) -> None:
 def _gemm_shape(out: int, inn: int, args) -> None:
     import torch
 
+    from musicgen_nb import _kernels
     from musicgen_nb.quantize import Int8Linear, _prepack
 
     count, gs = 12, 128
@@ -96,6 +103,7 @@ def _gemm_shape(out: int, inn: int, args) -> None:
     xb = x.bfloat16()
     lins = [Int8Linear(weight=w, bias=torch.zeros(out)) for w in ws]
     q8 = [lin.int8_weight() for lin in lins]
+    fb = [_prepack(q, lin.scale, lin.bias) for q, lin in zip(q8, lins, strict=True)]
     int4 = []
     for w in ws:
         wg = w.reshape(out, inn // gs, gs)
@@ -114,8 +122,14 @@ def _gemm_shape(out: int, inn: int, args) -> None:
         i[0] = (i[0] + 1) % count
         return i[0]
 
-    fns = {
-        "fbgemm int8": lambda: torch.ops.quantized.linear_dynamic(x, lins[nxt()].packed, lins[0].reduce_range),
+    fns = {}
+    if _kernels.load():
+        ours = [_kernels.pack_int8(q) for q in q8]
+        fns["musicgen_nb int8 kernel"] = lambda: (
+            lambda j: torch.ops.musicgen_nb.linear_int8(x, ours[j], lins[j].scale, None)
+        )(nxt())  # noqa: E501
+    fns |= {
+        "fbgemm int8": lambda: torch.ops.quantized.linear_dynamic(x, fb[nxt()], lins[0].reduce_range),
         "_weight_int8pack_mm bf16": lambda: (lambda j: torch.ops.aten._weight_int8pack_mm(xb, q8[j], lins[j].scale.bfloat16()))(nxt()),
         "_weight_int8pack_mm fp32": lambda: (lambda j: torch.ops.aten._weight_int8pack_mm(x, q8[j], lins[j].scale))(nxt()),
         "int4 g128 fp32": lambda: (lambda j: torch.ops.aten._weight_int4pack_mm_for_cpu(x, int4[j][0], gs, int4[j][1]))(nxt()),
@@ -125,18 +139,43 @@ def _gemm_shape(out: int, inn: int, args) -> None:
         "mkl fp32 W @ x.T": lambda: torch.mm(ws[nxt()], x.t()),
     }  # fmt: skip
     ref = x @ ws[0].t()
-    y8 = torch.ops.quantized.linear_dynamic(x, lins[0].packed, lins[0].reduce_range)
+    y8 = torch.ops.quantized.linear_dynamic(x, fb[0], lins[0].reduce_range)
     y4 = torch.ops.aten._weight_int4pack_mm_for_cpu(x, int4[0][0], gs, int4[0][1])
     err = lambda y: float((y.float() - ref).norm() / ref.norm())  # noqa: E731
     t = _best(fns, 24, args.reps)
-    print(f"[{out} x {inn}] relative error: int8 {err(y8):.4f}, int4 g128 {err(y4):.4f}")
+    errs = f"fbgemm int8 {err(y8):.4f}, int4 g128 {err(y4):.4f}"
+    if _kernels.load():
+        errs = f"our int8 {err(_kernels.linear_int8(x, ours[0], lins[0].scale)):.4f}, " + errs
+    print(f"[{out} x {inn}] relative error: {errs}")
     for k, v in t.items():
-        print(f"  {k:<28}{v * 1e6:>9.0f} us   x{t['fbgemm int8'] / v:5.2f} of fbgemm")
+        gbs = out * inn / v / 1e9
+        print(
+            f"  {k:<28}{v * 1e6:>9.0f} us   x{t['fbgemm int8'] / v:5.2f} of fbgemm   {gbs:5.1f} GB/s of int8"
+        )
+
+
+def bandwidth(args) -> None:
+    """Read bandwidth: a float32 sum over 1 GB, and our int8 linear over 1 GB of weights."""
+    import torch
+
+    from musicgen_nb import _kernels
+
+    big = torch.ones(2**28)  # 1 GiB of float32
+    fns = {"float32 sum, 1 GiB": lambda: big.sum()}
+    if _kernels.load():
+        w = [_kernels.pack_int8(torch.ones(4096, 1024, dtype=torch.int8)) for _ in range(256)]
+        x, sc = torch.randn(2, 1024), torch.ones(4096)
+        fns["int8 linear, 2 rows, 1 GiB"] = lambda: [
+            torch.ops.musicgen_nb.linear_int8(x, m, sc, None) for m in w
+        ]
+    t = _best(fns, 3, args.reps)
+    for k, v in t.items():
+        print(f"  {k:<28}{v * 1e3:>9.1f} ms   {2**30 / v / 1e9:5.1f} GB/s")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["attention", "gemm"])
+    ap.add_argument("what", choices=["attention", "gemm", "bandwidth"])
     ap.add_argument("--positions", default="250,500,1000,1500")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -147,7 +186,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"threads={torch.get_num_threads()} load average {os.getloadavg()[0]:.1f}")
-    attention(args) if args.what == "attention" else gemm(args)
+    {"attention": attention, "gemm": gemm, "bandwidth": bandwidth}[args.what](args)
     return 0
 
 

@@ -35,6 +35,7 @@ import warnings
 PROMPT = "lo-fi hip hop beat with warm piano chords"
 LINEAR_OPS = (
     "quantized::linear_dynamic",
+    "musicgen_nb::linear_int8",
     "aten::mm",
     "aten::addmm",
     "aten::linear",
@@ -42,6 +43,7 @@ LINEAR_OPS = (
 )
 SDPA = "aten::_scaled_dot_product_flash_attention_for_cpu"
 KERNEL = "musicgen_nb::attend_int8"  # int8 models: the fused self-attention kernel
+CROSS_KERNEL = "musicgen_nb::attend_cross"  # int8 models: cross-attention of a step
 
 
 def _decode(s, cond, steps: int) -> None:
@@ -91,16 +93,23 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     _decode(s, cond, args.steps)
     step_ms = (time.perf_counter() - t) / args.steps * 1e3
-    with profile(record_shapes=True) as prof:
+    # Input shapes tell self- from cross-attention where both run in SDPA. With the
+    # int8 kernels they are separate ops, and recording shapes would cost GBs: every
+    # call of the TorchScript helpers takes the layers' weight lists.
+    fc1 = s.model.decoder.model.decoder.layers[0].fc1
+    shapes = getattr(fc1, "backend", None) != "kernel"
+    with profile(record_shapes=shapes) as prof:
         _decode(s, cond, args.steps)
 
     text_len = cond.hidden.shape[1]
     parts = dict(linears=0.0, self_attention=0.0, cross_attention=0.0)
-    for e in prof.key_averages(group_by_input_shape=True):
+    for e in prof.key_averages(group_by_input_shape=shapes):
         if e.key in LINEAR_OPS:
             parts["linears"] += e.self_cpu_time_total
         elif e.key == KERNEL:
             parts["self_attention"] += e.self_cpu_time_total
+        elif e.key == CROSS_KERNEL:
+            parts["cross_attention"] += e.self_cpu_time_total
         elif e.key == SDPA:
             keys = e.input_shapes[1][2] if e.input_shapes and len(e.input_shapes[1]) == 4 else -1
             kind = "cross_attention" if keys == text_len and not s.is_melody else "self_attention"

@@ -42,6 +42,11 @@ _SCHEMA = (
 )
 _LIB = torch.library.Library("musicgen_nb", "DEF")  # noqa: TOR901 - kept alive for the process
 _LIB.define(_SCHEMA)
+_LIB.define(
+    "linear_int8(Tensor x, Tensor w, Tensor scale, Tensor? bias, bool gelu=False, "
+    "Tensor? ln_weight=None, Tensor? ln_bias=None, float eps=1e-05, Tensor? residual=None) -> Tensor"
+)
+_LIB.define("attend_cross(Tensor q, Tensor k, Tensor v, Tensor? bias, float scaling) -> Tensor")
 
 _SOURCE = r"""
 #include <ATen/core/Tensor.h>
@@ -218,9 +223,298 @@ at::Tensor attend_int8(const at::Tensor& q, const at::Tensor& k, const at::Tenso
   return out;
 }
 
+// ---- int8 linear: y = (xq . w) * x_scale * w_scale + bias ------------------------------
+//
+// x is quantized per row (symmetric, max |x| / 127, as quantize_kv), w is int8 with one
+// scale per output channel. The AVX2 dot product uses the sign trick: for int8 a, b,
+// maddubs(|b|, sign(a, b)) adds pairs of a * b into int16 without saturating (both sides are
+// within [-127, 127], so a pair is at most 2 * 127 * 127 = 32258), then madd widens to int32.
+
+// One row of x to int8 (same arithmetic as quantize_kv: x / scale, rounded half to even).
+inline float quantize_row(const float* x, int64_t k, int8_t* out) {
+  int64_t d = 0;
+  float amax = 0.f;
+#ifdef __AVX2__
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 mv = _mm256_setzero_ps();
+  for (; d + 8 <= k; d += 8) mv = _mm256_max_ps(mv, _mm256_and_ps(_mm256_loadu_ps(x + d), absmask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  amax = _mm_cvtss_f32(m4);
+#endif
+  for (; d < k; ++d) amax = std::max(amax, std::fabs(x[d]));
+  const float scale = std::max(amax / 127.f, 1e-12f);
+  d = 0;
+#ifdef __AVX2__
+  const __m256 sv = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto q8 = [&](const float* p) {
+    __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), sv),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, r)));
+  };
+  for (; d + 32 <= k; d += 32) {
+    __m256i ab = _mm256_packs_epi32(q8(x + d), q8(x + d + 8));
+    __m256i cd = _mm256_packs_epi32(q8(x + d + 16), q8(x + d + 24));
+    __m256i v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + d), v);
+  }
+#endif
+  for (; d < k; ++d) {
+    float r = std::nearbyint(x[d] / scale);
+    out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, r)));
+  }
+  return scale;
+}
+
+#ifdef __AVX2__
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+#endif
+
+// GELU (exact, with erf) for 8 floats: erf by Abramowitz-Stegun 7.1.26 is too coarse, so
+// erf(z) = 1 - erfc(z) with erfc from a rational approximation accurate to ~1e-7
+// (Numerical Recipes' erfcc form, |error| < 1.2e-7), enough next to int8 rounding.
+#ifdef __AVX2__
+inline __m256 gelu8(__m256 x) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 z = _mm256_mul_ps(_mm256_and_ps(x, absmask), _mm256_set1_ps(0.70710678118654752f));
+  __m256 t = _mm256_div_ps(_mm256_set1_ps(1.f),
+                           _mm256_fmadd_ps(_mm256_set1_ps(0.5f), z, _mm256_set1_ps(1.f)));
+  static const float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418f, -0.18628806f,
+                              0.27886807f, -1.13520398f, 1.48851587f, -0.82215223f, 0.17087277f};
+  __m256 p = _mm256_set1_ps(c[9]);
+  for (int i = 8; i >= 0; --i) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c[i]));
+  // erfc(|z|) = t * exp(-z^2 + p)
+  __m256 e = exp8(_mm256_sub_ps(p, _mm256_mul_ps(z, z)));
+  __m256 erfc = _mm256_mul_ps(t, e);
+  // gelu(x) = x * (1 + erf(x / sqrt 2)) / 2; for x < 0 erf = erfc - 1, else 1 - erfc
+  __m256 one = _mm256_set1_ps(1.f);
+  __m256 erf_abs = _mm256_sub_ps(one, erfc);
+  __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+  __m256 erf = _mm256_blendv_ps(erf_abs, _mm256_sub_ps(_mm256_setzero_ps(), erf_abs), neg);
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, erf));
+}
+#endif
+
+inline float gelu1(float x) { return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f)); }
+
+// The weights of linear_int8, packed for one sequential read: blocks of 4 output rows, and
+// within a block, for each 32 inputs, the 4 rows' 32 bytes back to back
+// ([out / 4, in / 32, 4, 32]; pack_int8 pads out to a multiple of 4 and in to 32 with zeros).
+// acc[i][j] = x_i . w_j for the MB rows of x and the block's 4 weight rows (int32).
+template <int MB>
+inline void dot_block(const int8_t* w, const int8_t* x, int64_t ldx, int64_t kp, int32_t acc[2][4]) {
+#ifdef __AVX2__
+  __m256i sum[MB][4];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) sum[i][j] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t d = 0; d < kp; d += 32, w += 128) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2112), _MM_HINT_T0);
+    for (int i = 0; i < MB; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i * ldx + d));
+      const __m256i xa = _mm256_abs_epi8(xv);
+      for (int j = 0; j < 4; ++j) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * j));
+        const __m256i p = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, xv));
+        sum[i][j] = _mm256_add_epi32(sum[i][j], _mm256_madd_epi16(p, ones));
+      }
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = hsum_i32(sum[i][j]);
+#else
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+  for (int64_t d = 0; d < kp; d += 32, w += 128)
+    for (int i = 0; i < MB; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int e = 0; e < 32; ++e)
+          acc[i][j] += static_cast<int32_t>(x[i * ldx + d + e]) * static_cast<int32_t>(w[32 * j + e]);
+#endif
+}
+
+// Layer norm of one row of k floats into out (two passes in double: mean, then variance).
+inline void layer_norm_row(const float* x, int64_t k, const float* g, const float* b, float eps,
+                           float* out) {
+  double sum = 0.0;
+  for (int64_t d = 0; d < k; ++d) sum += x[d];
+  const float mean = static_cast<float>(sum / k);
+  double sq = 0.0;
+  for (int64_t d = 0; d < k; ++d) sq += static_cast<double>(x[d] - mean) * (x[d] - mean);
+  const float inv = 1.f / std::sqrt(static_cast<float>(sq / k) + eps);
+  for (int64_t d = 0; d < k; ++d) out[d] = (x[d] - mean) * inv * g[d] + b[d];
+}
+
+at::Tensor linear_int8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& scale,
+                       const c10::optional<at::Tensor>& bias, bool gelu,
+                       const c10::optional<at::Tensor>& ln_weight,
+                       const c10::optional<at::Tensor>& ln_bias, double eps,
+                       const c10::optional<at::Tensor>& residual) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1,
+              "linear_int8: x must be float32 [rows, in] with contiguous rows");
+  TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kChar && w.is_contiguous() &&
+                  w.size(2) == 4 && w.size(3) == 32,
+              "linear_int8: w must be packed int8 [out / 4, in / 32, 4, 32] (pack_int8)");
+  const int64_t m = x.size(0), k = x.size(1), n = scale.numel(), kp = 32 * w.size(1);
+  TORCH_CHECK(kp >= k && kp < k + 32, "linear_int8: x has ", k, " features, w takes ", kp);
+  TORCH_CHECK(4 * w.size(0) >= n && 4 * w.size(0) < n + 4, "linear_int8: ", n,
+              " scales for ", 4 * w.size(0), " packed rows");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous(),
+              "linear_int8: scale must be contiguous float32 [out]");
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias)
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n,
+                "linear_int8: bias must be contiguous float32 [out]");
+  const bool norm = ln_weight.has_value() && ln_weight->defined();
+  if (norm)
+    TORCH_CHECK(ln_bias.has_value() && ln_bias->defined() &&
+                    ln_weight->scalar_type() == at::kFloat && ln_bias->scalar_type() == at::kFloat &&
+                    ln_weight->is_contiguous() && ln_bias->is_contiguous() &&
+                    ln_weight->numel() == k && ln_bias->numel() == k,
+                "linear_int8: ln_weight and ln_bias must be contiguous float32 [in]");
+  const bool res = residual.has_value() && residual->defined();
+  if (res)
+    TORCH_CHECK(residual->scalar_type() == at::kFloat && residual->is_contiguous() &&
+                    residual->dim() == 2 && residual->size(0) == m && residual->size(1) == n,
+                "linear_int8: residual must be contiguous float32 [rows, out]");
+  auto out = at::empty({m, n}, x.options());
+  if (m == 0 || n == 0) return out;
+  std::vector<int8_t> xq(m * kp, 0);
+  std::vector<float> xs(m);
+  const float* xp = x.data_ptr<float>();
+  const int64_t ldx = x.stride(0);
+  at::parallel_for(0, m, std::max<int64_t>(1, 65536 / std::max<int64_t>(k, 1)),
+                   [&](int64_t b, int64_t e) {
+    std::vector<float> h(norm ? k : 0);
+    for (int64_t i = b; i < e; ++i) {
+      const float* row = xp + i * ldx;
+      if (norm) {
+        layer_norm_row(row, k, ln_weight->data_ptr<float>(), ln_bias->data_ptr<float>(),
+                       static_cast<float>(eps), h.data());
+        row = h.data();
+      }
+      xs[i] = quantize_row(row, k, xq.data() + i * kp);
+    }
+  });
+  const float* rp = res ? residual->data_ptr<float>() : nullptr;
+  const int8_t* wp = w.data_ptr<int8_t>();
+  const float* sp = scale.data_ptr<float>();
+  const float* bp = has_bias ? bias->data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  // Rows of x per tile: ~32 KB of them stay in L1/L2 while a thread's weights stream by.
+  const int64_t tile = std::max<int64_t>(2, (32768 / kp) & ~int64_t(1));
+  const int64_t blocks = w.size(0);
+  // Small layers run on one thread: a parallel region costs more than their work.
+  const int64_t grain = std::max<int64_t>(1, 65536 / (4 * kp * std::min<int64_t>(m, tile)));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    int32_t acc[2][4];
+    float y[4];
+    for (int64_t m0 = 0; m0 < m; m0 += tile) {
+      const int64_t m1 = std::min(m, m0 + tile);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t n0 = 4 * b;
+        const int nb = static_cast<int>(std::min<int64_t>(4, n - n0));
+        const int8_t* wb = wp + n0 * kp;
+        for (int64_t i0 = m0; i0 < m1; i0 += 2) {
+          const int mb = static_cast<int>(std::min<int64_t>(2, m1 - i0));
+          const int8_t* xb = xq.data() + i0 * kp;
+          if (mb == 2) dot_block<2>(wb, xb, kp, kp, acc);
+          else dot_block<1>(wb, xb, kp, kp, acc);
+          for (int i = 0; i < mb; ++i) {
+            for (int j = 0; j < nb; ++j) {
+              const float s = xs[i0 + i] * sp[n0 + j];
+              y[j] = static_cast<float>(acc[i][j]) * s;
+              if (bp) y[j] = y[j] + bp[n0 + j];
+            }
+            float* row = op + (i0 + i) * n + n0;
+#ifdef __AVX2__
+            if (gelu && nb == 4) {
+              __m256 g = gelu8(_mm256_castps128_ps256(_mm_loadu_ps(y)));
+              _mm_storeu_ps(y, _mm256_castps256_ps128(g));
+            } else
+#endif
+            if (gelu) {
+              for (int j = 0; j < nb; ++j) y[j] = gelu1(y[j]);
+            }
+            const float* r = rp ? rp + (i0 + i) * n + n0 : nullptr;
+            for (int j = 0; j < nb; ++j) row[j] = r ? r[j] + y[j] : y[j];
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// One query per (row, head) over a few fp32 keys and values (cross-attention to the text),
+// with an additive bias per (row, key): scores, softmax, weighted sum.
+at::Tensor attend_cross(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                        const c10::optional<at::Tensor>& bias, double scaling) {
+  TORCH_CHECK(q.dim() == 2 && q.scalar_type() == at::kFloat && q.stride(1) == 1,
+              "attend_cross: q must be float32 [rows, dim] with contiguous rows");
+  TORCH_CHECK(k.dim() == 4 && k.is_contiguous() && v.is_contiguous() && k.sizes() == v.sizes() &&
+                  k.scalar_type() == at::kFloat && v.scalar_type() == at::kFloat,
+              "attend_cross: k, v must be contiguous float32 [rows, heads, keys, head_dim]");
+  const int64_t rows = q.size(0), dim = q.size(1);
+  const int64_t heads = k.size(1), len = k.size(2), hd = k.size(3);
+  TORCH_CHECK(k.size(0) == rows && heads * hd == dim, "attend_cross: k ", k.sizes(),
+              " does not fit q ", q.sizes());
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias)
+    TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() &&
+                    bias->numel() == rows * len,
+                "attend_cross: bias must be contiguous float32 [rows, 1, 1, keys]");
+  auto out = at::empty({rows, dim}, q.options());
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  const float* bp = has_bias ? bias->data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const float sc = static_cast<float>(scaling);
+  std::vector<float> w(len);
+  for (int64_t i = 0; i < rows * heads; ++i) {
+    const int64_t r = i / heads, h = i % heads;
+    const float* qh = qp + r * q.stride(0) + h * hd;
+    const float* kh = kp + i * len * hd;
+    const float* vh = vp + i * len * hd;
+    float m = -INFINITY;
+    for (int64_t t = 0; t < len; ++t) {
+      float s = 0.f;
+      for (int64_t d = 0; d < hd; ++d) s += qh[d] * kh[t * hd + d];
+      s = s * sc + (bp ? bp[r * len + t] : 0.f);
+      w[t] = s;
+      m = std::max(m, s);
+    }
+    float sum = 0.f;
+    for (int64_t t = 0; t < len; ++t) {
+      w[t] = std::exp(w[t] - m);
+      sum += w[t];
+    }
+    float* o = op + r * dim + h * hd;
+    for (int64_t d = 0; d < hd; ++d) o[d] = 0.f;
+    for (int64_t t = 0; t < len; ++t) {
+      const float p = w[t] / sum;
+      for (int64_t d = 0; d < hd; ++d) o[d] += p * vh[t * hd + d];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(musicgen_nb, CPU, m) { m.impl("attend_int8", &attend_int8); }
+TORCH_LIBRARY_IMPL(musicgen_nb, CPU, m) {
+  m.impl("attend_int8", &attend_int8);
+  m.impl("linear_int8", &linear_int8);
+  m.impl("attend_cross", &attend_cross);
+}
 """
 
 
@@ -234,9 +528,13 @@ def _build_dir() -> Path:
             cpu = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         cpu = platform.processor()
-    key = hashlib.sha256(f"{_SOURCE}|{torch.__version__}|{cpu}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{_SOURCE}|{' '.join(_CFLAGS)}|{torch.__version__}|{cpu}".encode()).hexdigest()[:16]
     return base / "kernels" / key
 
+
+# No fused multiply-adds beyond the ones written: the linear's epilogue then
+# rounds as linear_int8_reference does.
+_CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off"]
 
 _STATUS = {"loaded": False, "reason": "not tried yet"}
 
@@ -281,7 +579,7 @@ def load() -> bool:
             cpp_extension.load(
                 name="musicgen_nb_kernels",
                 sources=[str(src)],
-                extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                extra_cflags=_CFLAGS,
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(build),
                 is_python_module=False,
@@ -364,3 +662,107 @@ def attend(q, k, v, k_cache, k_scale, v_cache, v_scale, pos: int, scaling: float
             q, k, v, k_cache, k_scale, v_cache, v_scale, pos, scaling
         )
     return attend_reference(q, k, v, k_cache, k_scale, v_cache, v_scale, pos, scaling)
+
+
+def pack_int8(w: torch.Tensor) -> torch.Tensor:
+    """int8 weights ``[out, in]`` in the layout the C++ linear reads in one pass.
+
+    Blocks of 4 output rows; within a block, for every 32 inputs, the 4 rows'
+    32 bytes back to back: ``[ceil(out / 4), ceil(in / 32), 4, 32]``, padded with
+    zeros. :func:`unpack_int8` undoes it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.arange(6, dtype=torch.int8).reshape(2, 3)
+    >>> p = pack_int8(w)
+    >>> p.shape, torch.equal(unpack_int8(p, 2, 3), w)
+    (torch.Size([1, 1, 4, 32]), True)
+    """
+    out, inn = w.shape
+    po, pi = -out % 4, -inn % 32
+    w = torch.nn.functional.pad(w, (0, pi, 0, po))
+    return w.reshape((out + po) // 4, 4, (inn + pi) // 32, 32).transpose(1, 2).contiguous()
+
+
+def unpack_int8(packed: torch.Tensor, out: int, inn: int) -> torch.Tensor:
+    """The ``[out, in]`` int8 weights inside :func:`pack_int8`'s layout."""
+    blocks, chunks = packed.shape[:2]
+    return packed.transpose(1, 2).reshape(blocks * 4, chunks * 32)[:out, :inn].contiguous()
+
+
+def linear_int8_reference(
+    x, w, scale, bias=None, gelu=False, ln_weight=None, ln_bias=None, eps=1e-5, residual=None
+):
+    """What the C++ int8 linear computes, in plain PyTorch (the tests compare the two).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``[rows, in]`` float32; each row is quantized to int8 with its own scale
+        (:func:`quantize_kv`).
+    w : torch.Tensor
+        ``[out, in]`` int8 weights (unpacked).
+    scale : torch.Tensor
+        ``[out]`` float32: ``weight ~= w * scale[:, None]``.
+    bias : torch.Tensor, optional
+        ``[out]`` float32.
+    gelu : bool
+        Apply the exact (erf) GELU to the result; the kernel's ``erf`` is a
+        polynomial within ~1e-7 of it.
+    ln_weight, ln_bias, eps : torch.Tensor, torch.Tensor, float, optional
+        Layer-normalize each row of ``x`` first (``F.layer_norm``).
+    residual : torch.Tensor, optional
+        ``[rows, out]`` added to the result (after the GELU).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[rows, out]`` float32: the exact integer dot products, times both scales,
+        plus the bias.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.tensor([[127, 0], [0, -127]], dtype=torch.int8)
+    >>> linear_int8_reference(torch.tensor([[1.0, 0.5]]), w, torch.tensor([0.5, 1.0]) / 127).tolist()
+    [[0.5, -0.5]]
+    """
+    if ln_weight is not None:
+        x = torch.nn.functional.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
+    xq, xs = quantize_kv(x)
+    acc = (xq.double() @ w.double().t()).float()  # exact: |sum| < 2**53
+    y = acc * (xs[:, None] * scale[None, :])
+    y = y if bias is None else y + bias
+    y = torch.nn.functional.gelu(y) if gelu else y
+    return y if residual is None else residual + y
+
+
+def linear_int8(x, packed, scale, bias=None, gelu=False, ln_weight=None, ln_bias=None, eps=1e-5, residual=None):  # fmt: skip
+    """The C++ int8 linear on :func:`pack_int8` weights where it loads, else the reference."""
+    args = (bias, gelu, ln_weight, ln_bias, eps, residual)
+    if load():
+        return torch.ops.musicgen_nb.linear_int8(x, packed, scale, *args)
+    return linear_int8_reference(x, unpack_int8(packed, scale.numel(), x.shape[-1]), scale, *args)
+
+
+def attend_cross_reference(q, k, v, bias, scaling: float):
+    """What the C++ cross-attention computes (one query per row and head), in PyTorch.
+
+    ``q`` ``[rows, dim]``; ``k``, ``v`` ``[rows, heads, keys, head_dim]``; ``bias``
+    ``[rows, 1, 1, keys]`` or None. Returns ``[rows, dim]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> k = torch.zeros(1, 2, 3, 2)
+    >>> v = torch.arange(12.0).reshape(1, 2, 3, 2)
+    >>> attend_cross_reference(torch.ones(1, 4), k, v, None, 0.7).tolist()  # equal scores: the mean
+    [[2.0, 3.0, 8.0, 9.0]]
+    """
+    rows, heads, hd = q.shape[0], k.shape[1], k.shape[3]
+    scores = (k @ q.reshape(rows, heads, hd, 1))[..., 0] * scaling
+    if bias is not None:
+        scores = scores + bias.reshape(rows, 1, -1)
+    out = scores.softmax(-1)[:, :, None, :] @ v
+    return out.reshape(rows, heads * hd)

@@ -102,6 +102,10 @@ def _linear_fn(module):
     """A fast callable ``f(x2d) -> y2d`` equivalent to ``module(x2d)``."""
     from .quantize import Int8Linear
 
+    if isinstance(module, Int8Linear) and module.backend == "kernel":
+        q, scale, bias = module.qweight, module.scale, module.bias
+        kernel = torch.ops.musicgen_nb.linear_int8
+        return lambda x: kernel(x.contiguous(), q, scale, bias, False)
     if isinstance(module, Int8Linear) and module.packed is not None:
         packed, reduce_range = module.packed, module.reduce_range
         op = torch.ops.quantized.linear_dynamic
@@ -133,8 +137,9 @@ def _fused_parts(modules) -> object | None:
 
 
 # How the layers' linears run (one mode for a whole decoder): fbgemm int8, fp32
-# ``W @ x.T``, ``F.linear``, or int8 weights dequantized at each call.
-_INT8, _MATVEC, _LINEAR, _DEQUANT = 0, 1, 2, 3
+# ``W @ x.T``, ``F.linear``, int8 weights dequantized at each call, or our C++
+# int8 linear (:func:`musicgen_nb._kernels.linear_int8`).
+_INT8, _MATVEC, _LINEAR, _DEQUANT, _KERNEL = 0, 1, 2, 3, 4
 # The linears of one decoder layer, in the order of the weight table.
 _SLOTS = ("q", "k", "v", "out", "cross_q", "cross_out", "fc1", "fc2")
 
@@ -148,19 +153,68 @@ def _linear(
     biases: list[torch.Tensor | None],
     scales: list[torch.Tensor],
     reduce_range: bool,
+    gelu: bool = False,
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Linear ``i`` of the weight table applied to ``x`` ``[rows, in]``."""
+    """Linear ``i`` of the weight table applied to ``x`` ``[rows, in]``, then GELU if
+    ``gelu``, then ``+ residual``."""
     # The modes are written as literals: TorchScript reads no global constants.
-    if mode == 0:  # _INT8
-        return torch.ops.quantized.linear_dynamic(x, packed[i], reduce_range)
-    b = biases[i]
-    if mode == 1:  # _MATVEC
+    if mode == 4:  # _KERNEL: GELU and residual run inside the kernel, on its output
+        return torch.ops.musicgen_nb.linear_int8(
+            x, weights[i], scales[i], biases[i], gelu, None, None, 1e-5, residual
+        )
+    y = _linear_plain(x, i, mode, packed, weights, biases, scales, reduce_range)
+    y = F.gelu(y) if gelu else y
+    return y if residual is None else residual + y
+
+
+def _norm_linear(
+    x: torch.Tensor,
+    i: int,
+    n: int,
+    norms: list[torch.Tensor],
+    eps: float,
+    mode: int,
+    packed: list[torch.classes.quantized.LinearPackedParamsBase],
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor | None],
+    scales: list[torch.Tensor],
+    reduce_range: bool,
+    gelu: bool = False,
+) -> torch.Tensor:
+    """Linear ``i`` of ``layer_norm(x)`` with norm ``n`` of the table (fused in the kernel)."""
+    if mode == 4:
+        return torch.ops.musicgen_nb.linear_int8(
+            x, weights[i], scales[i], biases[i], gelu, norms[2 * n], norms[2 * n + 1], eps, None
+        )
+    h = F.layer_norm(x, [x.shape[1]], norms[2 * n], norms[2 * n + 1], eps)
+    return _linear(h, i, mode, packed, weights, biases, scales, reduce_range, gelu)
+
+
+def _linear_plain(
+    x: torch.Tensor,
+    i: int,
+    mode: int,
+    packed: list[torch.classes.quantized.LinearPackedParamsBase],
+    weights: list[torch.Tensor],
+    biases: list[torch.Tensor | None],
+    scales: list[torch.Tensor],
+    reduce_range: bool,
+) -> torch.Tensor:
+    """Linear ``i`` in the modes other than the kernel's."""
+    if mode == 0:  # _INT8 (fbgemm: the bias is packed with the weights)
+        y = torch.ops.quantized.linear_dynamic(x, packed[i], reduce_range)
+    elif mode == 1:  # _MATVEC
+        b = biases[i]
         y = torch.mm(weights[i], x.t()) if b is None else torch.addmm(b, weights[i], x.t())
-        return y.t().contiguous()
-    if mode == 2:  # _LINEAR
-        return F.linear(x, weights[i], b)
-    y = F.linear(x, weights[i].to(x.dtype)) * scales[i]  # _DEQUANT
-    return y if b is None else y + b
+        y = y.t().contiguous()
+    elif mode == 2:  # _LINEAR
+        y = F.linear(x, weights[i], biases[i])
+    else:  # _DEQUANT
+        b = biases[i]
+        y = F.linear(x, weights[i].to(x.dtype)) * scales[i]
+        y = y if b is None else y + b
+    return y
 
 
 def _attention(
@@ -236,11 +290,11 @@ def _layers(
     kv_int8 = len(k_scale) > 0
     for i in range(len(k_cache)):
         j = 8 * i
-        h = F.layer_norm(x, [dim], norms[6 * i], norms[6 * i + 1], eps)
         if fused_qkv:
-            qkv = _linear(h, j, mode, packed, weights, biases, scales, reduce_range)
+            qkv = _norm_linear(x, j, 3 * i, norms, eps, mode, packed, weights, biases, scales, reduce_range)
             q, k, v = qkv[:, :dim], qkv[:, dim : 2 * dim], qkv[:, 2 * dim :]
         else:
+            h = F.layer_norm(x, [dim], norms[6 * i], norms[6 * i + 1], eps)
             q = _linear(h, j, mode, packed, weights, biases, scales, reduce_range)
             k = _linear(h, j + 1, mode, packed, weights, biases, scales, reduce_range)
             v = _linear(h, j + 2, mode, packed, weights, biases, scales, reduce_range)
@@ -274,18 +328,19 @@ def _layers(
                 keys, values = k_cache[i].narrow(2, 0, end), v_cache[i].narrow(2, 0, end)
             o = _attention(q, keys, values, self_bias, causal, i in capture, scaling, kept_self)
             o = o.transpose(1, 2).reshape(rows * n, dim)
-        x = x + _linear(o, j + 3, mode, packed, weights, biases, scales, reduce_range)
+        x = _linear(o, j + 3, mode, packed, weights, biases, scales, reduce_range, False, x)
         if len(cross_k) > 0:
-            h = F.layer_norm(x, [dim], norms[6 * i + 2], norms[6 * i + 3], eps)
-            q = _linear(h, j + 4, mode, packed, weights, biases, scales, reduce_range)
-            q = q.reshape(rows, n, heads, hd).transpose(1, 2)
+            q = _norm_linear(x, j + 4, 3 * i + 1, norms, eps, mode, packed, weights, biases, scales, reduce_range)
             keep = i in capture
-            o = _attention(q, cross_k[i], cross_v[i], cross_bias, False, keep, scaling, kept_cross)
-            o = o.transpose(1, 2).reshape(rows * n, dim)
-            x = x + _linear(o, j + 5, mode, packed, weights, biases, scales, reduce_range)
-        h = F.layer_norm(x, [dim], norms[6 * i + 4], norms[6 * i + 5], eps)
-        h = F.gelu(_linear(h, j + 6, mode, packed, weights, biases, scales, reduce_range))
-        x = x + _linear(h, j + 7, mode, packed, weights, biases, scales, reduce_range)
+            if kernel and n == 1 and not keep:  # one query over the text: one C++ call
+                o = torch.ops.musicgen_nb.attend_cross(q, cross_k[i], cross_v[i], cross_bias, scaling)
+            else:
+                q = q.reshape(rows, n, heads, hd).transpose(1, 2)
+                o = _attention(q, cross_k[i], cross_v[i], cross_bias, False, keep, scaling, kept_cross)
+                o = o.transpose(1, 2).reshape(rows * n, dim)
+            x = _linear(o, j + 5, mode, packed, weights, biases, scales, reduce_range, False, x)
+        h = _norm_linear(x, j + 6, 3 * i + 2, norms, eps, mode, packed, weights, biases, scales, reduce_range, True)
+        x = _linear(h, j + 7, mode, packed, weights, biases, scales, reduce_range, False, x)
     return x, kept_self, kept_cross
 
 
@@ -337,7 +392,7 @@ def _table(layers) -> _Table:
     fused_qkv = all(f is not None for f in fused)
     probe = first.fc1
     if isinstance(probe, Int8Linear):
-        mode = _INT8 if probe.packed is not None else _DEQUANT
+        mode = {"kernel": _KERNEL, "fbgemm": _INT8}.get(probe.backend, _DEQUANT)
     elif type(probe) is torch.nn.Linear:
         mode = _MATVEC if _fast_mm_ok(probe.weight) else _LINEAR
     else:
@@ -373,23 +428,27 @@ def _add(t: _Table, lin, slot: str) -> None:
     from .quantize import Int8Linear
 
     kind = {
+        _KERNEL: "Int8Linear (kernel)",
         _INT8: "Int8Linear (fbgemm)",
         _DEQUANT: "Int8Linear",
         _MATVEC: "nn.Linear",
         _LINEAR: "nn.Linear",
     }
     ok = (
-        isinstance(lin, Int8Linear) if t.mode in (_INT8, _DEQUANT) else type(lin) is torch.nn.Linear
+        isinstance(lin, Int8Linear)
+        if t.mode in (_INT8, _DEQUANT, _KERNEL)
+        else type(lin) is torch.nn.Linear
     )
-    if not ok or (t.mode == _INT8 and lin.packed is None):
+    backend = {_KERNEL: "kernel", _INT8: "fbgemm"}.get(t.mode, "dequantize")
+    if not ok or (t.mode in (_INT8, _KERNEL) and lin.backend != backend):
         raise TypeError(
             f"{slot}: every linear of the decoder must be {kind[t.mode]}, got {type(lin).__name__}"
         )
     if t.mode == _INT8:
         t.packed.append(lin.packed)
         return
-    if t.mode == _DEQUANT:
-        t.weights.append(lin.qweight)
+    if t.mode in (_DEQUANT, _KERNEL):
+        t.weights.append(lin.qweight if t.mode == _KERNEL else lin.int8_weight())
         t.scales.append(lin.scale)
         t.biases.append(lin.bias)
         return
@@ -464,9 +523,9 @@ class Decoder:
         total = self.offset + max_len
         self.total = total
         self.table = _table(self.layers)
-        # int8 (fbgemm) models keep int8 keys/values, one scale per position and head.
-        # (Without fbgemm, int8 weights are dequantized per call: no kernel either.)
-        self.kv_int8 = self.table.mode == _INT8
+        # int8 models (kernel or fbgemm) keep int8 keys/values, one scale per position
+        # and head. (Dequantized int8 weights, where neither exists: no kernel either.)
+        self.kv_int8 = self.table.mode in (_INT8, _KERNEL)
         if kernels is None:
             kernels = self.kv_int8 and self.device.type == "cpu" and _kernels.load()
         elif kernels and not (self.kv_int8 and self.device.type == "cpu" and _kernels.load()):
@@ -525,6 +584,8 @@ class Decoder:
             attn = layer.encoder_attn
             k = attn.k_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
             v = attn.v_proj(h).view(rows, length, self.heads, self.head_dim).transpose(1, 2)
+            if self.kernels:  # the C++ cross-attention reads them row-major
+                k, v = k.contiguous(), v.contiguous()
             keys.append(k)
             values.append(
                 v.masked_fill(empty[:, None, None, None], 0.0) if bool(empty.any()) else v

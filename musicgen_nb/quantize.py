@@ -3,13 +3,22 @@
 :func:`quantize_int8` replaces every ``nn.Linear`` of the MusicGen decoder (self-
 and cross-attention q/k/v/out projections, ``fc1``, ``fc2`` and the ``lm_heads``)
 by an :class:`Int8Linear`: symmetric int8 weights with one scale per output
-channel, packed for fbgemm, the x86 int8 GEMM library inside PyTorch. The text
-encoder, EnCodec, the embeddings and the layer norms stay in fp32.
+channel. The text encoder, EnCodec, the embeddings and the layer norms stay in
+fp32.
 
-Each call quantizes its input on the fly (one scale for the whole input tensor,
-fbgemm's *dynamic* quantization) and accumulates in int32, so a decode step reads
-a quarter of the fp32 weight bytes. That is what makes it fast: a batch-1 decode
-step is bound by memory bandwidth, not arithmetic.
+Each call quantizes its input on the fly and accumulates in int32, so a decode
+step reads a quarter of the fp32 weight bytes. That is what makes it fast: a
+batch-1 decode step is bound by memory bandwidth, not arithmetic. Three
+backends, chosen once per layer (:attr:`Int8Linear.backend`):
+
+* ``"kernel"``: our C++ int8 linear (:mod:`musicgen_nb._kernels`), with one
+  input scale per row and weights laid out for one sequential read. Used
+  wherever the kernels build (x86-64 Linux with a C++ compiler).
+* ``"fbgemm"``: PyTorch's x86 int8 GEMM library, one input scale per call
+  (7-bit inputs on CPUs without VNNI). The fallback without a compiler, or with
+  ``MUSICGEN_NB_KERNELS=0``.
+* ``"dequantize"``: int8 weights turned back into floats at each call, where
+  neither exists (non-x86 builds): slower than fp32, with the int8 memory.
 
 Memory (the decoder's linear weights, counted from the stored configs):
 
@@ -28,14 +37,11 @@ generating 5 s against 3.15 GB. Each self-attention's q/k/v projections, and
 the four lm_heads, run as one fused GEMM (same outputs: the input's
 quantization depends only on the input).
 
-Accuracy: ~1% relative error per layer on random inputs; on musicgen-small
-(random weights) under teacher forcing, mean KL to fp32 of 0.001 nats per
-token (``benchmarks/bench_generate.py``). Trained weights have activation
-outliers that one scale per input handles less well: check on a real
-checkpoint.
-
-When fbgemm is missing (non-x86 builds of PyTorch), the layers keep int8 weights
-and dequantize them at each call: slower than fp32, with the int8 memory.
+Accuracy: relative error per layer on random inputs ~0.8% with the kernel
+(8-bit inputs, a scale per row), ~1.6% with fbgemm; on musicgen-small (random
+weights) under teacher forcing, mean KL to fp32 well under 0.01 nats per token
+(``benchmarks/bench_generate.py``). Trained weights have activation outliers
+that one scale per input row handles less well: check on a real checkpoint.
 """
 
 from __future__ import annotations
@@ -62,6 +68,13 @@ def _has_vnni() -> bool:
     except OSError:
         pass
     return False
+
+
+def kernel_available() -> bool:
+    """True when our C++ int8 linear is built and loaded (:func:`musicgen_nb._kernels.load`)."""
+    from . import _kernels
+
+    return _kernels.load()
 
 
 @functools.cache
@@ -97,10 +110,14 @@ class Int8Linear(nn.Module):
 
     Attributes
     ----------
+    backend : {"kernel", "fbgemm", "dequantize"}
+        What runs the layer (see the module's docstring).
     packed : object or None
-        fbgemm's packed int8 weights and bias (None without fbgemm).
+        fbgemm's packed int8 weights and bias (``"fbgemm"`` only).
     qweight : torch.Tensor or None
-        int8 ``[out, in]`` when fbgemm is missing (see :meth:`int8_weight`).
+        ``"kernel"``: int8 in :func:`musicgen_nb._kernels.pack_int8`'s layout;
+        ``"dequantize"``: int8 ``[out, in]``; None for ``"fbgemm"``. Use
+        :meth:`int8_weight` for the plain ``[out, in]`` weights.
     scale : torch.Tensor
         float32 ``[out]``: ``weight ~= int8_weight() * scale[:, None]``.
     bias : torch.Tensor or None
@@ -120,9 +137,14 @@ class Int8Linear(nn.Module):
         self._memo = None
         self.reduce_range = not _has_vnni()
         self.packed = None
-        if fbgemm_available() and w.device.type == "cpu":
+        self.backend = "dequantize"
+        if w.device.type == "cpu" and kernel_available():
+            from ._kernels import pack_int8
+
+            self.backend, q = "kernel", pack_int8(q)
+        elif w.device.type == "cpu" and fbgemm_available():
             # fbgemm keeps its own packed int8 copy: no second copy is held here.
-            self.packed = _prepack(q, scale, bias)
+            self.backend, self.packed = "fbgemm", _prepack(q, scale, bias)
             q = None
         self.register_buffer("qweight", q)
 
@@ -158,7 +180,11 @@ class Int8Linear(nn.Module):
         return y
 
     def int8_weight(self) -> torch.Tensor:
-        """The int8 weights ``[out, in]`` (unpacked from fbgemm when packed)."""
+        """The int8 weights ``[out, in]`` (unpacked from the kernel's or fbgemm's layout)."""
+        if self.backend == "kernel":
+            from ._kernels import unpack_int8
+
+            return unpack_int8(self.qweight, self.out_features, self.in_features)
         if self.packed is None:
             return self.qweight
         with warnings.catch_warnings():
@@ -168,18 +194,21 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        if self.packed is not None and x.device.type == "cpu":
+        if self.backend == "kernel" and x.device.type == "cpu":
+            y = torch.ops.musicgen_nb.linear_int8(
+                x2.float().contiguous(), self.qweight, self.scale, self.bias, False
+            ).to(x.dtype)
+        elif self.packed is not None and x.device.type == "cpu":
             y = torch.ops.quantized.linear_dynamic(x2.float(), self.packed, self.reduce_range).to(
                 x.dtype
             )
         else:
-            w = self.qweight.to(x.dtype) * self.scale.to(x.dtype)[:, None]
+            w = self.int8_weight().to(x.dtype) * self.scale.to(x.dtype)[:, None]
             y = nn.functional.linear(x2, w, None if self.bias is None else self.bias.to(x.dtype))
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        kind = "fbgemm" if self.packed is not None else "dequantize"
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 ({kind})"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 ({self.backend})"
 
 
 class Int8Part(nn.Module):

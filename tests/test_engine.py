@@ -167,7 +167,7 @@ def test_int8_without_fbgemm_dequantizes():
     s = mg.load("tiny", precision="int8")
     for m in s.model.decoder.modules():
         if isinstance(m, Int8Linear):
-            m.qweight, m.packed = m.int8_weight(), None
+            m.qweight, m.packed, m.backend = m.int8_weight(), None, "dequantize"
     with torch.inference_mode():
         cond = _cond(s, gs=1.0)
         toks = _tokens(s, 2, 4)

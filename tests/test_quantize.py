@@ -45,16 +45,29 @@ def test_melody_model_quantizes():
     assert g.codes.shape == (1, s.num_codebooks, 25)
 
 
-@pytest.mark.parametrize("fbgemm", [True, False])
-def test_int8_linear_accuracy(monkeypatch, fbgemm):
-    if not fbgemm:
-        monkeypatch.setattr(Q, "fbgemm_available", lambda: False)
-    elif not Q.fbgemm_available():
+def _backend(monkeypatch, backend: str) -> None:
+    """Make Int8Linear pick ``backend`` (skip where this machine cannot run it)."""
+    if backend == "kernel" and not Q.kernel_available():
+        pytest.skip("the C++ kernels do not build here")
+    if backend == "fbgemm" and not Q.fbgemm_available():
         pytest.skip("fbgemm is not available in this PyTorch build")
+    if backend != "kernel":
+        monkeypatch.setattr(Q, "kernel_available", lambda: False)
+    if backend == "dequantize":
+        monkeypatch.setattr(Q, "fbgemm_available", lambda: False)
+
+
+@pytest.mark.parametrize(
+    ("backend", "bound"), [("kernel", 0.012), ("fbgemm", 0.03), ("dequantize", 1e-5)]
+)
+def test_int8_linear_accuracy(monkeypatch, backend, bound):
+    """Each backend against the fp32 layer (and, for dequantize, its own int8 weights)."""
+    _backend(monkeypatch, backend)
     torch.manual_seed(0)
     lin = nn.Linear(256, 96)
     q = Q.Int8Linear(lin)
-    assert (q.packed is not None) == fbgemm
+    assert q.backend == backend and backend in repr(q)
+    assert (q.packed is not None) == (backend == "fbgemm")
     w = q.int8_weight()
     assert w.dtype == torch.int8 and w.shape == (96, 256)
     deq = w.float() * q.scale[:, None]
@@ -62,9 +75,26 @@ def test_int8_linear_accuracy(monkeypatch, fbgemm):
     x = torch.randn(3, 7, 256)
     with torch.inference_mode():
         y, ref = q(x), lin(x)
+        exact = nn.functional.linear(x, deq, lin.bias)  # the int8 weights, fp32 inputs
     assert y.shape == ref.shape
-    rel = ((y - ref).norm() / ref.norm()).item()
-    assert rel < 0.03, rel
+    # dequantize keeps fp32 inputs: only the weights' rounding; the others round inputs too
+    rel = ((y - (exact if backend == "dequantize" else ref)).norm() / ref.norm()).item()
+    assert rel < bound, rel
+
+
+def test_kernel_backend_is_the_reference_arithmetic(monkeypatch):
+    """The kernel backend computes _kernels.linear_int8_reference exactly, for odd shapes too."""
+    from musicgen_nb import _kernels
+
+    _backend(monkeypatch, "kernel")
+    torch.manual_seed(1)
+    for out, inn in [(96, 256), (5, 33), (13, 70)]:
+        lin = nn.Linear(inn, out)
+        q = Q.Int8Linear(lin)
+        x = torch.randn(4, 3, inn)
+        with torch.inference_mode():
+            ref = _kernels.linear_int8_reference(x.reshape(-1, inn), q.int8_weight(), q.scale, q.bias)
+            assert torch.equal(q(x), ref.reshape(4, 3, out))
 
 
 def test_linear_bytes_quarter(tiny):
