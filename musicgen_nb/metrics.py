@@ -220,7 +220,7 @@ def _mono_at(audio, sr, target: int, name: str = "audio") -> np.ndarray:
 
     sr = _check_sr(sr)
     batch = as_batch(audio, name=name).mean(axis=1)
-    return resample(batch, sr, target) if sr != target else batch
+    return resample(batch, sr, target, name="sr") if sr != target else batch
 
 
 def _audio_input(audio, sr):
@@ -264,9 +264,12 @@ def _encodec(audio: np.ndarray, sr: int, s, pool: str) -> np.ndarray:
     enc = s.model.audio_encoder
     channels = enc.config.audio_channels
     from .audio import _check_sr, as_batch, match_channels, resample
+    from .tokens import encoder_bytes_per_sample
 
     x = as_batch(audio)
-    x = resample(x, _check_sr(sr), s.sample_rate) if sr != s.sample_rate else x
+    if _check_sr(sr) != s.sample_rate:
+        work = x.shape[0] * encoder_bytes_per_sample(enc.config)
+        x = resample(x, sr, s.sample_rate, name="sr", work=("embedding it with EnCodec", work))
     x = match_channels(x, channels)
     param = next(enc.parameters())
     with torch.inference_mode():
