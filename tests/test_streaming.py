@@ -307,7 +307,11 @@ def test_simulate_a_hiccup_counts_a_stall():
 
 
 def test_errors_in_generation_reach_the_consumer(tiny):
-    st = tiny.stream("x", duration=1.0, melody=np.zeros(32000, np.float32), melody_sr=32000)
-    with pytest.raises(ValueError, match="melody= needs a melody checkpoint"):
+    # Bad arguments raise at stream() (above); this error only happens in the worker.
+    def callback(done, total):
+        raise RuntimeError(f"callback failed at step {done}")
+
+    st = tiny.stream("x", duration=1.0, callback=callback)
+    with pytest.raises(RuntimeError, match="callback failed at step 1"):
         next(iter(st))
     assert st.error is not None and st.wait(5) is None
