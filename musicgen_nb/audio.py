@@ -233,10 +233,10 @@ def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -
 #   1000 -> 32000        [1, 2, 160000]     1.3    41.0     82.0
 #   44100 -> 48000       [1, 2, 2205000]   17.6    19.2     39.2
 #   48000 -> 32000       [2, 2, 2400000]   38.4    25.6     66.5
-# soxr itself holds 1.0-1.3x its output (up to 2.2x plus ~10 MB of filter tables for tiny
-# inputs at extreme ratios); more than one row adds the transposed copy of the output.
-# Every case lies under  input + 2.25 * output + 16 MB.
-_RESAMPLE_OUT_FACTOR = 2.25
+# soxr itself holds 1.0-1.3x its output, plus up to ~10 MB of filter tables at extreme
+# ratios; more than one row adds a transposed copy of the output. Every case lies under
+#   input + 1.35 * output + 16 MB  (one row)   and   input + 2.25 * output + 16 MB  (more rows).
+_RESAMPLE_OUT_FACTOR = (1.35, 2.25)  # one row, more rows
 _RESAMPLE_OVERHEAD = 16 * 2**20
 
 
@@ -246,8 +246,8 @@ def resample(
     """Resample along the last axis with soxr (HQ), keeping any leading shape.
 
     Before resampling, the memory the call needs is estimated from the sizes
-    (input + 2.25 x output + 16 MB, measured) and compared with the memory
-    available: a wrong rate that would stretch the audio a thousandfold is refused
+    (input + 1.35 x output + 16 MB for one row, 2.25 x output for more; measured)
+    and compared with the memory available: a wrong rate that would stretch the audio a thousandfold is refused
     at once instead of exhausting memory.
 
     Parameters
@@ -301,8 +301,9 @@ def _check_resample_memory(arr: np.ndarray, orig_sr: int, target_sr: int, name: 
 
     n = arr.shape[-1]
     out_len = math.ceil(n * target_sr / orig_sr)
-    out_bytes = 4 * (arr.size // n) * out_len
-    need = 4 * arr.size + _RESAMPLE_OUT_FACTOR * out_bytes + _RESAMPLE_OVERHEAD
+    rows = arr.size // n
+    factor = _RESAMPLE_OUT_FACTOR[rows > 1]
+    need = 4 * arr.size + factor * 4 * rows * out_len + _RESAMPLE_OVERHEAD
     what, per_sample = work if work is not None else ("", 0.0)
     after = per_sample * out_len
     available = available_bytes()
@@ -311,10 +312,10 @@ def _check_resample_memory(arr: np.ndarray, orig_sr: int, target_sr: int, name: 
     seconds = n / orig_sr
     span = f"{seconds:.2f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")
     target = f"target_sr={target_sr} Hz" if name == "orig_sr" else f"{target_sr} Hz"
-    then = f", and {what} about {after / 1e9:.1f} GB more" if after else ""
+    then = f", and {what} about {after / 1e9:,.1f} GB more" if after else ""
     raise ValueError(
         f"{n:,} samples at {name}={orig_sr} Hz are {span} of audio; resampling them to {target} "
-        f"makes shape {arr.shape} into {(*arr.shape[:-1], out_len)}, which needs about {need / 1e9:.1f} GB{then}, but only {available / 1e9:.1f} GB of memory is "
+        f"makes shape {arr.shape} into {(*arr.shape[:-1], out_len)}, which needs about {need / 1e9:,.1f} GB{then}, but only {available / 1e9:,.1f} GB of memory is "
         f"available. Check {name}: it must be the audio's own sample rate (common rates: 16000, "
         f"22050, 32000, 44100, 48000 Hz); if it is right, pass shorter audio"
     )
