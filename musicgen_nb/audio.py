@@ -238,6 +238,7 @@ def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -
 #   input + 1.35 * output + 16 MB  (one row)   and   input + 2.25 * output + 16 MB  (more rows).
 _RESAMPLE_OUT_FACTOR = (1.35, 2.25)  # one row, more rows
 _RESAMPLE_OVERHEAD = 16 * 2**20
+_COMMON_RATES = "16000, 22050, 32000, 44100, 48000 Hz"
 
 
 def resample(
@@ -280,6 +281,13 @@ def resample(
     >>> resample(np.zeros((2, 3, 48000)), 48000, 32000).shape
     (2, 3, 32000)
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the caller's name for orig_sr), got {name!r}")
+    if work is not None and not (
+        isinstance(work, tuple) and len(work) == 2 and isinstance(work[0], str)
+        and isinstance(work[1], numbers.Real) and not isinstance(work[1], bool) and work[1] >= 0
+    ):  # fmt: skip
+        raise TypeError(f"work must be None or (str, bytes per output sample >= 0), got {work!r}")
     orig_sr = _check_sr(orig_sr, name)
     target_sr = _check_sr(target_sr, "target_sr")
     arr = _to_float32(_to_numpy(audio, "audio"))
@@ -313,11 +321,15 @@ def _check_resample_memory(arr: np.ndarray, orig_sr: int, target_sr: int, name: 
     span = f"{seconds:.2f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")
     target = f"target_sr={target_sr} Hz" if name == "orig_sr" else f"{target_sr} Hz"
     then = f", and {what} about {after / 1e9:,.1f} GB more" if after else ""
+    if name == "orig_sr":
+        hint = f"Check orig_sr (the audio's own sample rate; common: {_COMMON_RATES}) and target_sr"
+    else:
+        hint = f"Check {name}: it must be the audio's own sample rate (common: {_COMMON_RATES})"
     raise ValueError(
         f"{n:,} samples at {name}={orig_sr} Hz are {span} of audio; resampling them to {target} "
-        f"makes shape {arr.shape} into {(*arr.shape[:-1], out_len)}, which needs about {need / 1e9:,.1f} GB{then}, but only {available / 1e9:,.1f} GB of memory is "
-        f"available. Check {name}: it must be the audio's own sample rate (common rates: 16000, "
-        f"22050, 32000, 44100, 48000 Hz); if it is right, pass shorter audio"
+        f"makes shape {arr.shape} into {(*arr.shape[:-1], out_len)}, which needs about "
+        f"{need / 1e9:,.1f} GB{then}, but only {available / 1e9:,.1f} GB of memory is available. "
+        f"{hint}; if the rates are right, pass shorter audio"
     )
 
 

@@ -95,7 +95,8 @@ def test_resample_refuses_a_stretch_that_cannot_fit_before_resampling():
         in msg
     )
     assert re.search(r"needs about 172,800\.0 GB, but only [\d.]+ GB of memory is available", msg)
-    assert "Check orig_sr: it must be the audio's own sample rate" in msg
+    assert "Check orig_sr (the audio's own sample rate; common: 16000, 22050" in msg
+    assert "and target_sr; if the rates are right, pass shorter audio" in msg
 
 
 def test_resample_names_the_callers_argument_and_counts_its_next_step():
@@ -109,6 +110,17 @@ def test_resample_names_the_callers_argument_and_counts_its_next_step():
     assert "Check sr:" in msg
     # The same next step on a short clip fits, and the call resamples.
     assert audio.resample(x[..., :100], 100, 200, name="sr", work=("x", 1e6)).shape == (2, 1, 200)
+
+
+@pytest.mark.parametrize(
+    "kw, text",
+    [(dict(name=5), "name must be a str"), (dict(work=("x", -1.0)), "work must be None or (str,"),
+     (dict(work=120.0), "work must be None or (str, bytes per output sample >= 0), got 120.0")],
+)  # fmt: skip
+def test_resample_checks_its_options(kw, text):
+    with pytest.raises(TypeError) as info:
+        audio.resample(np.zeros(10), 16000, 8000, **kw)
+    assert text in str(info.value)
 
 
 def test_resample_with_a_wrong_rate_allocates_nothing_under_a_memory_cap():

@@ -7,6 +7,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 import torch
+from _capped import capped_error
 
 import musicgen_nb as mg
 from musicgen_nb import metrics as M
@@ -229,6 +230,18 @@ def test_kl_shape_errors():
 
 
 # --------------------------------------------------------------------------- EnCodec latents, callables, chroma
+def test_encodec_embedding_with_a_wrong_rate_is_refused_before_resampling():
+    code = (
+        "s = mg.load('tiny')\n"
+        "mg.metrics.embed(mg.audio.sine(440, 1.0, 32000), sr=7, model='encodec', musicgen=s)"
+    )
+    msg, peak = capped_error(code)
+    assert "32,000 samples at sr=7 Hz are 4571.43 s (76.2 min) of audio" in msg
+    assert "which needs about 0.8 GB, and embedding it with EnCodec about 17.6 GB more" in msg
+    assert "Check sr:" in msg
+    assert peak < 800e6, peak
+
+
 def test_encodec_latents_need_no_extra_weights(tiny):
     x = clips(2)
     e = M.embed(x, 32000, model="encodec", musicgen=tiny)
