@@ -222,8 +222,7 @@ def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -
 
 
 # Memory of one resample() call: peak RSS above a warmed-up baseline, float32 [B, C, N] input,
-# soxr 1.1.0 "HQ", a fresh process per case (command in the report of branch harden2:
-# a child runs `audio.resample(x, orig, target)` and reads resource.getrusage's ru_maxrss).
+# soxr 1.1.0 "HQ", a fresh process per case: `python benchmarks/bench_resample_memory.py`.
 #   orig -> target Hz    shape            in MB  out MB  peak MB
 #   7 -> 32000           [1, 1, 320]        0.0     5.9     13.1
 #   7 -> 32000           [1, 1, 8000]       0.0   146.3    177.1

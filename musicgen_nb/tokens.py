@@ -59,6 +59,7 @@ def encoder_bytes_per_sample(config) -> float:
     checkpoint) 1192-1200 B/sample for ``encode`` and about 990 B/sample for the encoder
     alone, on 6-12 s. The first convolution's ``num_filters`` channels at the full rate
     dominate; the bound ``20 * num_filters + 100`` is 180 and 1380 B/sample.
+    Re-measure tiny with ``python benchmarks/bench_resample_memory.py --encodec``.
     """
     return 20.0 * int(config.num_filters) + 100.0
 
