@@ -2,7 +2,7 @@
 
 The figures behind the size checks of :func:`musicgen_nb.audio.resample` (its comment
 table) and :func:`musicgen_nb.tokens.encoder_bytes_per_sample`. Each case runs in its own
-child, after a small warm-up call, and reports ``ru_maxrss`` above that baseline.
+child, after a small warm-up call, and reports the peak RSS (VmHWM) above that baseline.
 
     python benchmarks/bench_resample_memory.py            # the resample table (~5 s)
     python benchmarks/bench_resample_memory.py --encodec  # + tiny's encoder per sample (~30 s)
@@ -15,31 +15,43 @@ import os
 import subprocess
 import sys
 
-RESAMPLE = r"""
-import resource, sys, time, numpy as np
+PEAK_RSS = r"""
+def peak_rss():  # VmHWM starts afresh at exec (ru_maxrss can carry a forking parent's peak)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+"""
+
+RESAMPLE = (
+    PEAK_RSS
+    + r"""
+import sys, time, numpy as np
 from musicgen_nb import audio
 orig, target, b, c, n = map(int, sys.argv[1:6])
 x = np.random.default_rng(0).standard_normal((b, c, n), dtype=np.float32)
 audio.resample(np.zeros((b, c, 64), np.float32), 48000, 32000)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = peak_rss()
 t = time.perf_counter()
 y = audio.resample(x, orig, target)
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 print(peak - base, x.nbytes, y.nbytes, dt)
 """
+)
 
-ENCODE = r"""
-import resource, sys, numpy as np, musicgen_nb as mg
+ENCODE = (
+    PEAK_RSS
+    + r"""
+import sys, numpy as np, musicgen_nb as mg
 from musicgen_nb.tokens import encoder_bytes_per_sample
 s = mg.load("tiny")
 x = np.random.default_rng(0).standard_normal((1, 1, int(sys.argv[1]) * 32000), dtype=np.float32)
 s.encode(0.1 * x[..., :32000], 32000)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = peak_rss()
 s.encode(0.1 * x, 32000)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 print((peak - base) / x.size, encoder_bytes_per_sample(s.model.audio_encoder.config))
 """
+)
 
 CASES = [  # orig_sr, target_sr, batch, channels, samples
     (7, 32000, 1, 1, 320), (7, 32000, 1, 1, 8000), (7, 32000, 1, 2, 1600),

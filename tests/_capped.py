@@ -14,6 +14,14 @@ import resource
 import subprocess
 import sys
 
+# Peak resident memory of this process: VmHWM, which starts afresh at exec. (ru_maxrss does
+# not: a child forked from pytest inherits the parent's peak.)
+PEAK_RSS = (
+    "def peak_rss():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        return next(int(l.split()[1]) * 1024 for l in f if l.startswith('VmHWM:'))\n"
+)
+
 
 def capped_error(code: str, exc: str = "ValueError", *, gb: float = 2.5, timeout: float = 240):
     """Run ``code`` (after ``import numpy as np, musicgen_nb as mg``) capped at ``gb`` of address
@@ -29,9 +37,9 @@ def capped_error(code: str, exc: str = "ValueError", *, gb: float = 2.5, timeout
 
     body = "".join(f"    {line}\n" for line in code.splitlines())
     script = (
-        "import resource, numpy as np, musicgen_nb as mg\n"
+        PEAK_RSS + "import numpy as np, musicgen_nb as mg\n"
         f"try:\n{body}except {exc} as e:\n    print('CAUGHT', e)\nelse:\n    print('NO ERROR')\n"
-        "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "print('PEAK', peak_rss())\n"
     )
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
     proc = subprocess.run(
@@ -46,7 +54,10 @@ def capped_error(code: str, exc: str = "ValueError", *, gb: float = 2.5, timeout
 
 
 def capped_ok(code: str, *, gb: float = 2.5, timeout: float = 240) -> str:
-    """Run ``code`` under the same cap; it must succeed. Returns its stdout."""
+    """Run ``code`` under the same cap; it must succeed. Returns its stdout.
+
+    ``code`` may call ``peak_rss()`` (bytes).
+    """
 
     def cap():
         limit = int(gb * 2**30)
@@ -54,7 +65,7 @@ def capped_ok(code: str, *, gb: float = 2.5, timeout: float = 240) -> str:
 
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
     proc = subprocess.run(
-        [sys.executable, "-c", "import numpy as np, musicgen_nb as mg\n" + code],
+        [sys.executable, "-c", PEAK_RSS + "import numpy as np, musicgen_nb as mg\n" + code],
         capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=cap,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

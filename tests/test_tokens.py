@@ -63,14 +63,13 @@ def test_encode_with_a_wrong_rate_is_refused_before_resampling():
 def test_encoder_bytes_per_sample_bounds_a_measured_encode():
     # Peak RSS of encoding 120 s on tiny in a fresh process, against the estimate.
     out = capped_ok(
-        "import resource\n"
         "from musicgen_nb.tokens import encoder_bytes_per_sample\n"
         "s = mg.load('tiny')\n"
         "x = np.random.default_rng(0).standard_normal((1, 1, 120 * 32000), dtype=np.float32)\n"
         "s.encode(0.1 * x[..., :32000], 32000)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "base = peak_rss()\n"
         "s.encode(0.1 * x, 32000)\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "peak = peak_rss()\n"
         "print(peak - base, encoder_bytes_per_sample(s.model.audio_encoder.config) * x.size)\n"
     )
     used, bound = map(float, out.split())
