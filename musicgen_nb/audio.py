@@ -221,8 +221,34 @@ def one_item(audio, item=None, *, name: str = "audio", max_channels: int = 16) -
     return np.nan_to_num(arr.astype(np.float32, copy=False))
 
 
-def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
+# Memory of one resample() call: peak RSS above a warmed-up baseline, float32 [B, C, N] input,
+# soxr 1.1.0 "HQ", a fresh process per case: `python benchmarks/bench_resample_memory.py`.
+#   orig -> target Hz    shape            in MB  out MB  peak MB
+#   7 -> 32000           [1, 1, 320]        0.0     5.9     13.1
+#   7 -> 32000           [1, 1, 8000]       0.0   146.3    177.1
+#   7 -> 32000           [1, 2, 1600]       0.0    58.5    118.5
+#   7 -> 32000           [2, 2, 1000]       0.0    73.1    148.8
+#   100 -> 32000         [1, 1, 32000]      0.1    41.0     43.8
+#   1000 -> 32000        [1, 2, 160000]     1.3    41.0     82.0
+#   44100 -> 48000       [1, 2, 2205000]   17.6    19.2     39.2
+#   48000 -> 32000       [2, 2, 2400000]   38.4    25.6     66.5
+# soxr itself holds 1.0-1.3x its output, plus up to ~10 MB of filter tables at extreme
+# ratios; more than one row adds a transposed copy of the output. Every case lies under
+#   input + 1.35 * output + 16 MB  (one row)   and   input + 2.25 * output + 16 MB  (more rows).
+_RESAMPLE_OUT_FACTOR = (1.35, 2.25)  # one row, more rows
+_RESAMPLE_OVERHEAD = 16 * 2**20
+_COMMON_RATES = "16000, 22050, 32000, 44100, 48000 Hz"
+
+
+def resample(
+    audio, orig_sr: int, target_sr: int, *, name: str = "orig_sr", work=None
+) -> np.ndarray:
     """Resample along the last axis with soxr (HQ), keeping any leading shape.
+
+    Before resampling, the memory the call needs is estimated from the sizes
+    (input + 1.35 x output + 16 MB for one row, 2.25 x output for more; measured)
+    and compared with the memory available: a wrong rate that would stretch the audio a thousandfold is refused
+    at once instead of exhausting memory.
 
     Parameters
     ----------
@@ -230,11 +256,23 @@ def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
         ``[..., N]`` samples on the last axis.
     orig_sr, target_sr : int
         Positive sample rates in Hz.
+    name : str, keyword-only
+        The caller's name for ``orig_sr`` (for example ``"sr"``), used in error messages.
+    work : (str, float), optional, keyword-only
+        What the caller does next with the resampled audio and the bytes that takes per
+        output sample (all rows together), for example ``("encoding it with EnCodec",
+        120.0)``. It is counted in the memory check, so that a call that cannot finish is
+        refused before resampling.
 
     Returns
     -------
     np.ndarray
         float32 ``[..., round(N * target_sr / orig_sr)]``.
+
+    Raises
+    ------
+    ValueError
+        A bad rate, no samples, or more memory needed than is available.
 
     Examples
     --------
@@ -242,18 +280,56 @@ def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
     >>> resample(np.zeros((2, 3, 48000)), 48000, 32000).shape
     (2, 3, 32000)
     """
-    orig_sr = _check_sr(orig_sr, "orig_sr")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the caller's name for orig_sr), got {name!r}")
+    if work is not None and not (
+        isinstance(work, tuple) and len(work) == 2 and isinstance(work[0], str)
+        and isinstance(work[1], numbers.Real) and not isinstance(work[1], bool) and work[1] >= 0
+    ):  # fmt: skip
+        raise TypeError(f"work must be None or (str, bytes per output sample >= 0), got {work!r}")
+    orig_sr = _check_sr(orig_sr, name)
     target_sr = _check_sr(target_sr, "target_sr")
     arr = _to_float32(_to_numpy(audio, "audio"))
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"audio must have samples on its last axis, got shape {arr.shape}")
     if orig_sr == target_sr:
         return arr.copy()
+    _check_resample_memory(arr, orig_sr, target_sr, name, work)
     lead = arr.shape[:-1]
     flat = arr.reshape(-1, arr.shape[-1]).T  # soxr wants [frames, channels]
     out = soxr.resample(np.ascontiguousarray(flat), orig_sr, target_sr, quality="HQ")
     out = np.asarray(out, dtype=np.float32).reshape(-1, flat.shape[1]).T
     return np.ascontiguousarray(out.reshape(*lead, -1))
+
+
+def _check_resample_memory(arr: np.ndarray, orig_sr: int, target_sr: int, name: str, work) -> None:
+    """Refuse a resample (and the caller's ``work`` after it) that cannot fit in memory."""
+    from .memory import available_bytes
+
+    n = arr.shape[-1]
+    out_len = math.ceil(n * target_sr / orig_sr)
+    rows = arr.size // n
+    factor = _RESAMPLE_OUT_FACTOR[rows > 1]
+    need = 4 * arr.size + factor * 4 * rows * out_len + _RESAMPLE_OVERHEAD
+    what, per_sample = work if work is not None else ("", 0.0)
+    after = per_sample * out_len
+    available = available_bytes()
+    if available is None or need + after <= available:
+        return
+    seconds = n / orig_sr
+    span = f"{seconds:.2f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")
+    target = f"target_sr={target_sr} Hz" if name == "orig_sr" else f"{target_sr} Hz"
+    then = f", and {what} about {after / 1e9:,.1f} GB more" if after else ""
+    if name == "orig_sr":
+        hint = f"Check orig_sr (the audio's own sample rate; common: {_COMMON_RATES}) and target_sr"
+    else:
+        hint = f"Check {name}: it must be the audio's own sample rate (common: {_COMMON_RATES})"
+    raise ValueError(
+        f"{n:,} samples at {name}={orig_sr} Hz are {span} of audio; resampling them to {target} "
+        f"makes shape {arr.shape} into {(*arr.shape[:-1], out_len)}, which needs about "
+        f"{need / 1e9:,.1f} GB{then}, but only {available / 1e9:,.1f} GB of memory is available. "
+        f"{hint}; if the rates are right, pass shorter audio"
+    )
 
 
 def match_channels(audio, channels: int) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .engine import Conditioning, Decoder, Sampler, StepRecord, guide, record, sample, warp
+from .memory import available_bytes as _available_bytes
 
 _FORMATS = ("wav", "flac")
 
@@ -936,29 +937,6 @@ def _check_prompt_length(s, samples: int, sr: int) -> None:
         f"but the model's window is {s.max_duration:g} s; give a prompt shorter than "
         f"{s.max_duration:g} s (e.g. its last {s.max_duration / 2:g} s), and check audio_prompt_sr"
     )
-
-
-def _available_bytes() -> int | None:
-    """Memory this process may still use: RAM available, and the address-space limit if set."""
-    import resource
-
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY:
-        try:
-            with open("/proc/self/statm") as f:
-                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        except OSError:
-            used = 0
-        limits.append(max(0, soft - used))
-    return min(limits) if limits else None
 
 
 def _check_memory(s, batch: int, frames: int, duration: float) -> None:

@@ -93,7 +93,8 @@ def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") ->
     (3, 12)
     """
     raw = audio_io._to_numpy(audio, name)
-    sr = audio_io._check_sr(sr, "sr" if name == "audio" else f"{name}_sr")
+    sr_name = "sr" if name == "audio" else f"{name}_sr"
+    sr = audio_io._check_sr(sr, sr_name)
     if frames is not None:
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
             raise ValueError(f"frames must be None or an int >= 1, got {frames!r}")
@@ -108,7 +109,7 @@ def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") ->
         mono = mono[:, :src]
     peak = np.abs(mono).max(axis=-1, keepdims=True)
     mono = (mono / np.where(peak > 0, peak, 1.0)).astype(np.float32)
-    mono = audio_io.resample(mono, sr, SAMPLE_RATE)
+    mono = audio_io.resample(mono, sr, SAMPLE_RATE, name=sr_name)
     if frames is not None:
         mono = mono[:, :keep]
     wav = torch.from_numpy(np.ascontiguousarray(mono))

@@ -220,7 +220,7 @@ def _mono_at(audio, sr, target: int, name: str = "audio") -> np.ndarray:
 
     sr = _check_sr(sr)
     batch = as_batch(audio, name=name).mean(axis=1)
-    return resample(batch, sr, target) if sr != target else batch
+    return resample(batch, sr, target, name="sr") if sr != target else batch
 
 
 def _audio_input(audio, sr):
@@ -264,9 +264,12 @@ def _encodec(audio: np.ndarray, sr: int, s, pool: str) -> np.ndarray:
     enc = s.model.audio_encoder
     channels = enc.config.audio_channels
     from .audio import _check_sr, as_batch, match_channels, resample
+    from .tokens import encoder_bytes_per_sample
 
     x = as_batch(audio)
-    x = resample(x, _check_sr(sr), s.sample_rate) if sr != s.sample_rate else x
+    if _check_sr(sr) != s.sample_rate:
+        work = x.shape[0] * encoder_bytes_per_sample(enc.config)
+        x = resample(x, sr, s.sample_rate, name="sr", work=("embedding it with EnCodec", work))
     x = match_channels(x, channels)
     param = next(enc.parameters())
     with torch.inference_mode():
@@ -350,7 +353,8 @@ def clap_score(audio, sr=None, texts=None, *, model="clap") -> np.ndarray:
         ``N`` clips (a Generation's prompts are the default texts).
     sr : int
     texts : str or list of str
-        One text, or one per clip.
+        One text for every clip (a string or a one-item list), or one per clip.
+        Checked before any model runs.
     model : str
         ``"clap"`` (:data:`DEFAULT_CLAP`), a CLAP checkpoint or ``"tiny-clap"``.
 
@@ -367,20 +371,39 @@ def clap_score(audio, sr=None, texts=None, *, model="clap") -> np.ndarray:
     >>> score.shape, bool((np.abs(score) <= 1).all())
     ((2,), True)
     """
+    from .audio import as_batch
+
     if texts is None and hasattr(audio, "prompts"):
         texts = audio.prompts
     audio, sr = _audio_input(audio, sr)
     name = DEFAULT_CLAP if model == "clap" else model
     if not isinstance(name, str):
         raise TypeError(f"model must be 'clap' or a CLAP checkpoint name, got {model!r}")
+    texts = _clap_texts(texts, as_batch(audio).shape[0])  # before any model runs
     a = _clap_audio(audio, sr, name)
-    texts = [texts] * len(a) if isinstance(texts, str) else list(texts or [])
-    if len(texts) != len(a) or not all(isinstance(t, str) for t in texts):
-        raise ValueError(
-            f"texts must be one string or {len(a)} strings (one per clip), got {texts!r}"
-        )
     t = _clap_text(texts, name)
     return np.clip((a * t).sum(-1), -1.0, 1.0).astype(np.float64)
+
+
+def _clap_texts(texts, n: int) -> list[str]:
+    """One text per clip, from one string or a list of 1 or ``n`` strings."""
+    allowed = f"one string, or a list of 1 or {n} strings (one per clip, for {n} clips)"
+    if texts is None:
+        raise ValueError(f"texts is required with an audio array: {allowed}")
+    if isinstance(texts, str):
+        return [texts] * n
+    if isinstance(texts, (bytes, dict, set)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be {allowed}, got {type(texts).__name__} {texts!r:.60}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            why = " (an unconditional clip has no text to score)" if text is None else ""
+            raise TypeError(
+                f"texts[{i}] must be a string, got {type(text).__name__} {text!r:.60}{why}"
+            )
+    if len(texts) not in (1, n):
+        raise ValueError(f"texts must be {allowed}, got {len(texts)} texts")
+    return texts * n if len(texts) == 1 else texts
 
 
 def label_distribution(audio, sr=None, *, classifier="ast") -> np.ndarray:

@@ -405,7 +405,7 @@ class Stream:
     """
 
     def __init__(self, s, prompts=None, *, chunk=1.0, decode_threads=1, method="auto", **kwargs):
-        from .generation import _prompts, num_frames, validate
+        from .generation import _request
 
         if isinstance(chunk, bool) or not isinstance(chunk, (int, float, np.integer, np.floating)):
             raise TypeError(f"chunk must be a number of seconds > 0, got {chunk!r}")
@@ -421,19 +421,20 @@ class Stream:
         if "_on_frames" in kwargs:
             raise TypeError("_on_frames is private to stream()")
         kwargs.setdefault("progress", False)
-        opts = {k: kwargs.get(k, defaults[k]) for k in (
-            "duration", "guidance_scale", "temperature", "top_k", "top_p", "do_sample", "seed",
-            "cfg_coef_beta", "extend_stride")}  # fmt: skip
-        checked = validate(s, **opts)
-        self.batch = len(_prompts(prompts))
+        # The same checks generate() runs, so a bad argument raises here, not on next().
+        options = {
+            k: kwargs.get(k, v) for k, v in defaults.items() if k not in ("prompts", "_on_frames")
+        }
+        req = _request(s, prompts, **options)
+        self.batch = req.batch
         self.s = s
         self.prompts = prompts
         self.kwargs = kwargs
         self.sample_rate = int(s.sample_rate)
         self.chunk_frames = max(1, int(round(chunk * s.frame_rate)))
         self.chunk = self.chunk_frames / s.frame_rate
-        self.new_frames = num_frames(checked["duration"], s.frame_rate)
-        self.duration = checked["duration"]
+        self.new_frames = req.new_frames
+        self.duration = req.opts["duration"]
         self.decoder = ChunkDecoder(s, method=method, threads=decode_threads)
         self.generation = None
         self.chunks: list[Chunk] = []

@@ -50,6 +50,20 @@ def _codebook_size(s) -> int:
     return int(getattr(s, "codebook_size", s.model.audio_encoder.config.codebook_size))
 
 
+def encoder_bytes_per_sample(config) -> float:
+    """Peak memory of EnCodec's encoder per input sample of one item, in bytes (float32).
+
+    Measured (peak RSS above a warmed-up baseline, a fresh process, inference mode,
+    2-core CPU, torch 2.13): ``num_filters=4`` (``tiny``) 108-112 B/sample on 1-4 M
+    samples in most runs, up to 150 in a few; ``num_filters=64`` (every released
+    checkpoint) 1192-1200 B/sample for ``encode`` and about 990 B/sample for the encoder
+    alone, on 6-12 s. The first convolution's ``num_filters`` channels at the full rate
+    dominate; the bound ``20 * num_filters + 100`` is 180 and 1380 B/sample.
+    Re-measure tiny with ``python benchmarks/bench_resample_memory.py --encodec``.
+    """
+    return 20.0 * int(config.num_filters) + 100.0
+
+
 def encode(s, audio, sr: int) -> np.ndarray:
     """Encode audio to EnCodec codes.
 
@@ -79,7 +93,10 @@ def encode(s, audio, sr: int) -> np.ndarray:
     (1, 4, 50)
     """
     batch = audio_io.as_batch(audio)
-    batch = audio_io.resample(batch, sr, s.sample_rate)
+    work = batch.shape[0] * encoder_bytes_per_sample(s.model.audio_encoder.config)
+    batch = audio_io.resample(
+        batch, sr, s.sample_rate, name="sr", work=("encoding it with EnCodec", work)
+    )
     batch = audio_io.match_channels(batch, int(s.audio_channels))
     codec, device, dtype = _codec(s)
     bandwidth = codec.config.target_bandwidths[0]

@@ -7,6 +7,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 import torch
+from _capped import capped_error
 
 import musicgen_nb as mg
 from musicgen_nb import metrics as M
@@ -143,9 +144,46 @@ def test_clap_loads_from_a_directory_like_a_hub_checkpoint(tmp_path):
     )
 
 
-def test_clap_score_bad_texts():
-    with pytest.raises(ValueError, match="texts must be one string or 2 strings"):
-        M.clap_score(clips(2), 32000, ["only one"], model="tiny-clap")
+def test_clap_score_one_text_in_a_list_scores_every_clip():
+    x = clips(2)
+    np.testing.assert_array_equal(
+        M.clap_score(x, 32000, ["jazz"], model="tiny-clap"),
+        M.clap_score(x, 32000, "jazz", model="tiny-clap"),
+    )
+
+
+@pytest.mark.parametrize("count", [0, 3, 5])
+def test_clap_score_refuses_a_count_other_than_1_or_n(count, tmp_path):
+    texts = [f"text {i}" for i in range(count)]
+    with pytest.raises(ValueError) as info:
+        M.clap_score(clips(2), 32000, texts, model="tiny-clap")
+    msg = str(info.value)
+    assert "texts must be one string, or a list of 1 or 2 strings" in msg
+    assert f"got {count} texts" in msg
+    # Checked before any model runs: with a checkpoint that cannot load, the texts are still
+    # what is reported (the audio embedding would fail first with an OSError).
+    with pytest.raises(ValueError, match=f"got {count} texts"):
+        M.clap_score(clips(2), 32000, texts, model=str(tmp_path / "no-such-clap"))
+
+
+@pytest.mark.parametrize(
+    "texts, exc, text",
+    [
+        (
+            None,
+            ValueError,
+            "texts is required with an audio array: one string, or a list of 1 or 2",
+        ),
+        (["jazz", 5], TypeError, "texts[1] must be a string, got int 5"),
+        (["jazz", None], TypeError, "unconditional clip has no text"),
+        (5, TypeError, "texts must be one string, or a list of 1 or 2 strings"),
+        ({"a": 1}, TypeError, "got dict"),
+    ],
+)
+def test_clap_score_bad_texts(texts, exc, text):
+    with pytest.raises(exc) as info:
+        M.clap_score(clips(2), 32000, texts, model="tiny-clap")
+    assert text in str(info.value)
 
 
 # --------------------------------------------------------------------------- KL (AST stand-in)
@@ -192,6 +230,18 @@ def test_kl_shape_errors():
 
 
 # --------------------------------------------------------------------------- EnCodec latents, callables, chroma
+def test_encodec_embedding_with_a_wrong_rate_is_refused_before_resampling():
+    code = (
+        "s = mg.load('tiny')\n"
+        "mg.metrics.embed(mg.audio.sine(440, 1.0, 32000), sr=7, model='encodec', musicgen=s)"
+    )
+    msg, peak = capped_error(code)
+    assert "32,000 samples at sr=7 Hz are 4571.43 s (76.2 min) of audio" in msg
+    assert "which needs about 0.8 GB, and embedding it with EnCodec about 26.3 GB more" in msg
+    assert "Check sr:" in msg
+    assert peak < 800e6, peak
+
+
 def test_encodec_latents_need_no_extra_weights(tiny):
     x = clips(2)
     e = M.embed(x, 32000, model="encodec", musicgen=tiny)

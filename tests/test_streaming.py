@@ -152,6 +152,36 @@ def test_bad_arguments_fail_at_once(tiny, kw, exc, text):
     assert text in str(info.value)
 
 
+_PROMPT_1S = np.sin(np.linspace(0, 880 * np.pi, 32000)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(audio_prompt=_PROMPT_1S, audio_prompt_sr=7),  # 4571 s of prompt
+        dict(audio_prompt=_PROMPT_1S),  # no audio_prompt_sr
+        dict(melody=_PROMPT_1S, melody_sr=32000),  # tiny is not a melody checkpoint
+        dict(duration=-1),
+        dict(duration=1e6),
+        dict(progress="no"),
+        dict(trace="yes"),
+        dict(callback=5),
+        dict(stop="yes"),
+        dict(seed=2**64),
+        dict(seed=[1, 2]),  # two seeds for one prompt
+        dict(negative_prompt="calm", guidance_scale=1.0),
+    ],
+    ids=lambda kw: ",".join(kw),
+)
+def test_every_bad_argument_raises_at_the_call_like_generate(tiny, kw):
+    """stream() runs generate()'s own checks: the same error, before anything is iterated."""
+    with pytest.raises((TypeError, ValueError)) as from_generate:
+        tiny.generate("x", **kw)
+    with pytest.raises(type(from_generate.value)) as from_stream:
+        tiny.stream("x", **kw)  # not iterated: the error comes from the call itself
+    assert str(from_stream.value) == str(from_generate.value)
+
+
 def test_wait_before_anything_consumes_it(tiny):
     st = tiny.stream("x", duration=1.0)
     with pytest.raises(RuntimeError, match="nothing is consuming this stream"):
@@ -277,7 +307,11 @@ def test_simulate_a_hiccup_counts_a_stall():
 
 
 def test_errors_in_generation_reach_the_consumer(tiny):
-    st = tiny.stream("x", duration=1.0, melody=np.zeros(32000, np.float32), melody_sr=32000)
-    with pytest.raises(ValueError, match="melody= needs a melody checkpoint"):
+    # Bad arguments raise at stream() (above); this error only happens in the worker.
+    def callback(done, total):
+        raise RuntimeError(f"callback failed at step {done}")
+
+    st = tiny.stream("x", duration=1.0, callback=callback)
+    with pytest.raises(RuntimeError, match="callback failed at step 1"):
         next(iter(st))
     assert st.error is not None and st.wait(5) is None

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from _capped import capped_error, capped_ok
 
 from musicgen_nb import audio, tokens
 
@@ -46,6 +47,33 @@ def test_encode_resamples(tiny):
     x16 = audio.melody_tone(["C4", "G4"], 0.5, 16000)
     codes = tokens.encode(tiny, x16, 16000)
     assert codes.shape == (1, 4, 50)
+
+
+def test_encode_with_a_wrong_rate_is_refused_before_resampling():
+    # 1 s at 32 kHz declared as 7 Hz is 76 minutes: 146 M samples to resample, and EnCodec
+    # would need about 16-26 GB for them (it took 77 s and 14 GB before this check).
+    msg, peak = capped_error("s = mg.load('tiny')\ns.encode(mg.audio.sine(440, 1.0, 32000), 7)")
+    assert "32,000 samples at sr=7 Hz are 4571.43 s (76.2 min) of audio" in msg
+    assert "resampling them to 32000 Hz makes shape (1, 1, 32000) into (1, 1, 146285715)" in msg
+    assert "which needs about 0.8 GB, and encoding it with EnCodec about 26.3 GB more" in msg
+    assert "Check sr: it must be the audio's own sample rate (common: 16000" in msg
+    assert peak < 800e6, peak  # tiny loaded; the 585 MB resampled audio was never made
+
+
+def test_encoder_bytes_per_sample_bounds_a_measured_encode():
+    # Peak RSS of encoding 120 s on tiny in a fresh process, against the estimate.
+    out = capped_ok(
+        "from musicgen_nb.tokens import encoder_bytes_per_sample\n"
+        "s = mg.load('tiny')\n"
+        "x = np.random.default_rng(0).standard_normal((1, 1, 120 * 32000), dtype=np.float32)\n"
+        "s.encode(0.1 * x[..., :32000], 32000)\n"
+        "base = peak_rss()\n"
+        "s.encode(0.1 * x, 32000)\n"
+        "peak = peak_rss()\n"
+        "print(peak - base, encoder_bytes_per_sample(s.model.audio_encoder.config) * x.size)\n"
+    )
+    used, bound = map(float, out.split())
+    assert 0.5 * bound < used <= bound, (used, bound)  # a bound, and not a loose one
 
 
 def test_encode_stereo_input_to_mono_model_averages(tiny, sound):
