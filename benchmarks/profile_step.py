@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             note = f"{wb / 1e6:.0f} MB of weights -> {wb / ms / 1e6:.1f} GB/s"
         elif name == "self_attention":
             note = f"{kv_bytes / 1e6:.0f} MB of keys/values on average -> {kv_bytes / ms / 1e6:.1f} GB/s"
-        print(f"{name:<17}{ms:>8.2f}{ms / step_ms:>7.0%}  {note}")
+        print(f"{name:<17}{ms:>8.3f}{ms / step_ms:>7.0%}  {note}")
     if sum(parts.values()) > step_ms:
         print(
             "note: the profiled parts exceed the timed step: the profiler's own cost per op "

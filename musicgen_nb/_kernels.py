@@ -528,7 +528,9 @@ def _build_dir() -> Path:
             cpu = next((line for line in f if line.startswith("flags")), "")
     except OSError:
         cpu = platform.processor()
-    key = hashlib.sha256(f"{_SOURCE}|{' '.join(_CFLAGS)}|{torch.__version__}|{cpu}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{_SOURCE}|{' '.join(_CFLAGS)}|{torch.__version__}|{cpu}".encode()
+    ).hexdigest()[:16]
     return base / "kernels" / key
 
 

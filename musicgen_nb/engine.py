@@ -291,7 +291,9 @@ def _layers(
     for i in range(len(k_cache)):
         j = 8 * i
         if fused_qkv:
-            qkv = _norm_linear(x, j, 3 * i, norms, eps, mode, packed, weights, biases, scales, reduce_range)
+            qkv = _norm_linear(
+                x, j, 3 * i, norms, eps, mode, packed, weights, biases, scales, reduce_range
+            )
             q, k, v = qkv[:, :dim], qkv[:, dim : 2 * dim], qkv[:, 2 * dim :]
         else:
             h = F.layer_norm(x, [dim], norms[6 * i], norms[6 * i + 1], eps)
@@ -330,16 +332,35 @@ def _layers(
             o = o.transpose(1, 2).reshape(rows * n, dim)
         x = _linear(o, j + 3, mode, packed, weights, biases, scales, reduce_range, False, x)
         if len(cross_k) > 0:
-            q = _norm_linear(x, j + 4, 3 * i + 1, norms, eps, mode, packed, weights, biases, scales, reduce_range)
+            q = _norm_linear(
+                x, j + 4, 3 * i + 1, norms, eps, mode, packed, weights, biases, scales, reduce_range
+            )
             keep = i in capture
             if kernel and n == 1 and not keep:  # one query over the text: one C++ call
-                o = torch.ops.musicgen_nb.attend_cross(q, cross_k[i], cross_v[i], cross_bias, scaling)
+                o = torch.ops.musicgen_nb.attend_cross(
+                    q, cross_k[i], cross_v[i], cross_bias, scaling
+                )
             else:
                 q = q.reshape(rows, n, heads, hd).transpose(1, 2)
-                o = _attention(q, cross_k[i], cross_v[i], cross_bias, False, keep, scaling, kept_cross)
+                o = _attention(
+                    q, cross_k[i], cross_v[i], cross_bias, False, keep, scaling, kept_cross
+                )
                 o = o.transpose(1, 2).reshape(rows * n, dim)
             x = _linear(o, j + 5, mode, packed, weights, biases, scales, reduce_range, False, x)
-        h = _norm_linear(x, j + 6, 3 * i + 2, norms, eps, mode, packed, weights, biases, scales, reduce_range, True)
+        h = _norm_linear(
+            x,
+            j + 6,
+            3 * i + 2,
+            norms,
+            eps,
+            mode,
+            packed,
+            weights,
+            biases,
+            scales,
+            reduce_range,
+            True,
+        )
         x = _linear(h, j + 7, mode, packed, weights, biases, scales, reduce_range, False, x)
     return x, kept_self, kept_cross
 

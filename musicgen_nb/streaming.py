@@ -43,7 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Chunk", "ChunkDecoder", "Stream", "stream", "snr_db", "should_start", "simulate"]
+__all__ = [
+    "Chunk", "ChunkDecoder", "Stream", "stream", "snr_db", "should_start", "remaining_seconds",
+    "simulate",
+]  # fmt: skip
 
 #: Safety margin of the player's start rule (see :func:`should_start`).
 START_MARGIN = 1.15
@@ -448,6 +451,7 @@ class Stream:
         self._iter = None
         self._t0 = None
         self._steps = (0, 0, None, None)  # done, total, time of first step, its done count
+        self._times: list[tuple[int, float]] = []  # (steps done, time) at every step
         self._received = 0
         self._finished = threading.Event()
 
@@ -466,6 +470,7 @@ class Stream:
         if t_first is None:
             t_first, d_first = now, done
         self._steps = (done, total, t_first, d_first)
+        self._times.append((done, now))
         if self._user_callback is not None:
             self._user_callback(done, total)
 
@@ -487,7 +492,8 @@ class Stream:
         dt = time.perf_counter() - t_first
         rate = (done - d_first) / dt if dt > 0 and done > d_first else 0.0
         left = total - done
-        return rate, (left / rate if rate > 0 else (0.0 if left == 0 else math.inf))
+        flat = left / rate if rate > 0 else (0.0 if left == 0 else math.inf)
+        return rate, max(flat, remaining_seconds(list(self._times), total))
 
     # -- the consumer
     def stop(self) -> None:
@@ -629,6 +635,49 @@ def stream(s, prompts=None, *, chunk=1.0, **kwargs) -> Stream:
 
 
 # --------------------------------------------------------------------------- when to play
+def remaining_seconds(times, total: int) -> float:
+    """Seconds until step ``total``, if each step keeps slowing down as it has so far.
+
+    A step attends over every earlier position, so its time grows with the
+    position: a 30 s clip's last steps are slower than its first. Fitting the
+    elapsed time as a quadratic in the steps done (a step time linear in the
+    position) and extending it to ``total`` covers that; the average rate alone
+    underestimates the wait, and a player that trusts it runs dry near the end.
+
+    Parameters
+    ----------
+    times : list of (int, float)
+        ``(steps done, time in seconds)`` at each step so far.
+    total : int
+        The step count at the end.
+
+    Returns
+    -------
+    float
+        Estimated seconds from the last sample to step ``total``; 0 with fewer
+        than 8 samples (not enough to fit), or when the fit does not rise.
+
+    Examples
+    --------
+    >>> times = [(d, 0.02 * d + 1e-5 * d * d) for d in range(1, 101)]  # steps slow down
+    >>> round(remaining_seconds(times, 200), 2)  # the flat rate (0.021 s a step) says 2.1
+    2.3
+    """
+    if len(times) < 8:
+        return 0.0
+    d = np.array([t[0] for t in times], dtype=np.float64)
+    t = np.array([t[1] for t in times], dtype=np.float64)
+    if d[-1] <= d[0] or total <= d[-1]:
+        return 0.0
+    d0, scale = d[0], d[-1] - d[0]
+    x = (d - d0) / scale  # well conditioned whatever the step counts
+    c2, c1, _ = np.polyfit(x, t, 2)
+    if c2 < 0:  # speeding up (a warm-up): a straight line is the safe reading
+        c2, c1 = 0.0, np.polyfit(x, t, 1)[0]
+    end, now = (total - d0) / scale, x[-1]
+    return max(0.0, float(c2 * (end**2 - now**2) + c1 * (end - now)))
+
+
 def should_start(*, pos, received, total, remaining, piece, final=False, margin=START_MARGIN):
     """The live player's start rule: may playback (re)start at clip position ``pos`` now?
 

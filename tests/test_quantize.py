@@ -93,7 +93,9 @@ def test_kernel_backend_is_the_reference_arithmetic(monkeypatch):
         q = Q.Int8Linear(lin)
         x = torch.randn(4, 3, inn)
         with torch.inference_mode():
-            ref = _kernels.linear_int8_reference(x.reshape(-1, inn), q.int8_weight(), q.scale, q.bias)
+            ref = _kernels.linear_int8_reference(
+                x.reshape(-1, inn), q.int8_weight(), q.scale, q.bias
+            )
             assert torch.equal(q(x), ref.reshape(4, 3, out))
 
 

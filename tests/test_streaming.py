@@ -315,3 +315,59 @@ def test_errors_in_generation_reach_the_consumer(tiny):
     with pytest.raises(RuntimeError, match="callback failed at step 1"):
         next(iter(st))
     assert st.error is not None and st.wait(5) is None
+
+
+# ---- the remaining-time estimate under a slowing decode loop -------------------------------
+
+
+def _slowing_chunks(estimate):
+    """A 30 s stream whose steps slow down linearly (attention over a growing cache),
+    chunks of 1 s (50 steps), with ``remaining`` from ``estimate(times, total)``."""
+    from musicgen_nb.streaming import Chunk
+
+    total, per = 1500, 50
+    times, t = [], 2.0  # 2 s of text encoding before the first step
+    chunks = []
+    for d in range(1, total + 1):
+        t += 0.025 + 1.5e-5 * d  # 25 ms a step at the start, 47.5 ms at the end
+        times.append((d, t))
+        if d % per == 0:
+            i = d // per - 1
+            chunks.append(
+                Chunk(np.zeros((1, 1, 100), np.float32), float(i), d == total, i, 100,
+                      arrived=t, remaining=0.0 if d == total else estimate(times, total),
+                      total=30.0)
+            )  # fmt: skip
+    return chunks
+
+
+def test_remaining_seconds_fits_a_slowing_loop():
+    from musicgen_nb.streaming import remaining_seconds
+
+    quad = [(d, 0.02 * d + 1e-5 * d * d) for d in range(1, 101)]
+    assert remaining_seconds(quad, 200) == pytest.approx(2.3, rel=1e-6)
+    line = [(d, 0.5 + 0.03 * d) for d in range(10, 60)]
+    assert remaining_seconds(line, 100) == pytest.approx(41 * 0.03, rel=1e-6)  # 59 -> 100
+    faster = [(d, 0.05 * d - 1e-4 * d * d) for d in range(1, 50)]  # a warm-up: not extrapolated
+    assert 0 < remaining_seconds(faster, 100) < 0.05 * 51
+    assert remaining_seconds(quad[:5], 200) == 0.0  # too few samples to fit
+    assert remaining_seconds(quad, 100) == 0.0  # already there
+
+
+def test_start_rule_does_not_stall_when_steps_slow_down():
+    """With the average rate alone the player starts too early on a 30 s clip and runs dry;
+    with the fitted estimate (what Stream reports) it does not, and starts near the
+    gapless start."""
+    from musicgen_nb.streaming import remaining_seconds, simulate
+
+    def flat(times, total):
+        (d0, t0), (d, t) = times[0], times[-1]
+        return (total - d) * (t - t0) / (d - d0)
+
+    naive = simulate(_slowing_chunks(flat), piece=1.0)
+    fitted = simulate(
+        _slowing_chunks(lambda ts, n: max(flat(ts, n), remaining_seconds(ts, n))), piece=1.0
+    )
+    assert naive["stalls"] >= 1
+    assert fitted["stalls"] == 0
+    assert fitted["gapless_start"] <= fitted["start"] <= fitted["gapless_start"] + 6.0
