@@ -1,4 +1,18 @@
-"""A fused C++ kernel for one decode step's self-attention over an int8 key/value cache.
+"""Small C++ kernels for the int8 decode step: attention over an int8 cache, int8 linears.
+
+Three ops (``torch.ops.musicgen_nb.*``), each with a plain-PyTorch reference
+that the tests compare it with:
+
+* ``attend_int8``: one step's self-attention over the int8 key/value cache
+  (:func:`attend_reference`), described below;
+* ``linear_int8``: an int8 linear (:func:`linear_int8_reference`): each input
+  row quantized to int8 with its own scale, weights in :func:`pack_int8`'s
+  layout, optionally with the layer norm before it and the GELU and residual
+  add after it. A batch-1 step reads every weight once, so this is bound by
+  memory bandwidth; the layout makes it one sequential read per thread;
+* ``attend_cross``: one step's cross-attention to the text
+  (:func:`attend_cross_reference`), whose fixed cost in PyTorch's SDPA was
+  larger than its work.
 
 A decode step attends with one query per head over every cached position.
 PyTorch's CPU attention reads an fp32 cache at ~15-18 GB/s there: the work per
@@ -18,7 +32,8 @@ The C++ source below is compiled once with :mod:`torch.utils.cpp_extension`
 into ``<cache>/kernels/<hash>/`` (``MUSICGEN_NB_CACHE``, else
 ``~/.cache/musicgen_nb``); later processes only load the built library. Where
 no compiler (or ninja) exists, :func:`load` returns False and the engine runs
-:func:`attend_reference`'s arithmetic in plain PyTorch instead.
+:func:`attend_reference`'s arithmetic in plain PyTorch instead, and the int8
+layers use fbgemm (:mod:`musicgen_nb.quantize`).
 """
 
 from __future__ import annotations
@@ -31,7 +46,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["load", "status", "attend", "attend_reference", "quantize_kv"]
+__all__ = [
+    "load", "status", "attend", "attend_reference", "quantize_kv", "pack_int8", "unpack_int8",
+    "linear_int8", "linear_int8_reference", "attend_cross_reference",
+]  # fmt: skip
 
 # The schema is defined here, in Python, so that TorchScript can compile calls to
 # the op whether or not the C++ implementation is loaded (the engine only calls

@@ -18,14 +18,18 @@ once per step for two rows (conditional and unconditional). So the step:
   matrix-vector path at ~30 GB/s where ``F.linear`` with 2 rows gets 7-10 GB/s
   (same arithmetic, so the same tokens as transformers in practice; the tests
   check it);
-* with int8 weights (:mod:`musicgen_nb.quantize`) calls fbgemm directly, one
-  fused GEMM for each self-attention's q/k/v and one for the four lm_heads;
+* with int8 weights (:mod:`musicgen_nb.quantize`) calls our C++ int8 linear
+  (:func:`musicgen_nb._kernels.linear_int8`, with the layer norm before it, the
+  GELU and the residual add after it inside the call) or, where it cannot be
+  built, fbgemm; one fused GEMM for each self-attention's q/k/v and one for the
+  four lm_heads;
 * computes cross-attention keys and values once, with zero values for the
   rows that attend nowhere (the unconditional branch), instead of masking the
   output at every step.
 * with int8 weights keeps int8 keys and values (one scale per position and
-  head) and runs a single step's self-attention in one fused C++ call
-  (:mod:`musicgen_nb._kernels`; PyTorch where it cannot be built).
+  head) and runs a single step's self-attention, and its cross-attention to the
+  text, in one C++ call each (:mod:`musicgen_nb._kernels`; PyTorch where it
+  cannot be built).
 """
 
 from __future__ import annotations
@@ -163,7 +167,18 @@ def _linear(
         return torch.ops.musicgen_nb.linear_int8(
             x, weights[i], scales[i], biases[i], gelu, None, None, 1e-5, residual
         )
-    y = _linear_plain(x, i, mode, packed, weights, biases, scales, reduce_range)
+    if mode == 0:  # _INT8 (fbgemm: the bias is packed with the weights)
+        y = torch.ops.quantized.linear_dynamic(x, packed[i], reduce_range)
+    elif mode == 1:  # _MATVEC
+        b = biases[i]
+        y = torch.mm(weights[i], x.t()) if b is None else torch.addmm(b, weights[i], x.t())
+        y = y.t().contiguous()
+    elif mode == 2:  # _LINEAR
+        y = F.linear(x, weights[i], biases[i])
+    else:  # _DEQUANT
+        b = biases[i]
+        y = F.linear(x, weights[i].to(x.dtype)) * scales[i]
+        y = y if b is None else y + b
     y = F.gelu(y) if gelu else y
     return y if residual is None else residual + y
 
@@ -189,32 +204,6 @@ def _norm_linear(
         )
     h = F.layer_norm(x, [x.shape[1]], norms[2 * n], norms[2 * n + 1], eps)
     return _linear(h, i, mode, packed, weights, biases, scales, reduce_range, gelu)
-
-
-def _linear_plain(
-    x: torch.Tensor,
-    i: int,
-    mode: int,
-    packed: list[torch.classes.quantized.LinearPackedParamsBase],
-    weights: list[torch.Tensor],
-    biases: list[torch.Tensor | None],
-    scales: list[torch.Tensor],
-    reduce_range: bool,
-) -> torch.Tensor:
-    """Linear ``i`` in the modes other than the kernel's."""
-    if mode == 0:  # _INT8 (fbgemm: the bias is packed with the weights)
-        y = torch.ops.quantized.linear_dynamic(x, packed[i], reduce_range)
-    elif mode == 1:  # _MATVEC
-        b = biases[i]
-        y = torch.mm(weights[i], x.t()) if b is None else torch.addmm(b, weights[i], x.t())
-        y = y.t().contiguous()
-    elif mode == 2:  # _LINEAR
-        y = F.linear(x, weights[i], biases[i])
-    else:  # _DEQUANT
-        b = biases[i]
-        y = F.linear(x, weights[i].to(x.dtype)) * scales[i]
-        y = y if b is None else y + b
-    return y
 
 
 def _attention(
