@@ -280,8 +280,11 @@ class _Run:
         self._take_lock()
         try:
             self._check_config(config)
-            for tmp in (self.dir / "audio").glob(".*.tmp"):  # a killed run's half-written file
-                tmp.unlink()
+            # a killed run's half-written files (clips, manifest, journal): we hold the lock,
+            # so no live run is writing them
+            for folder in (self.dir, self.dir / "audio"):
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
             self.done = self._read_journal()
         except BaseException:
             self.release()

@@ -199,6 +199,21 @@ def test_kill_9_then_rerun_completes_without_duplicates(tiny, tmp_path):
     assert m["sha256"].tolist() == clean["sha256"].tolist()
 
 
+def test_a_killed_runs_half_written_files_are_removed(tiny, tmp_path):
+    """kill -9 can land while the manifest, the journal or a clip is being written: the next
+    run (which holds the lock) removes those temporary files, wherever they are."""
+    g = small_grid().head(2)
+    out = tmp_path / "run"
+    mg.run_grid(g, model=tiny, out=out, batch_size=1, progress=False)
+    stale = [out / ".manifest.parquet.99999.tmp", out / ".journal.jsonl.99999.tmp",
+             out / "audio" / ".x.wav.99999.tmp"]  # fmt: skip
+    for p in stale:
+        p.write_bytes(b"half")
+    m = mg.run_grid(g, model=tiny, out=out, batch_size=1, progress=False)
+    check_run(out, m)
+    assert not any(p.exists() for p in stale)
+
+
 def test_a_live_run_holds_the_directory(tiny, tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
