@@ -707,8 +707,11 @@ def test_kill_9_mid_save_never_leaves_audio_without_sidecar(tmp_path):
     folder = tmp_path / "out"
     folder.mkdir()
     rng = random.Random(0)
-    mid_save = 0
-    for _ in range(6):
+    mid_save = kills = 0
+    # Kill until two kills have landed mid-save (a kill between saves proves nothing);
+    # the invariant is checked after every kill.
+    while mid_save < 2 and kills < 40:
+        kills += 1
         p = subprocess.Popen(
             [sys.executable, "-c", KILLER, str(folder), str(tmp_path / "warm")],
             stdout=subprocess.PIPE,
@@ -721,7 +724,7 @@ def test_kill_9_mid_save_never_leaves_audio_without_sidecar(tmp_path):
         temps_before = len(pairs_ok(folder)[2])  # checked after every kill
         mid_save += temps_before > 0
     audio, _, temps = pairs_ok(folder)
-    assert len(audio) > 0 and temps  # some kills landed mid-save (their temp files remain)
+    assert len(audio) > 0 and mid_save >= 1 and temps, f"{mid_save} of {kills} kills mid-save"
 
 
 NOSPACE = r"""
