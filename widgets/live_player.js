@@ -210,43 +210,35 @@ function initialize({ model }) {
   return () => { clearInterval(st.timer); STATES.delete(model.get("uid")); };
 }
 
+// An element with a class and either text or children.
+function node(tag, className = "", content = []) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (typeof content === "string") e.textContent = content;
+  else e.append(...content);
+  return e;
+}
+
 function render({ model, el }) {
   const st = STATES.get(model.get("uid"));
   el.mgnbLive = st; // the front end's state, read by tests
   el.classList.add("mgnb-live");
-  const title = document.createElement("div");
-  title.className = "mgnb-live-title";
-  const bar = document.createElement("div");
-  bar.className = "mgnb-live-bar";
-  const made = document.createElement("div");
-  made.className = "mgnb-live-made";
-  const played = document.createElement("div");
-  played.className = "mgnb-live-played";
-  bar.append(made, played);
-  const row = document.createElement("div");
-  row.className = "mgnb-live-row";
-  const status = document.createElement("span");
-  status.className = "mgnb-live-status";
-  const info = document.createElement("span");
-  info.className = "mgnb-live-info";
-  const stop = document.createElement("button");
-  stop.className = "mgnb-live-stop";
-  stop.textContent = "Stop";
+  const title = node("div", "mgnb-live-title");
+  const made = node("div", "mgnb-live-made");
+  const played = node("div", "mgnb-live-played");
+  const bar = node("div", "mgnb-live-bar", [made, played]);
+  const status = node("span", "mgnb-live-status");
+  const info = node("span", "mgnb-live-info");
+  const stop = node("button", "mgnb-live-stop", "Stop");
   stop.onclick = () => model.send({ type: "stop" });
-  const enable = document.createElement("button");
-  enable.className = "mgnb-live-enable";
-  enable.textContent = "Enable audio";
+  const enable = node("button", "mgnb-live-enable", "Enable audio");
   enable.onclick = () => st.ctx && st.ctx.resume();
-  row.append(status, info, enable, stop);
-  const final = document.createElement("div");
-  final.className = "mgnb-live-final";
-  const audio = document.createElement("audio");
+  const row = node("div", "mgnb-live-row", [status, info, enable, stop]);
+  const audio = node("audio");
   audio.controls = true;
   audio.preload = "auto";
-  const link = document.createElement("a");
-  link.className = "mgnb-live-download";
-  link.textContent = "download";
-  final.append(audio, link);
+  const link = node("a", "mgnb-live-download", "download");
+  const final = node("div", "mgnb-live-final", [audio, link]);
   el.append(title, bar, row, final);
 
   function draw() {
