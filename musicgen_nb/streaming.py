@@ -450,7 +450,7 @@ class Stream:
         self._thread = None
         self._iter = None
         self._t0 = None
-        self._steps = (0, 0, None, None)  # done, total, time of first step, its done count
+        self._total_steps = 0
         self._times: list[tuple[int, float]] = []  # (steps done, time) at every step
         self._received = 0
         self._finished = threading.Event()
@@ -465,12 +465,8 @@ class Stream:
             self._received = n
 
     def _callback(self, done, total):
-        now = time.perf_counter()
-        _, _, t_first, d_first = self._steps
-        if t_first is None:
-            t_first, d_first = now, done
-        self._steps = (done, total, t_first, d_first)
-        self._times.append((done, now))
+        self._total_steps = total  # set before the sample that _rate may read
+        self._times.append((done, time.perf_counter()))
         if self._user_callback is not None:
             self._user_callback(done, total)
 
@@ -486,14 +482,16 @@ class Stream:
 
     def _rate(self) -> tuple[float, float]:
         """(steps/s so far, estimated seconds until the last frame)."""
-        done, total, t_first, d_first = self._steps
-        if t_first is None:
+        times = self._times[:]  # the worker appends while we read
+        if not times:
             return 0.0, math.inf
+        (d_first, t_first), (done, _) = times[0], times[-1]
+        total = self._total_steps
         dt = time.perf_counter() - t_first
         rate = (done - d_first) / dt if dt > 0 and done > d_first else 0.0
         left = total - done
         flat = left / rate if rate > 0 else (0.0 if left == 0 else math.inf)
-        return rate, max(flat, remaining_seconds(list(self._times), total))
+        return rate, max(flat, remaining_seconds(times, total))
 
     # -- the consumer
     def stop(self) -> None:
