@@ -3,7 +3,6 @@
 A regression that allocates gigabytes then fails inside the child (MemoryError) instead of
 taking down the machine. The child prints the error it caught and its own peak resident
 memory, so a test can show both the message and that nothing big was allocated.
-(``tests/test_generation.py`` has the same pattern for ``generate``.)
 """
 
 from __future__ import annotations
@@ -23,6 +22,24 @@ PEAK_RSS = (
 )
 
 
+def run_capped(code: str, *, gb: float = 2.5, timeout: float = 240):
+    """Run ``code`` (after ``import numpy as np, musicgen_nb as mg``; it may call ``peak_rss()``)
+    in a fresh Python capped at ``gb`` of address space; return the ``CompletedProcess``.
+
+    One that runs for ages hits ``timeout``.
+    """
+
+    def cap():
+        limit = int(gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
+    return subprocess.run(
+        [sys.executable, "-c", PEAK_RSS + "import numpy as np, musicgen_nb as mg\n" + code],
+        capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=cap,
+    )  # fmt: skip
+
+
 def capped_error(code: str, exc: str = "ValueError", *, gb: float = 2.5, timeout: float = 240):
     """Run ``code`` (after ``import numpy as np, musicgen_nb as mg``) capped at ``gb`` of address
     space; return ``(message, peak_rss_bytes)`` of the ``exc`` it raised.
@@ -30,22 +47,12 @@ def capped_error(code: str, exc: str = "ValueError", *, gb: float = 2.5, timeout
     Fails the calling test when the code raises nothing, raises something else, or the child
     dies (a MemoryError under the cap counts as "something else").
     """
-
-    def cap():
-        limit = int(gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
     body = "".join(f"    {line}\n" for line in code.splitlines())
     script = (
-        PEAK_RSS + "import numpy as np, musicgen_nb as mg\n"
         f"try:\n{body}except {exc} as e:\n    print('CAUGHT', e)\nelse:\n    print('NO ERROR')\n"
         "print('PEAK', peak_rss())\n"
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
-        env=env, preexec_fn=cap,
-    )  # fmt: skip
+    proc = run_capped(script, gb=gb, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     caught = re.search(r"^(CAUGHT .*|NO ERROR)$", proc.stdout, re.M).group(1)
     assert caught.startswith("CAUGHT"), caught
@@ -58,15 +65,6 @@ def capped_ok(code: str, *, gb: float = 2.5, timeout: float = 240) -> str:
 
     ``code`` may call ``peak_rss()`` (bytes).
     """
-
-    def cap():
-        limit = int(gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS + "import numpy as np, musicgen_nb as mg\n" + code],
-        capture_output=True, text=True, timeout=timeout, env=env, preexec_fn=cap,
-    )  # fmt: skip
+    proc = run_capped(code, gb=gb, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout

@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+from _capped import capped_error, run_capped
 
 import musicgen_nb as mg
 from musicgen_nb.generation import fit_chroma, num_frames
@@ -362,38 +363,10 @@ def test_oom_message_names_smaller_model_and_dtype(tiny):
 CAP_GB = 2.5  # loading tiny and generating 1 s peaks at about 1.1 GB of address space
 
 
-def capped(code: str, *, gb: float = CAP_GB, timeout: float = 240):
-    """Run ``code`` in a fresh Python whose address space is capped at ``gb``.
-
-    A regression that allocates gigabytes then fails inside the child (MemoryError)
-    instead of taking down the machine, and one that runs for ages hits ``timeout``.
-    """
-    import os
-    import resource
-    import subprocess
-    import sys
-
-    def cap():
-        limit = int(gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2")
-    prelude = "import numpy as np, musicgen_nb as mg\n"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True,
-        timeout=timeout, env=env, preexec_fn=cap,
-    )  # fmt: skip
-
-
 def expect_error(code: str, exc: str, match: str, **kw):
-    wrapped = (
-        "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except "
-        f"{exc} as e:\n    print('CAUGHT', e)\nelse:\n    print('NO ERROR')\n"
-    )
-    proc = capped(wrapped, **kw)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout.strip().splitlines()[-1]
-    assert out.startswith("CAUGHT") and __import__("re").search(match, out), out
+    msg, _ = capped_error(code, exc, **{"gb": CAP_GB, **kw})
+    out = f"CAUGHT {msg}"
+    assert __import__("re").search(match, out), out
     return out
 
 
@@ -437,7 +410,7 @@ def test_an_hour_is_accepted_and_planned(tiny):
 
 def test_long_audio_is_decoded_in_bounded_pieces():
     # 2.5 minutes: a one-piece decode needs ~1.5 GB more than the cap allows.
-    proc = capped(
+    proc = run_capped(
         "from musicgen_nb.generation import decode_long\n"
         "s = mg.load('tiny')\n"
         "codes = np.random.default_rng(0).integers(0, 2048, (1, 4, 7500))\n"
@@ -458,11 +431,12 @@ def test_decode_in_pieces_matches_one_piece(tiny):
 
 def test_melody_with_a_wrong_rate_computes_only_the_frames_needed():
     # 1 s declared as 8 Hz is a 67-minute melody; only ~2 s of chroma is read.
-    proc = capped(
+    proc = run_capped(
         "s = mg.load('tiny-melody')\n"
         "g = s.generate('x', duration=1, melody=mg.audio.sine(440, 1.0, 32000), melody_sr=8, "
         "seed=0, progress=False)\n"
-        "print(g.melody_chroma.shape)\n"
+        "print(g.melody_chroma.shape)\n",
+        gb=CAP_GB,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[-2] == "(1, 235, 12)"  # chroma_length frames, not 31,250
