@@ -84,18 +84,6 @@ _SOURCE = r"""
 
 namespace {
 
-// Quantize hd floats to int8 with one scale (max |x| / 127), as quantize_kv does.
-inline float quantize(const float* x, int64_t hd, int8_t* out) {
-  float amax = 0.f;
-  for (int64_t d = 0; d < hd; ++d) amax = std::max(amax, std::fabs(x[d]));
-  const float scale = std::max(amax / 127.f, 1e-12f);
-  for (int64_t d = 0; d < hd; ++d) {
-    float r = std::nearbyint(x[d] / scale);
-    out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, r)));
-  }
-  return scale;
-}
-
 #ifdef __AVX2__
 inline __m256 load8(const int8_t* p) {
   __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
@@ -127,6 +115,45 @@ inline __m256 exp8(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 #endif
+
+// k floats to int8 with one scale, max |x| / 127 (as quantize_kv: x / scale, rounded half to
+// even): a new key or value of the cache, or an input row of the int8 linear.
+inline float quantize_row(const float* x, int64_t k, int8_t* out) {
+  int64_t d = 0;
+  float amax = 0.f;
+#ifdef __AVX2__
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 mv = _mm256_setzero_ps();
+  for (; d + 8 <= k; d += 8) mv = _mm256_max_ps(mv, _mm256_and_ps(_mm256_loadu_ps(x + d), absmask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  amax = _mm_cvtss_f32(m4);
+#endif
+  for (; d < k; ++d) amax = std::max(amax, std::fabs(x[d]));
+  const float scale = std::max(amax / 127.f, 1e-12f);
+  d = 0;
+#ifdef __AVX2__
+  const __m256 sv = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  auto q8 = [&](const float* p) {
+    __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), sv),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, r)));
+  };
+  for (; d + 32 <= k; d += 32) {
+    __m256i ab = _mm256_packs_epi32(q8(x + d), q8(x + d + 8));
+    __m256i cd = _mm256_packs_epi32(q8(x + d + 16), q8(x + d + 24));
+    __m256i v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + d), v);
+  }
+#endif
+  for (; d < k; ++d) {
+    float r = std::nearbyint(x[d] / scale);
+    out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, r)));
+  }
+  return scale;
+}
 
 // One (row, head): scores over positions 0..len-1, softmax, weighted sum of values.
 void attend_head(const float* q, const int8_t* kc, const float* ks, const int8_t* vc,
@@ -232,8 +259,8 @@ at::Tensor attend_int8(const at::Tensor& q, const at::Tensor& k, const at::Tenso
     for (int64_t i = begin; i < end; ++i) {
       const int64_t r = i / heads, h = i % heads;
       const int64_t head = i * total;  // (r * heads + h) * total
-      ksp[head + pos] = quantize(kp + r * kst + h * hd, hd, kc + (head + pos) * hd);
-      vsp[head + pos] = quantize(vp + r * vst + h * hd, hd, vc + (head + pos) * hd);
+      ksp[head + pos] = quantize_row(kp + r * kst + h * hd, hd, kc + (head + pos) * hd);
+      vsp[head + pos] = quantize_row(vp + r * vst + h * hd, hd, vc + (head + pos) * hd);
       attend_head(qp + r * qs + h * hd, kc + head * hd, ksp + head, vc + head * hd, vsp + head,
                   pos + 1, hd, sc, w.data(), op + r * dim + h * hd);
     }
@@ -247,44 +274,6 @@ at::Tensor attend_int8(const at::Tensor& q, const at::Tensor& k, const at::Tenso
 // scale per output channel. The AVX2 dot product uses the sign trick: for int8 a, b,
 // maddubs(|b|, sign(a, b)) adds pairs of a * b into int16 without saturating (both sides are
 // within [-127, 127], so a pair is at most 2 * 127 * 127 = 32258), then madd widens to int32.
-
-// One row of x to int8 (same arithmetic as quantize_kv: x / scale, rounded half to even).
-inline float quantize_row(const float* x, int64_t k, int8_t* out) {
-  int64_t d = 0;
-  float amax = 0.f;
-#ifdef __AVX2__
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 mv = _mm256_setzero_ps();
-  for (; d + 8 <= k; d += 8) mv = _mm256_max_ps(mv, _mm256_and_ps(_mm256_loadu_ps(x + d), absmask));
-  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
-  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-  amax = _mm_cvtss_f32(m4);
-#endif
-  for (; d < k; ++d) amax = std::max(amax, std::fabs(x[d]));
-  const float scale = std::max(amax / 127.f, 1e-12f);
-  d = 0;
-#ifdef __AVX2__
-  const __m256 sv = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  auto q8 = [&](const float* p) {
-    __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), sv),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm256_cvtps_epi32(_mm256_min_ps(hi, _mm256_max_ps(lo, r)));
-  };
-  for (; d + 32 <= k; d += 32) {
-    __m256i ab = _mm256_packs_epi32(q8(x + d), q8(x + d + 8));
-    __m256i cd = _mm256_packs_epi32(q8(x + d + 16), q8(x + d + 24));
-    __m256i v = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(ab, cd), order);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + d), v);
-  }
-#endif
-  for (; d < k; ++d) {
-    float r = std::nearbyint(x[d] / scale);
-    out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, r)));
-  }
-  return scale;
-}
 
 #ifdef __AVX2__
 inline int32_t hsum_i32(__m256i v) {
