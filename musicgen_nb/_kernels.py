@@ -572,6 +572,7 @@ def load() -> bool:
         _STATUS.update(loaded=False, reason=f"built only on x86-64 Linux, not {platform.machine()}")
         return False
     try:
+        import fcntl
         import warnings
 
         from torch.utils import cpp_extension
@@ -583,7 +584,13 @@ def load() -> bool:
             tmp = build / f"attend.cpp.{os.getpid()}"
             tmp.write_text(_SOURCE)
             tmp.replace(src)  # atomic: a parallel process never sees half a file
-        with warnings.catch_warnings():
+        with open(build / ".build.flock", "w") as held, warnings.catch_warnings():
+            # torch's own build lock is a file (`lock`) that a process killed mid-build
+            # leaves behind, and every later process then waits on it forever. This
+            # lock is the kernel's: it goes with its process. Holding it, no other
+            # process of ours is building, so a `lock` file found now is stale.
+            fcntl.flock(held, fcntl.LOCK_EX)
+            (build / "lock").unlink(missing_ok=True)
             warnings.simplefilter("ignore")
             cpp_extension.load(
                 name="musicgen_nb_kernels",

@@ -266,3 +266,26 @@ def test_engine_kernel_and_fbgemm_linears(monkeypatch, kernel):
     kl = [float((ref.exp() * (ref - x.log_softmax(-1))).sum(-1).mean()) for x in logits[1:]]
     assert kl[0] < 0.01 and kl[1] < 0.01, kl
     assert kl[0] < kl[1], kl
+
+
+def test_a_build_killed_midway_does_not_block_later_processes(kernel, tmp_path):
+    """kill -9 during the first build leaves torch's `lock` file behind; before, every later
+    process waited on it forever. Two processes started together now both load the kernel."""
+    import os
+    import subprocess
+    import sys
+
+    built = K._build_dir()
+    copy = tmp_path / "kernels" / built.name
+    shutil.copytree(built, copy)
+    (copy / "lock").write_text("")  # what a build killed mid-way leaves
+    env = dict(os.environ, MUSICGEN_NB_CACHE=str(tmp_path), OMP_NUM_THREADS="1")
+    code = "from musicgen_nb import _kernels as K; print(K.load(), K.status()['reason'])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=180)
+        assert out.startswith("True") and str(copy) in out, out
+    assert not (copy / "lock").exists()
