@@ -582,8 +582,11 @@ def load() -> bool:
         src = build / "attend.cpp"
         if not src.exists() or src.read_text() != _SOURCE:
             tmp = build / f"attend.cpp.{os.getpid()}"
-            tmp.write_text(_SOURCE)
-            tmp.replace(src)  # atomic: a parallel process never sees half a file
+            try:
+                tmp.write_text(_SOURCE)
+                tmp.replace(src)  # atomic: a parallel process never sees half a file
+            finally:
+                tmp.unlink(missing_ok=True)  # a full disk leaves no half-written copy
         with open(build / ".build.flock", "w") as held, warnings.catch_warnings():
             # torch's own build lock is a file (`lock`) that a process killed mid-build
             # leaves behind, and every later process then waits on it forever. This
