@@ -181,14 +181,26 @@ def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
         try:
             page.goto(f"{classic['url']}/notebooks/studio.ipynb?token={classic['token']}")
+            # Run the cell only once widgetsnbextension has given the kernel its widget manager:
+            # output that arrives before that is drawn as text/plain, and no studio ever shows.
             page.wait_for_function(
                 "() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
-                " && Jupyter.notebook.kernel.is_connected()",
+                " && Jupyter.notebook.kernel.is_connected()"
+                " && Jupyter.notebook.kernel.widget_manager !== undefined",
                 timeout=120_000,
             )
             page.evaluate("() => Jupyter.notebook.execute_all_cells()")
             studio = page.locator(".mgnb-studio")
-            studio.wait_for(timeout=120_000)
+            page.wait_for_function(  # the studio shows, or the cell ends without it
+                "() => document.querySelector('.mgnb-studio')"
+                " || typeof Jupyter.notebook.get_cell(0).input_prompt_number === 'number'",
+                timeout=240_000,
+            )
+            try:
+                studio.wait_for(timeout=15_000)
+            except Exception:
+                printed = page.locator(".output_area").all_inner_texts()
+                raise AssertionError(f"the cell ended without the studio: {printed}") from None
             assert studio.get_by_text("No audio yet").is_visible()  # the anywidget player
 
             # Icons: each one has a glyph in this front end's Font Awesome (4.7).
