@@ -323,7 +323,7 @@ def _rows(args, device_type: str) -> tuple[list[tuple[str, str]], str]:
     precs = [p.strip() for p in args.precisions.split(",") if p.strip()]
     hf = [p.strip() for p in args.hf_precisions.split(",") if p.strip()]
     if device_type == "cuda":
-        precs = [p for p in precs if not p.startswith("int8")]  # int8 is a CPU path
+        precs = [p for p in precs if not p.startswith(("int8", "int4"))]  # CPU paths
     ref = "fp32" if "fp32" in precs else precs[0]
     rows = [("transformers", p) for p in hf]
     rows += [("engine", ref)] + [("engine", p) for p in precs if p != ref]

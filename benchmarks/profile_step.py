@@ -72,7 +72,7 @@ def _weight_bytes(model) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="small", help="architecture (random weights) or 'tiny'")
-    ap.add_argument("--precision", default="int8", help="fp32 | bf16 | int8")
+    ap.add_argument("--precision", default="int8", help="fp32 | bf16 | int8 | int4")
     ap.add_argument("--steps", type=int, default=250, help="decode steps (50 = 1 s of audio)")
     ap.add_argument("--top", type=int, default=12, help="rows of the per-op table")
     args = ap.parse_args(argv)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     # bytes per cached key (or value) element: int8 models keep int8 plus one
     # float32 scale per position and head
     elem = torch.empty((), dtype=s.dtype).element_size()
-    if args.precision == "int8":
+    if args.precision in ("int8", "int4"):
         elem = 1 + 4 * cfg.num_attention_heads / cfg.hidden_size
     kv_bytes = 2 * cfg.num_hidden_layers * rows * cfg.hidden_size * elem * (args.steps + 1) / 2
     wb = _weight_bytes(s.model)

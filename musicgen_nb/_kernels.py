@@ -48,7 +48,8 @@ import torch
 
 __all__ = [
     "load", "status", "attend", "attend_reference", "quantize_kv", "pack_int8", "unpack_int8",
-    "linear_int8", "linear_int8_reference", "attend_cross_reference",
+    "linear_int8", "linear_int8_reference", "attend_cross_reference", "GROUP", "quantize_int4",
+    "pack_int4", "unpack_int4", "linear_int4_reference",
 ]  # fmt: skip
 
 # The schema is defined here, in Python, so that TorchScript can compile calls to
@@ -348,6 +349,63 @@ inline void dot_block(const int8_t* w, const int8_t* x, int64_t ldx, int64_t kp,
 #endif
 }
 
+// 4-bit weights (pack_int4): for each block of 4 output rows and each group of 64 inputs, the
+// 4 rows' 32 bytes back to back ([out / 4, in / 64, 4, 32], uint8); byte e of a row holds input
+// e in its low nibble and input e + 32 in its high nibble, each as q + 8 with q in [-7, 7]. One
+// float scale per (row, group): srow[j][g]. maddubs(u, x) takes the unsigned nibbles as they
+// are; subtracting maddubs(8, x) removes the offset exactly (int16: |pair| <= 2 * 15 * 127).
+// Each group's int32 sum is scaled by its row's scale into float accumulators:
+// acc[i][j] = sum over groups of srow[j][g] * (x_i . q_j over the group).
+template <int MB>
+inline void dot_block4(const uint8_t* w, const float* const srow[4], const int8_t* x, int64_t ldx,
+                       int64_t groups, float acc[2][4]) {
+#ifdef __AVX2__
+  __m256 sum[MB][4];
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) sum[i][j] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1), mask = _mm256_set1_epi8(0x0f);
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (int64_t g = 0; g < groups; ++g, w += 128) {
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2048), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(w + 2112), _MM_HINT_T0);
+    __m256i xl[MB], xh[MB], c[MB];
+    for (int i = 0; i < MB; ++i) {
+      const int8_t* xi = x + i * ldx + 64 * g;
+      xl[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi));
+      xh[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + 32));
+      c[i] = _mm256_add_epi16(_mm256_maddubs_epi16(eight, xl[i]), _mm256_maddubs_epi16(eight, xh[i]));
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * j));
+      const __m256i lo = _mm256_and_si256(v, mask);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+      const __m256 sj = _mm256_broadcast_ss(srow[j] + g);
+      for (int i = 0; i < MB; ++i) {
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xl[i]), _mm256_maddubs_epi16(hi, xh[i]));
+        p = _mm256_sub_epi16(p, c[i]);
+        sum[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), sj, sum[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = hsum(sum[i][j]);
+#else
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+  for (int64_t g = 0; g < groups; ++g, w += 128)
+    for (int i = 0; i < MB; ++i)
+      for (int j = 0; j < 4; ++j) {
+        int32_t dot = 0;
+        for (int e = 0; e < 32; ++e) {
+          const int32_t b = w[32 * j + e];
+          dot += static_cast<int32_t>(x[i * ldx + 64 * g + e]) * ((b & 15) - 8);
+          dot += static_cast<int32_t>(x[i * ldx + 64 * g + 32 + e]) * ((b >> 4) - 8);
+        }
+        acc[i][j] += srow[j][g] * static_cast<float>(dot);
+      }
+#endif
+}
+
 // Layer norm of one row of k floats into out (two passes in double: mean, then variance).
 inline void layer_norm_row(const float* x, int64_t k, const float* g, const float* b, float eps,
                            float* out) {
@@ -367,15 +425,21 @@ at::Tensor linear_int8(const at::Tensor& x, const at::Tensor& w, const at::Tenso
                        const c10::optional<at::Tensor>& residual) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.stride(1) == 1,
               "linear_int8: x must be float32 [rows, in] with contiguous rows");
-  TORCH_CHECK(w.dim() == 4 && w.scalar_type() == at::kChar && w.is_contiguous() &&
+  // int8 weights (pack_int8, one scale per row) or 4-bit ones (pack_int4, a scale per 64 inputs).
+  const bool int4 = w.scalar_type() == at::kByte;
+  TORCH_CHECK(w.dim() == 4 && (int4 || w.scalar_type() == at::kChar) && w.is_contiguous() &&
                   w.size(2) == 4 && w.size(3) == 32,
-              "linear_int8: w must be packed int8 [out / 4, in / 32, 4, 32] (pack_int8)");
-  const int64_t m = x.size(0), k = x.size(1), n = scale.numel(), kp = 32 * w.size(1);
-  TORCH_CHECK(kp >= k && kp < k + 32, "linear_int8: x has ", k, " features, w takes ", kp);
+              "linear_int8: w must be packed int8 [out / 4, in / 32, 4, 32] (pack_int8) or "
+              "packed 4-bit uint8 [out / 4, in / 64, 4, 32] (pack_int4)");
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous() &&
+                  scale.dim() == (int4 ? 2 : 1) && (!int4 || scale.size(1) == w.size(1)),
+              int4 ? "linear_int8: 4-bit weights need contiguous float32 scales [out, in / 64]"
+                   : "linear_int8: scale must be contiguous float32 [out]");
+  const int64_t group = int4 ? 64 : 32;
+  const int64_t m = x.size(0), k = x.size(1), n = scale.size(0), kp = group * w.size(1);
+  TORCH_CHECK(kp >= k && kp < k + group, "linear_int8: x has ", k, " features, w takes ", kp);
   TORCH_CHECK(4 * w.size(0) >= n && 4 * w.size(0) < n + 4, "linear_int8: ", n,
               " scales for ", 4 * w.size(0), " packed rows");
-  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.is_contiguous(),
-              "linear_int8: scale must be contiguous float32 [out]");
   const bool has_bias = bias.has_value() && bias->defined();
   if (has_bias)
     TORCH_CHECK(bias->scalar_type() == at::kFloat && bias->is_contiguous() && bias->numel() == n,
@@ -412,7 +476,9 @@ at::Tensor linear_int8(const at::Tensor& x, const at::Tensor& w, const at::Tenso
     }
   });
   const float* rp = res ? residual->data_ptr<float>() : nullptr;
-  const int8_t* wp = w.data_ptr<int8_t>();
+  const int8_t* wp = int4 ? nullptr : w.data_ptr<int8_t>();
+  const uint8_t* w4 = int4 ? w.data_ptr<uint8_t>() : nullptr;
+  const int64_t groups = w.size(1);
   const float* sp = scale.data_ptr<float>();
   const float* bp = has_bias ? bias->data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
@@ -423,22 +489,31 @@ at::Tensor linear_int8(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   const int64_t grain = std::max<int64_t>(1, 65536 / (4 * kp * std::min<int64_t>(m, tile)));
   at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
     int32_t acc[2][4];
+    float acc4[2][4];
     float y[4];
     for (int64_t m0 = 0; m0 < m; m0 += tile) {
       const int64_t m1 = std::min(m, m0 + tile);
       for (int64_t b = b0; b < b1; ++b) {
         const int64_t n0 = 4 * b;
         const int nb = static_cast<int>(std::min<int64_t>(4, n - n0));
-        const int8_t* wb = wp + n0 * kp;
+        const float* srow[4];  // 4-bit: each row's group scales (padding rows: the last row's)
+        for (int j = 0; j < 4; ++j) srow[j] = sp + std::min(n0 + j, n - 1) * groups;
         for (int64_t i0 = m0; i0 < m1; i0 += 2) {
           const int mb = static_cast<int>(std::min<int64_t>(2, m1 - i0));
           const int8_t* xb = xq.data() + i0 * kp;
-          if (mb == 2) dot_block<2>(wb, xb, kp, kp, acc);
-          else dot_block<1>(wb, xb, kp, kp, acc);
+          if (int4) {
+            const uint8_t* wb = w4 + n0 * kp / 2;
+            if (mb == 2) dot_block4<2>(wb, srow, xb, kp, groups, acc4);
+            else dot_block4<1>(wb, srow, xb, kp, groups, acc4);
+          } else {
+            const int8_t* wb = wp + n0 * kp;
+            if (mb == 2) dot_block<2>(wb, xb, kp, kp, acc);
+            else dot_block<1>(wb, xb, kp, kp, acc);
+          }
           for (int i = 0; i < mb; ++i) {
             for (int j = 0; j < nb; ++j) {
-              const float s = xs[i0 + i] * sp[n0 + j];
-              y[j] = static_cast<float>(acc[i][j]) * s;
+              y[j] = int4 ? acc4[i][j] * xs[i0 + i]
+                          : static_cast<float>(acc[i][j]) * (xs[i0 + i] * sp[n0 + j]);
               if (bp) y[j] = y[j] + bp[n0 + j];
             }
             float* row = op + (i0 + i) * n + n0;
@@ -758,11 +833,103 @@ def linear_int8_reference(
 
 
 def linear_int8(x, packed, scale, bias=None, gelu=False, ln_weight=None, ln_bias=None, eps=1e-5, residual=None):  # fmt: skip
-    """The C++ int8 linear on :func:`pack_int8` weights where it loads, else the reference."""
+    """The C++ linear on :func:`pack_int8` (or :func:`pack_int4`) weights where it loads, else
+    the reference (:func:`linear_int8_reference`, :func:`linear_int4_reference`)."""
     args = (bias, gelu, ln_weight, ln_bias, eps, residual)
     if load():
         return torch.ops.musicgen_nb.linear_int8(x, packed, scale, *args)
+    if packed.dtype == torch.uint8:
+        q = unpack_int4(packed, scale.shape[0], x.shape[-1])
+        return linear_int4_reference(x, q, scale, *args)
     return linear_int8_reference(x, unpack_int8(packed, scale.numel(), x.shape[-1]), scale, *args)
+
+
+# ---- 4-bit weights ------------------------------------------------------------------------
+
+GROUP = 64  # inputs per 4-bit weight scale
+
+
+def quantize_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """4-bit weights: ``w ~= q * scale`` per group of :data:`GROUP` inputs of a row.
+
+    Symmetric, ``q`` in ``[-7, 7]`` (int8), ``scale = max |w| / 7`` over the group
+    (``[out, ceil(in / 64)]`` float32; a last, shorter group is padded with zeros).
+
+    Examples
+    --------
+    >>> import torch
+    >>> q, s = quantize_int4(torch.tensor([[0.7, -0.35, 0.1]]))
+    >>> q.tolist(), s.shape
+    ([[7, -4, 1]], torch.Size([1, 1]))
+    """
+    out, inn = w.shape
+    g = torch.nn.functional.pad(w.detach().float(), (0, -inn % GROUP)).reshape(out, -1, GROUP)
+    scale = (g.abs().amax(-1) / 7.0).clamp_min(1e-12)
+    q = torch.round(g / scale[..., None]).clamp_(-7, 7).to(torch.int8)
+    return q.reshape(out, -1)[:, :inn].contiguous(), scale
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """4-bit weights ``[out, in]`` (int8 in ``[-7, 7]``) in the layout the C++ linear reads.
+
+    Blocks of 4 output rows; within a block, for every 64 inputs, the 4 rows'
+    32 bytes back to back, byte ``e`` holding input ``e`` in its low nibble and
+    input ``e + 32`` in its high one, each stored as ``q + 8``:
+    ``[ceil(out / 4), ceil(in / 64), 4, 32]`` uint8, padded with zeros (``8``).
+    :func:`unpack_int4` undoes it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = torch.tensor([[-7, 0, 7]], dtype=torch.int8)
+    >>> p = pack_int4(q)
+    >>> p.shape, p.dtype, torch.equal(unpack_int4(p, 1, 3), q)
+    (torch.Size([1, 1, 4, 32]), torch.uint8, True)
+    """
+    if q.dtype != torch.int8 or q.dim() != 2 or q.numel() and (q.abs().max() > 7):
+        raise ValueError("pack_int4 takes int8 [out, in] weights in [-7, 7]")
+    out, inn = q.shape
+    u = torch.nn.functional.pad(q, (0, -inn % GROUP, 0, -out % 4)).to(torch.uint8) + 8
+    u = u.reshape(u.shape[0] // 4, 4, -1, 2, 32)  # [blocks, row, group, half, 32]
+    return (u[:, :, :, 0] | (u[:, :, :, 1] << 4)).transpose(1, 2).contiguous()
+
+
+def unpack_int4(packed: torch.Tensor, out: int, inn: int) -> torch.Tensor:
+    """The ``[out, in]`` 4-bit weights (int8 in ``[-7, 7]``) inside :func:`pack_int4`'s layout."""
+    u = packed.transpose(1, 2)  # [blocks, 4, groups, 32]
+    halves = torch.stack([u & 15, u >> 4], dim=3)  # [blocks, 4, groups, 2, 32]
+    q = halves.reshape(packed.shape[0] * 4, -1).to(torch.int8) - 8
+    return q[:out, :inn].contiguous()
+
+
+def linear_int4_reference(
+    x, q, scale, bias=None, gelu=False, ln_weight=None, ln_bias=None, eps=1e-5, residual=None
+):
+    """What the C++ linear computes on 4-bit weights, in plain PyTorch (the tests compare).
+
+    As :func:`linear_int8_reference`, with ``q`` ``[out, in]`` int8 in ``[-7, 7]``
+    and ``scale`` ``[out, ceil(in / 64)]``: each group's exact integer dot product
+    times its scale, summed over the groups (in float64 here; the kernel adds in
+    float32, in another order), times the input row's scale.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q, s = quantize_int4(torch.tensor([[0.7, 0.0], [0.0, -0.7]]))
+    >>> [round(v, 6) for v in linear_int4_reference(torch.tensor([[1.0, 0.5]]), q, s)[0].tolist()]
+    [0.7, -0.35]
+    """
+    if ln_weight is not None:
+        x = torch.nn.functional.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
+    xq, xs = quantize_kv(x)
+    pad = -x.shape[-1] % GROUP
+    xg = torch.nn.functional.pad(xq.double(), (0, pad)).reshape(len(x), -1, GROUP)
+    qg = torch.nn.functional.pad(q.double(), (0, pad)).reshape(len(q), -1, GROUP)
+    dots = torch.einsum("igk,jgk->ijg", xg, qg)  # exact integers
+    y = ((dots * scale.double()[None]).sum(-1) * xs.double()[:, None]).float()
+    y = y if bias is None else y + bias
+    y = torch.nn.functional.gelu(y) if gelu else y
+    return y if residual is None else residual + y
 
 
 def attend_cross_reference(q, k, v, bias, scaling: float):

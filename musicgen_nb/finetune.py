@@ -670,9 +670,9 @@ def _check_train_args(
 
     if not isinstance(s, MusicGen):
         raise TypeError(f"s must be a MusicGen from mg.load(), got {type(s).__name__}")
-    if s.precision == "int8":
+    if s.precision in ("int8", "int4"):
         raise ValueError(
-            "s was loaded with precision='int8', which cannot be trained; load it with "
+            f"s was loaded with precision={s.precision!r}, which cannot be trained; load it with "
             "precision='fp32' (or 'auto'), then load the result at any precision"
         )
     if s.is_melody:

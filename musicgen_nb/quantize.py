@@ -1,4 +1,4 @@
-"""Int8 weights for the decoder's linear layers (CPU).
+"""Int8 (and 4-bit) weights for the decoder's linear layers (CPU).
 
 :func:`quantize_int8` replaces every ``nn.Linear`` of the MusicGen decoder (self-
 and cross-attention q/k/v/out projections, ``fc1``, ``fc2`` and the ``lm_heads``)
@@ -22,20 +22,25 @@ backends, chosen once per layer (:attr:`Int8Linear.backend`):
 
 Memory (the decoder's linear weights, counted from the stored configs):
 
-========  ==========  ==========  ==========
-model     fp32 (GB)   int8 (GB)   saved (GB)
-========  ==========  ==========  ==========
-small     1.64        0.41        1.23
-medium    7.30        1.82        5.47
-melody    5.49        1.37        4.11
-large     12.95       3.24        9.71
-========  ==========  ==========  ==========
+========  ==========  ==========  ==========  ==========
+model     fp32 (GB)   int8 (GB)   saved (GB)  int4 (GB)
+========  ==========  ==========  ==========  ==========
+small     1.64        0.41        1.23        0.23
+medium    7.30        1.82        5.47        1.03
+melody    5.49        1.37        4.11        0.78
+large     12.95       3.24        9.71        1.83
+========  ==========  ==========  ==========  ==========
 
 Measured on musicgen-small (random weights): the process holds 1.5 GB after
 ``load(precision="int8")`` against 2.7 GB in fp32, and peaks at 2.05 GB while
 generating 5 s against 3.15 GB. Each self-attention's q/k/v projections, and
 the four lm_heads, run as one fused GEMM (same outputs: the input's
 quantization depends only on the input).
+
+4-bit weights (:func:`quantize_int4`, ``mg.load(..., precision="int4")``): the
+transformer layers' linears get 4-bit weights with a float32 scale per 64 inputs
+(:class:`Int4Linear`, our kernel only), the lm_heads stay int8. A step then reads
+~0.57 bytes per weight instead of 1, at ~10% error per layer instead of ~0.8%.
 
 Accuracy: relative error per layer on random inputs ~0.8% with the kernel
 (8-bit inputs, a scale per row), ~1.6% with fbgemm; on musicgen-small (random
@@ -53,7 +58,7 @@ import weakref
 import torch
 from torch import nn
 
-__all__ = ["Int8Linear", "quantize_int8", "linear_bytes"]
+__all__ = ["Int8Linear", "Int4Linear", "quantize_int8", "quantize_int4", "linear_bytes"]
 
 
 @functools.cache
@@ -123,6 +128,8 @@ class Int8Linear(nn.Module):
     bias : torch.Tensor or None
     """
 
+    bits = 8
+
     def __init__(self, linear: nn.Linear | None = None, *, weight=None, bias=None):
         super().__init__()
         if linear is not None:
@@ -191,6 +198,10 @@ class Int8Linear(nn.Module):
             warnings.simplefilter("ignore")
             return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
 
+    def dequantized(self) -> torch.Tensor:
+        """The float32 weights ``[out, in]`` these int8 weights and scales stand for."""
+        return self.int8_weight().float() * self.scale[:, None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
@@ -203,12 +214,99 @@ class Int8Linear(nn.Module):
                 x.dtype
             )
         else:
-            w = self.int8_weight().to(x.dtype) * self.scale.to(x.dtype)[:, None]
+            w = self.dequantized().to(x.dtype)
             y = nn.functional.linear(x2, w, None if self.bias is None else self.bias.to(x.dtype))
         return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 ({self.backend})"
+        kind = f"int{self.bits}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {kind} ({self.backend})"
+
+
+class Int4Linear(Int8Linear):
+    """A linear layer with 4-bit weights (a scale per 64 inputs of a row) and fp32 in/out.
+
+    Runs only on our C++ kernel (:func:`musicgen_nb._kernels.linear_int8`, which
+    takes :func:`~musicgen_nb._kernels.pack_int4` weights): the inputs are
+    quantized per row to int8 as for :class:`Int8Linear`. Each group's scale is
+    the one, among ``max |w| / 7`` times 1.0, 0.975, ..., 0.8, with the smallest
+    squared error over the group (clipping the largest weights a little lowers
+    the error of the rest: ~7% less error on Gaussian weights).
+
+    Parameters
+    ----------
+    linear : torch.nn.Linear
+        The fp32 layer to quantize (on the CPU); its weights are not kept.
+
+    Attributes
+    ----------
+    qweight : torch.Tensor
+        uint8 in :func:`~musicgen_nb._kernels.pack_int4`'s layout.
+    scale : torch.Tensor
+        float32 ``[out, ceil(in / 64)]``.
+
+    Raises
+    ------
+    RuntimeError
+        Where the kernels do not build (see :func:`musicgen_nb._kernels.status`).
+    """
+
+    bits = 4
+
+    def __init__(self, linear: nn.Linear | None = None, *, weight=None, bias=None):
+        nn.Module.__init__(self)
+        if linear is not None:
+            weight, bias = linear.weight, linear.bias
+        w = weight.detach().float()
+        self.out_features, self.in_features = w.shape
+        if w.device.type != "cpu" or not kernel_available():
+            from ._kernels import status
+
+            raise RuntimeError(
+                "4-bit weights run only on musicgen-nb's C++ kernel on the CPU, and it is not "
+                f"available here ({status()['reason']}); use precision='int8'"
+            )
+        from ._kernels import pack_int4
+
+        q, scale = _int4_weights(w)
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.register_buffer("qweight", pack_int4(q))
+        self._memo, self.reduce_range, self.packed, self.backend = None, False, None, "kernel"
+
+    def int8_weight(self) -> torch.Tensor:
+        """The 4-bit weights ``[out, in]`` as int8 values in ``[-7, 7]``."""
+        from ._kernels import unpack_int4
+
+        return unpack_int4(self.qweight, self.out_features, self.in_features)
+
+    def dequantized(self) -> torch.Tensor:
+        from ._kernels import GROUP
+
+        scale = self.scale.repeat_interleave(GROUP, dim=1)[:, : self.in_features]
+        return self.int8_weight().float() * scale
+
+
+def _int4_weights(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~musicgen_nb._kernels.quantize_int4` with each group's scale picked for the
+    smallest squared error among ``max |w| / 7`` times 1.0, 0.975, ..., 0.8."""
+    from ._kernels import GROUP, quantize_int4
+
+    q, base = quantize_int4(w)
+    scale = base
+    out, inn = w.shape
+    g = nn.functional.pad(w, (0, -inn % GROUP)).reshape(out, -1, GROUP)
+    best_q = nn.functional.pad(q, (0, -inn % GROUP)).reshape(out, -1, GROUP)
+    best_err = ((best_q * scale[..., None] - g) ** 2).sum(-1)
+    for ratio in torch.linspace(0.975, 0.8, 8).tolist():
+        s = base * ratio
+        cand = torch.round(g / s[..., None]).clamp_(-7, 7)
+        err = ((cand * s[..., None] - g) ** 2).sum(-1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        scale = torch.where(better, s, scale)
+        best_q = torch.where(better[..., None], cand.to(torch.int8), best_q)
+    return best_q.reshape(out, -1)[:, :inn].contiguous(), scale
 
 
 class Int8Part(nn.Module):
@@ -232,10 +330,10 @@ class Int8Part(nn.Module):
         return f"columns [{self.start}, {self.stop}) of a fused int8 layer"
 
 
-def _fuse_into(parent: nn.Module, names: list[str], container=None) -> Int8Linear:
-    """Replace ``parent.<name>`` (or ``container[i]``) layers by parts of one fused int8 layer."""
+def _fuse_into(parent: nn.Module, names: list[str], cls, container=None) -> Int8Linear:
+    """Replace ``parent.<name>`` (or ``container[i]``) layers by parts of one fused ``cls`` layer."""
     layers = [container[int(n)] if container is not None else getattr(parent, n) for n in names]
-    fused = Int8Linear.fuse(layers)
+    fused = cls.fuse(layers)
     start = 0
     for n, lin in zip(names, layers, strict=True):
         part = Int8Part(fused, start, start + lin.out_features)
@@ -248,11 +346,11 @@ def _fuse_into(parent: nn.Module, names: list[str], container=None) -> Int8Linea
 
 
 def linear_bytes(module: nn.Module) -> int:
-    """Bytes held by the weights of the linear layers under ``module`` (fp32 or int8)."""
+    """Bytes held by the weights of the linear layers under ``module`` (fp32, int8 or int4)."""
     total = 0
     for m in module.modules():
         if isinstance(m, Int8Linear):  # parts hold no weights of their own
-            total += m.in_features * m.out_features + m.scale.numel() * 4
+            total += m.in_features * m.out_features * m.bits // 8 + m.scale.numel() * 4
             total += 0 if m.bias is None else m.bias.numel() * 4
         elif isinstance(m, nn.Linear):
             total += sum(p.numel() * p.element_size() for p in m.parameters())
@@ -281,34 +379,66 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     >>> type(s.model.decoder.model.decoder.layers[0].fc1).__name__
     'Int8Linear'
     """
+    return _quantize(model, "quantize_int8", lambda name: Int8Linear)
+
+
+def quantize_int4(model: nn.Module) -> nn.Module:
+    """Quantize the decoder layers' linears to 4 bits (:class:`Int4Linear`), in place.
+
+    As :func:`quantize_int8`, except that the linears of the transformer layers
+    get 4-bit weights (a scale per 64 inputs); the lm_heads, which write the
+    logits, stay int8. Reads ~0.57 bytes per weight instead of int8's 1, at
+    about ten times int8's error per layer: a choice for users who trade
+    fidelity for speed (KL to fp32 in ``benchmarks/bench_generate.py``).
+    Needs our C++ kernels (:class:`Int4Linear`).
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> s = mg.load("tiny", precision="int4")
+    >>> layer = s.model.decoder.model.decoder.layers[0]
+    >>> type(layer.fc1).__name__, type(s.model.decoder.lm_heads[0].fused).__name__
+    ('Int4Linear', 'Int8Linear')
+    """
+
+    return _quantize(
+        model,
+        "quantize_int4",
+        lambda name: Int8Linear if name.startswith("lm_heads") else Int4Linear,
+    )
+
+
+def _quantize(model: nn.Module, caller: str, kind) -> nn.Module:
+    """Replace the decoder's ``nn.Linear`` layers by ``kind(name)(linear)``, fusing q/k/v and
+    the lm_heads first (see :func:`quantize_int8`)."""
     decoder = getattr(model, "decoder", None)
     if decoder is None:
         raise TypeError(
-            f"quantize_int8 needs a MusicGen model with a .decoder, got {type(model).__name__}"
+            f"{caller} needs a MusicGen model with a .decoder, got {type(model).__name__}"
         )
     device = next(decoder.parameters()).device
     if device.type != "cpu":
         raise ValueError(
-            f"int8 quantization runs on the CPU; the model is on {device.type} (use fp16/bf16 there)"
+            f"{caller} runs on the CPU; the model is on {device.type} (use fp16/bf16 there)"
         )
     # Layers that always see the same input run as one fused int8 GEMM: each
     # self-attention's q/k/v, and the per-codebook lm_heads.
     for name, module in list(decoder.named_modules()):
         qkv = [getattr(module, n, None) for n in ("q_proj", "k_proj", "v_proj")]
         if name.endswith("self_attn") and all(type(m) is nn.Linear for m in qkv):
-            _fuse_into(module, ["q_proj", "k_proj", "v_proj"])
+            _fuse_into(module, ["q_proj", "k_proj", "v_proj"], kind(name))
     heads = getattr(decoder, "lm_heads", None)
     if (
         isinstance(heads, nn.ModuleList)
         and len(heads) > 1
         and all(type(h) is nn.Linear for h in heads)
     ):
-        _fuse_into(decoder, [str(i) for i in range(len(heads))], container=heads)
+        _fuse_into(decoder, [str(i) for i in range(len(heads))], kind("lm_heads"), heads)
     targets = [(name, m) for name, m in decoder.named_modules() if type(m) is nn.Linear]
     for name, lin in targets:
         parent_name, _, child = name.rpartition(".")
         parent = decoder.get_submodule(parent_name) if parent_name else decoder
-        q = Int8Linear(lin)
+        q = kind(name)(lin)
         if isinstance(parent, (nn.ModuleList, nn.Sequential)):
             parent[int(child)] = q
         else:

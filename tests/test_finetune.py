@@ -399,8 +399,13 @@ def test_bad_arguments_name_themselves(s, data, tmp_path):
             FT.train(s, data, out=tmp_path, progress=False, **kw)
     with pytest.raises(TypeError, match="data must be a Dataset"):
         FT.train(s, "folder", out=tmp_path)
-    with pytest.raises(ValueError, match="int8"):
+    with pytest.raises(ValueError, match="precision='int8', which cannot be trained"):
         FT.train(mg.load("tiny", precision="int8"), data, out=tmp_path)
+    from musicgen_nb import quantize
+
+    if quantize.kernel_available():
+        with pytest.raises(ValueError, match="precision='int4', which cannot be trained"):
+            FT.train(mg.load("tiny", precision="int4"), data, out=tmp_path)
     with pytest.raises(ValueError, match="not a fine-tune folder"):
         mg.load("tiny", adapter=tmp_path)
 

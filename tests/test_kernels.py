@@ -325,3 +325,95 @@ def test_full_disk_falls_back_and_leaves_no_half_written_source(tmp_path):
     assert lines["LOADED"] == "False"
     assert "No space left on device" in lines["REASON"], lines["REASON"]
     assert eval(lines["FILES"]) == []  # no attend.cpp.<pid> half-written
+
+
+# ---- 4-bit weights ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "out", "inn"),
+    # musicgen's shapes, odd ones (padding rows and inputs, a short last group), one row,
+    # and many rows (several tiles).
+    [(2, 3072, 1024), (2, 1024, 4096), (1, 5, 33), (3, 13, 70), (7, 64, 96), (300, 40, 1024)],
+)
+def test_int4_kernel_equals_reference(kernel, rows, out, inn):
+    """Same integer dot products per group; the kernel adds the scaled groups in float32 in
+    its own order, the reference in float64."""
+    g = torch.Generator().manual_seed(rows + out)
+    x = torch.randn(rows, inn, generator=g)
+    q, scale = K.quantize_int4(torch.randn(out, inn, generator=g))
+    bias, res = torch.randn(out, generator=g), torch.randn(rows, out, generator=g)
+    ln = torch.rand(inn, generator=g) + 0.5, torch.randn(inn, generator=g)
+    packed = K.pack_int4(q)
+    op = torch.ops.musicgen_nb.linear_int8
+
+    def close(y, ref):  # float32 sums of up to 64 groups: a few ulps of the largest output
+        torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6 * float(ref.abs().max()))
+
+    for b in (bias, None):
+        close(op(x, packed, scale, b), K.linear_int4_reference(x, q, scale, b))
+    y = op(x, packed, scale, bias, True, ln[0], ln[1], 1e-5, res)
+    close(y, K.linear_int4_reference(x, q, scale, bias, True, ln[0], ln[1], 1e-5, res))
+    view = torch.randn(rows, 2 * inn, generator=g)[:, inn:]  # strided rows
+    close(op(view, packed, scale, bias), K.linear_int4_reference(view, q, scale, bias))
+
+
+def test_int4_extreme_values_are_exact(kernel):
+    """Weights at -7 and 7 and inputs at +-127 (the largest int16 pairs of the offset trick):
+    with power-of-two scales every sum is exact, so kernel and reference agree bit for bit."""
+    q = torch.tensor([[-7] * 64 + [7] * 64, [7] * 128, [0] * 128, [-7] * 128], dtype=torch.int8)
+    scale = torch.full((4, 2), 0.5)
+    x = torch.stack([torch.full((128,), -3.0), torch.full((128,), 3.0)])
+    y = torch.ops.musicgen_nb.linear_int8(x, K.pack_int4(q), scale, None)
+    assert torch.equal(y, K.linear_int4_reference(x, q, scale))
+    assert y[1].tolist() == [
+        0.0,
+        128 * 7 * 127 * 0.5 * (3 / 127),
+        0.0,
+        -128 * 7 * 127 * 0.5 * (3 / 127),
+    ]
+
+
+def test_int4_pack_round_trip_and_layout():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randint(-7, 8, (13, 70), generator=g, dtype=torch.int8)
+    p = K.pack_int4(q)
+    assert p.shape == (4, 2, 4, 32) and p.dtype == torch.uint8 and p.is_contiguous()
+    assert torch.equal(K.unpack_int4(p, 13, 70), q)
+    assert p[3, :, 1:].eq(8 | 8 << 4).all()  # padding rows hold zeros (stored as 8)
+    assert p[0, 0, 0, 5].item() == (int(q[0, 5]) + 8) | (int(q[0, 37]) + 8) << 4
+    with pytest.raises(ValueError, match=r"\[-7, 7\]"):
+        K.pack_int4(torch.full((4, 64), -8, dtype=torch.int8))
+    with pytest.raises(ValueError, match="int8"):
+        K.pack_int4(q.float())
+
+
+def test_quantize_int4_groups():
+    """A scale per 64 inputs: a row of small weights next to a large one keeps its precision."""
+    w = torch.cat([torch.full((1, 64), 0.01), torch.full((1, 64), 7.0)], dim=1)
+    q, scale = K.quantize_int4(w)
+    assert scale.shape == (1, 2) and q.tolist() == [[7] * 128]
+    torch.testing.assert_close(scale, torch.tensor([[0.01 / 7, 1.0]]))
+    q, scale = K.quantize_int4(torch.ones(3, 65))  # a short last group
+    assert q.shape == (3, 65) and scale.shape == (3, 2)
+
+
+def test_int4_kernel_refuses_bad_input(kernel):
+    op = torch.ops.musicgen_nb.linear_int8
+    q, scale = K.quantize_int4(torch.randn(8, 128))
+    p = K.pack_int4(q)
+    with pytest.raises(RuntimeError, match=r"4-bit weights need contiguous float32 scales"):
+        op(torch.zeros(2, 128), p, scale[:, :1].contiguous(), None)  # one scale per row
+    with pytest.raises(RuntimeError, match=r"4-bit weights need"):
+        op(torch.zeros(2, 128), p, scale.double(), None)
+    with pytest.raises(RuntimeError, match="w takes 128"):
+        op(torch.zeros(2, 64), p, scale, None)
+
+
+def test_int4_fallback_is_the_reference(monkeypatch):
+    q, scale = K.quantize_int4(torch.randn(6, 100))
+    x = torch.randn(3, 100)
+    monkeypatch.setattr(K, "load", lambda: False)
+    assert torch.equal(
+        K.linear_int8(x, K.pack_int4(q), scale), K.linear_int4_reference(x, q, scale)
+    )
