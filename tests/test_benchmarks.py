@@ -24,7 +24,7 @@ def test_bench_generate_rows_and_fidelity(tmp_path):
     out = tmp_path / "bench.json"
     text = _run(
         "bench_generate.py", "--model", "tiny", "--steps", "12", "--in-process",
-        "--precisions", "fp32,bf16,int8,int8-fbgemm", "--e2e-seconds", "0.5", "--json", str(out),
+        "--precisions", "fp32,bf16,int8,int8-fbgemm,int4", "--e2e-seconds", "0.5", "--json", str(out),
     )  # fmt: skip
     rows = {(r["impl"], r["precision"]): r for r in json.loads(out.read_text())["rows"]}
     assert set(rows) == {
@@ -33,6 +33,7 @@ def test_bench_generate_rows_and_fidelity(tmp_path):
         ("engine", "bf16"),
         ("engine", "int8"),
         ("engine", "int8-fbgemm"),  # int8 with fbgemm's linears: the fallback, side by side
+        ("engine", "int4"),
     }
     assert all(
         "error" not in r and r["steps"] == 12 and r["steps_per_s"] > 0 for r in rows.values()
@@ -41,6 +42,8 @@ def test_bench_generate_rows_and_fidelity(tmp_path):
     for prec in ("bf16", "int8", "int8-fbgemm"):
         r = rows["engine", prec]
         assert 0 <= r["tf_mean_kl"] < 0.05 and r["tf_top1_agree"] > 0.8
+    # 4-bit weights: far from fp32 on tiny (64 wide, random weights), and further than int8
+    assert rows["engine", "int8"]["tf_mean_kl"] < rows["engine", "int4"]["tf_mean_kl"] < 1.0
     assert rows["engine", "int8"]["e2e_long_audio_s"] == 0.5
     assert "tokens = hf: 100.0%" in text
 
@@ -54,6 +57,8 @@ def test_profile_step_splits_the_step():
     # int8: the fused kernels are counted as self- and cross-attention
     assert "musicgen_nb::attend_int8" in text and float(lines["self_attention"].split()[1]) > 0
     assert "musicgen_nb::attend_cross" in text  # (tiny: its share may round to 0.00 ms)
+    four = _run("profile_step.py", "--model", "tiny", "--precision", "int4", "--steps", "8")
+    assert "precision=int4" in four and "musicgen_nb::linear_int8" in four
 
 
 def test_codec_overlap_compares_both_ways():
