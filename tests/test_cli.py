@@ -214,7 +214,7 @@ def test_closed_pipe_exits_quietly():
 
 
 def test_load_errors_use_flag_names(tmp_path):
-    proc = run("generate", "x", "--model", "tiny", "--precision", "int4", "--out", str(tmp_path))
+    proc = run("generate", "x", "--model", "tiny", "--precision", "int3", "--out", str(tmp_path))
     assert proc.stderr.strip().startswith("musicgen-nb: error: --precision must be one of")
     proc = run("generate", "x", "--model", "", "--out", str(tmp_path))
     assert proc.stderr.strip().startswith("musicgen-nb: error: --model is an empty string")

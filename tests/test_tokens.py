@@ -60,6 +60,22 @@ def test_encode_with_a_wrong_rate_is_refused_before_resampling():
     assert peak < 800e6, peak  # tiny loaded; the 585 MB resampled audio was never made
 
 
+def test_encode_at_the_models_own_rate_checks_memory_too():
+    # 20 minutes at 32 kHz need no resampling, but EnCodec would need about 6.9 GB for them on
+    # tiny (53 GB on the released checkpoints): refused under a 2.5 GB cap before it starts.
+    msg, peak = capped_error(
+        "s = mg.load('tiny')\ns.encode(np.zeros(20 * 60 * 32000, np.float32), 32000)"
+    )
+    assert "encoding 38,400,000 samples at 32000 Hz (1200.00 s (20.0 min)) with EnCodec" in msg
+    assert "needs about 6.9 GB, but only" in msg and "pass shorter audio (about" in msg
+    assert peak < 800e6, peak
+    # what it says fits does fit
+    fits = float(msg.split("(about ")[1].split(" s fits")[0].replace(",", ""))
+    n = int(fits * 0.9 * 32000)
+    out = capped_ok(f"s = mg.load('tiny')\nprint(s.encode(np.zeros({n}, np.float32), 32000).shape)")
+    assert f"(1, 4, {-(-n // 640)})" in out
+
+
 def test_encoder_bytes_per_sample_bounds_a_measured_encode():
     # Peak RSS of encoding 120 s on tiny in a fresh process, against the estimate.
     out = capped_ok(
