@@ -248,7 +248,8 @@ def resample(
     Before resampling, the memory the call needs is estimated from the sizes
     (input + 1.35 x output + 16 MB for one row, 2.25 x output for more; measured)
     and compared with the memory available: a wrong rate that would stretch the audio a thousandfold is refused
-    at once instead of exhausting memory.
+    at once instead of exhausting memory. The caller's ``work`` is counted too, also
+    when the rates are equal (then the call is a copy).
 
     Parameters
     ----------
@@ -292,9 +293,9 @@ def resample(
     arr = _to_float32(_to_numpy(audio, "audio"))
     if arr.ndim == 0 or arr.shape[-1] == 0:
         raise ValueError(f"audio must have samples on its last axis, got shape {arr.shape}")
+    _check_resample_memory(arr, orig_sr, target_sr, name, work)
     if orig_sr == target_sr:
         return arr.copy()
-    _check_resample_memory(arr, orig_sr, target_sr, name, work)
     lead = arr.shape[:-1]
     flat = arr.reshape(-1, arr.shape[-1]).T  # soxr wants [frames, channels]
     out = soxr.resample(np.ascontiguousarray(flat), orig_sr, target_sr, quality="HQ")
@@ -307,17 +308,29 @@ def _check_resample_memory(arr: np.ndarray, orig_sr: int, target_sr: int, name: 
     from .memory import available_bytes
 
     n = arr.shape[-1]
+    what, per_sample = work if work is not None else ("", 0.0)
+    if orig_sr == target_sr and not per_sample:
+        return  # a copy of what the caller already holds, and nothing after it
     out_len = math.ceil(n * target_sr / orig_sr)
     rows = arr.size // n
-    factor = _RESAMPLE_OUT_FACTOR[rows > 1]
-    need = 4 * arr.size + factor * 4 * rows * out_len + _RESAMPLE_OVERHEAD
-    what, per_sample = work if work is not None else ("", 0.0)
+    if orig_sr == target_sr:  # a copy, then the caller's work on it
+        need = 4 * arr.size
+    else:
+        factor = _RESAMPLE_OUT_FACTOR[rows > 1]
+        need = 4 * arr.size + factor * 4 * rows * out_len + _RESAMPLE_OVERHEAD
     after = per_sample * out_len
     available = available_bytes()
     if available is None or need + after <= available:
         return
     seconds = n / orig_sr
     span = f"{seconds:.2f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")
+    if orig_sr == target_sr:
+        fits = available / (4 * rows + per_sample) / orig_sr
+        raise ValueError(
+            f"{n:,} samples at {name}={orig_sr} Hz are {span} of audio; {what} needs about "
+            f"{after / 1e9:,.1f} GB, but only {available / 1e9:,.1f} GB of memory is available; "
+            f"pass shorter audio (about {fits:,.0f} s fits) or fewer items at a time"
+        )
     target = f"target_sr={target_sr} Hz" if name == "orig_sr" else f"{target_sr} Hz"
     then = f", and {what} about {after / 1e9:,.1f} GB more" if after else ""
     if name == "orig_sr":

@@ -98,7 +98,6 @@ def encode(s, audio, sr: int) -> np.ndarray:
         batch, sr, s.sample_rate, name="sr", work=("encoding it with EnCodec", work)
     )
     batch = audio_io.match_channels(batch, int(s.audio_channels))
-    _check_encode_memory(batch, int(s.sample_rate), work)
     codec, device, dtype = _codec(s)
     bandwidth = codec.config.target_bandwidths[0]
     with torch.inference_mode():
@@ -110,27 +109,6 @@ def encode(s, audio, sr: int) -> np.ndarray:
     # Stereo: interleave codebooks, left at even indices, right at odd ones.
     codes = torch.stack(per_channel, dim=2).flatten(1, 2)
     return codes.to("cpu", torch.int64).numpy()
-
-
-def _check_encode_memory(batch: np.ndarray, sr: int, per_sample: float) -> None:
-    """Refuse audio whose encoding cannot fit in memory (``per_sample``: bytes per sample of
-    the batch, :func:`encoder_bytes_per_sample` times the items; channels run one by one)."""
-    from .memory import available_bytes
-
-    n = batch.shape[-1]
-    need = per_sample * n
-    available = available_bytes()
-    if available is None or need <= available:
-        return
-    seconds = n / sr
-    span = f"{seconds:.2f} s" + (f" ({seconds / 60:.1f} min)" if seconds >= 120 else "")
-    items = f"{batch.shape[0]} items of " if batch.shape[0] > 1 else ""
-    fits = available / per_sample / sr
-    raise ValueError(
-        f"encoding {items}{n:,} samples at {sr} Hz ({span}) with EnCodec needs about "
-        f"{need / 1e9:,.1f} GB, but only {available / 1e9:,.1f} GB of memory is available; "
-        f"pass shorter audio (about {fits:,.0f} s fits) or fewer items at a time"
-    )
 
 
 def _int_codes(codes) -> np.ndarray:

@@ -385,3 +385,15 @@ def test_encode_gives_file_bytes():
     data = audio.encode(audio.sine(440, 0.1, 8000), 8000, "flac")
     y, sr = sf.read(io.BytesIO(data))
     assert data[:4] == b"fLaC" and sr == 8000 and len(y) == 800
+
+
+def test_same_rate_counts_the_callers_work():
+    """Equal rates: a copy, but the caller's next step is still checked against the memory."""
+    x = np.zeros((2, 1, 32000), np.float32)
+    same = audio.resample(x, 32000, 32000, name="sr", work=("encoding it", 100.0))
+    assert np.array_equal(same, x) and same is not x
+    with pytest.raises(ValueError) as err:
+        audio.resample(x, 32000, 32000, name="sr", work=("encoding it", 1e12))
+    msg = str(err.value)
+    assert msg.startswith("32,000 samples at sr=32000 Hz are 1.00 s of audio; encoding it needs")
+    assert "pass shorter audio (about 0 s fits)" in msg
