@@ -136,24 +136,27 @@ class Int8Linear(nn.Module):
             weight, bias = linear.weight, linear.bias
         w = weight.detach().float()
         self.out_features, self.in_features = w.shape
-        scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
-        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        self.register_buffer("scale", scale)
-        bias = None if bias is None else bias.detach().float().clone()
-        self.register_buffer("bias", bias)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self._memo = None
         self.reduce_range = not _has_vnni()
         self.packed = None
+        q, scale = self._quantize(w)
+        self.register_buffer("scale", scale)
+        self.register_buffer("qweight", q)
+
+    def _quantize(self, w: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``(qweight, scale)`` for fp32 ``w``; sets :attr:`backend` (and :attr:`packed`)."""
+        from ._kernels import pack_int8, quantize_kv
+
+        q, scale = quantize_kv(w)  # one scale per output row
         self.backend = "dequantize"
         if w.device.type == "cpu" and kernel_available():
-            from ._kernels import pack_int8
-
             self.backend, q = "kernel", pack_int8(q)
         elif w.device.type == "cpu" and fbgemm_available():
             # fbgemm keeps its own packed int8 copy: no second copy is held here.
-            self.backend, self.packed = "fbgemm", _prepack(q, scale, bias)
+            self.backend, self.packed = "fbgemm", _prepack(q, scale, self.bias)
             q = None
-        self.register_buffer("qweight", q)
+        return q, scale
 
     @classmethod
     def fuse(cls, linears: list[nn.Linear]) -> Int8Linear:
@@ -253,12 +256,7 @@ class Int4Linear(Int8Linear):
 
     bits = 4
 
-    def __init__(self, linear: nn.Linear | None = None, *, weight=None, bias=None):
-        nn.Module.__init__(self)
-        if linear is not None:
-            weight, bias = linear.weight, linear.bias
-        w = weight.detach().float()
-        self.out_features, self.in_features = w.shape
+    def _quantize(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if w.device.type != "cpu" or not kernel_available():
             from ._kernels import status
 
@@ -269,10 +267,8 @@ class Int4Linear(Int8Linear):
         from ._kernels import pack_int4
 
         q, scale = _int4_weights(w)
-        self.register_buffer("scale", scale)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-        self.register_buffer("qweight", pack_int4(q))
-        self._memo, self.reduce_range, self.packed, self.backend = None, False, None, "kernel"
+        self.backend = "kernel"
+        return pack_int4(q), scale
 
     def int8_weight(self) -> torch.Tensor:
         """The 4-bit weights ``[out, in]`` as int8 values in ``[-7, 7]``."""
