@@ -1,4 +1,5 @@
-"""Run a bad call in a fresh Python whose address space is capped (``RLIMIT_AS``).
+"""Run a bad call in a fresh Python whose address space is capped (``RLIMIT_AS``), or whose
+disk is a small tmpfs (:func:`on_small_disk`).
 
 A regression that allocates gigabytes then fails inside the child (MemoryError) instead of
 taking down the machine. The child prints the error it caught and its own peak resident
@@ -10,8 +11,11 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 # Peak resident memory of this process: VmHWM, which starts afresh at exec. (ru_maxrss does
 # not: a child forked from pytest inherits the parent's peak.)
@@ -68,3 +72,28 @@ def capped_ok(code: str, *, gb: float = 2.5, timeout: float = 240) -> str:
     proc = run_capped(code, gb=gb, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+SMALL_DISK = 'set -e\nmount -t tmpfs -o size="$1" tmpfs "$2"\nshift 2\nexec env "$@"\n'
+
+
+def on_small_disk(tmp_path, size: str, code: str, env: str = "") -> tuple:
+    """Run Python ``code`` in a private mount namespace where ``tmp_path / "small"`` is a
+    ``size`` tmpfs (``sys.argv[1]`` is that folder; ``env``: ``NAME=value`` words, where
+    ``{mnt}`` stands for it). Returns ``(folder, {key: rest})`` of the ``key rest`` lines
+    the code printed. Skips without root, ``unshare`` or the right to mount.
+    """
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to mount a small tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    words = [w.replace("{mnt}", str(mnt)) for w in env.split()]
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", SMALL_DISK, "sh", size, str(mnt), *words,
+         sys.executable, "-c", code, str(mnt)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if "mount" in proc.stderr and proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return mnt, dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())

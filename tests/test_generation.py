@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from _capped import capped_error, run_capped
+from _capped import capped_error, on_small_disk, run_capped
 
 import musicgen_nb as mg
 from musicgen_nb.generation import fit_chroma, num_frames
@@ -701,11 +701,7 @@ def test_kill_9_mid_save_never_leaves_audio_without_sidecar(tmp_path):
     assert len(audio) > 0 and mid_save >= 1 and temps, f"{mid_save} of {kills} kills mid-save"
 
 
-NOSPACE = r"""
-set -e
-mount -t tmpfs -o size=96k tmpfs "$1"
-"$2" -c '
-import sys, numpy as np, musicgen_nb as mg, os
+NOSPACE = """import sys, numpy as np, musicgen_nb as mg, os
 g = mg.Generation(audio=np.random.default_rng(0).standard_normal((1, 1, 32000)).astype(np.float32) * 0.1,
                   sample_rate=32000, codes=np.zeros((1, 4, 1), np.int64), prompts=["x"], params={},
                   seed=1, timings={})
@@ -718,27 +714,11 @@ except OSError as e:
     print("ERROR", e)
 print("SAVED", len(saved))
 print("FILES", sorted(os.listdir(sys.argv[1])))
-' "$1"
 """
 
 
 def test_full_disk_says_no_space_names_the_path_and_cleans_up(tmp_path):
-    import os
-    import shutil
-    import subprocess
-    import sys
-
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare to mount a small tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", NOSPACE, "sh", str(mnt), sys.executable],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if "mount" in proc.stderr and proc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    mnt, lines = on_small_disk(tmp_path, "96k", NOSPACE)
     assert lines["ERROR"].startswith("no space left on device writing ")
     assert str(mnt) in lines["ERROR"] and "x_seed1" in lines["ERROR"]
     files = eval(lines["FILES"])

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from _capped import on_small_disk
 
 import musicgen_nb as mg
 from musicgen_nb import _kernels as K
@@ -291,37 +292,18 @@ def test_a_build_killed_midway_does_not_block_later_processes(kernel, tmp_path):
     assert not (copy / "lock").exists()
 
 
-FULL_DISK = r"""
-set -e
-mount -t tmpfs -o size=16k tmpfs "$1"
-MUSICGEN_NB_CACHE="$1" "$2" -c '
-import os, sys
+FULL_DISK = """import os, sys
 from musicgen_nb import _kernels as K
 print("LOADED", K.load())
 print("REASON", K.status()["reason"])
 print("FILES", sorted(f for _, _, fs in os.walk(sys.argv[1]) for f in fs))
-' "$1"
 """
 
 
 def test_full_disk_falls_back_and_leaves_no_half_written_source(tmp_path):
     """The build's source copy does not fit: load() says why, fbgemm and PyTorch run instead,
     and no temporary copy is left."""
-    import os
-    import subprocess
-    import sys
-
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("needs root and unshare to mount a small tmpfs")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", FULL_DISK, "sh", str(mnt), sys.executable],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if "mount" in proc.stderr and proc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    _, lines = on_small_disk(tmp_path, "16k", FULL_DISK, env="MUSICGEN_NB_CACHE={mnt}")
     assert lines["LOADED"] == "False"
     assert "No space left on device" in lines["REASON"], lines["REASON"]
     assert eval(lines["FILES"]) == []  # no attend.cpp.<pid> half-written
