@@ -139,15 +139,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
                 "'fp16' or 'bf16'"
             )
         if precision == "int4":
-            from .quantize import kernel_available
+            from .quantize import int4_unavailable, kernel_available
 
-            if not kernel_available():
-                from ._kernels import status
-
-                raise ValueError(
-                    "precision='int4' runs only on musicgen-nb's C++ kernel, which is not available "
-                    f"here ({status()['reason']}); use precision='int8'"
-                )
+            if not kernel_available():  # refused before any weights load
+                raise ValueError(int4_unavailable())
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

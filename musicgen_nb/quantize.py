@@ -82,6 +82,16 @@ def kernel_available() -> bool:
     return _kernels.load()
 
 
+def int4_unavailable() -> str:
+    """Why 4-bit weights cannot run here (the message of the errors that refuse them)."""
+    from ._kernels import status
+
+    return (
+        "precision='int4' runs only on musicgen-nb's C++ kernel on the CPU, which is not "
+        f"available here ({status()['reason']}); use precision='int8'"
+    )
+
+
 @functools.cache
 def fbgemm_available() -> bool:
     """True when PyTorch's fbgemm int8 linear ops exist and run on this machine."""
@@ -258,12 +268,7 @@ class Int4Linear(Int8Linear):
 
     def _quantize(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if w.device.type != "cpu" or not kernel_available():
-            from ._kernels import status
-
-            raise RuntimeError(
-                "4-bit weights run only on musicgen-nb's C++ kernel on the CPU, and it is not "
-                f"available here ({status()['reason']}); use precision='int8'"
-            )
+            raise RuntimeError(int4_unavailable())
         from ._kernels import pack_int4
 
         q, scale = _int4_weights(w)
