@@ -819,8 +819,8 @@ def linear_int8_reference(
     --------
     >>> import torch
     >>> w = torch.tensor([[127, 0], [0, -127]], dtype=torch.int8)
-    >>> linear_int8_reference(torch.tensor([[1.0, 0.5]]), w, torch.tensor([0.5, 1.0]) / 127).tolist()
-    [[0.5, -0.5]]
+    >>> linear_int8_reference(torch.tensor([[1.0, -1.0]]), w, torch.tensor([0.5, 1.0]) / 127).tolist()
+    [[0.5, 1.0]]
     """
     if ln_weight is not None:
         x = torch.nn.functional.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)
@@ -862,11 +862,20 @@ def quantize_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     >>> q.tolist(), s.shape
     ([[7, -4, 1]], torch.Size([1, 1]))
     """
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or not w.is_floating_point():
+        raise ValueError(f"quantize_int4 takes float weights [out, in], got {_describe(w)}")
     out, inn = w.shape
     g = torch.nn.functional.pad(w.detach().float(), (0, -inn % GROUP)).reshape(out, -1, GROUP)
     scale = (g.abs().amax(-1) / 7.0).clamp_min(1e-12)
     q = torch.round(g / scale[..., None]).clamp_(-7, 7).to(torch.int8)
     return q.reshape(out, -1)[:, :inn].contiguous(), scale
+
+
+def _describe(x) -> str:
+    """``float32 tensor of shape (5,)`` or the type's name, for error messages."""
+    if isinstance(x, torch.Tensor):
+        return f"{str(x.dtype).removeprefix('torch.')} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
@@ -886,8 +895,13 @@ def pack_int4(q: torch.Tensor) -> torch.Tensor:
     >>> p.shape, p.dtype, torch.equal(unpack_int4(p, 1, 3), q)
     (torch.Size([1, 1, 4, 32]), torch.uint8, True)
     """
-    if q.dtype != torch.int8 or q.dim() != 2 or q.numel() and (q.abs().max() > 7):
-        raise ValueError("pack_int4 takes int8 [out, in] weights in [-7, 7]")
+    if not isinstance(q, torch.Tensor) or q.dtype != torch.int8 or q.dim() != 2:
+        raise ValueError(f"pack_int4 takes int8 [out, in] weights in [-7, 7], got {_describe(q)}")
+    if q.numel() and q.abs().max() > 7:
+        raise ValueError(
+            f"pack_int4 takes int8 [out, in] weights in [-7, 7], got values up to "
+            f"{int(q.abs().max())} in magnitude"
+        )
     out, inn = q.shape
     u = torch.nn.functional.pad(q, (0, -inn % GROUP, 0, -out % 4)).to(torch.uint8) + 8
     u = u.reshape(u.shape[0] // 4, 4, -1, 2, 32)  # [blocks, row, group, half, 32]
@@ -916,8 +930,8 @@ def linear_int4_reference(
     --------
     >>> import torch
     >>> q, s = quantize_int4(torch.tensor([[0.7, 0.0], [0.0, -0.7]]))
-    >>> [round(v, 6) for v in linear_int4_reference(torch.tensor([[1.0, 0.5]]), q, s)[0].tolist()]
-    [0.7, -0.35]
+    >>> [round(v, 6) for v in linear_int4_reference(torch.tensor([[1.0, -1.0]]), q, s)[0].tolist()]
+    [0.7, 0.7]
     """
     if ln_weight is not None:
         x = torch.nn.functional.layer_norm(x, x.shape[-1:], ln_weight, ln_bias, eps)

@@ -364,10 +364,20 @@ def test_int4_pack_round_trip_and_layout():
     assert torch.equal(K.unpack_int4(p, 13, 70), q)
     assert p[3, :, 1:].eq(8 | 8 << 4).all()  # padding rows hold zeros (stored as 8)
     assert p[0, 0, 0, 5].item() == (int(q[0, 5]) + 8) | (int(q[0, 37]) + 8) << 4
-    with pytest.raises(ValueError, match=r"\[-7, 7\]"):
+    with pytest.raises(ValueError, match=r"\[-7, 7\], got values up to 8 in magnitude"):
         K.pack_int4(torch.full((4, 64), -8, dtype=torch.int8))
-    with pytest.raises(ValueError, match="int8"):
+    with pytest.raises(
+        ValueError, match=r"int8 \[out, in\].*got float32 tensor of shape \(13, 70\)"
+    ):
         K.pack_int4(q.float())
+    with pytest.raises(ValueError, match="got list"):
+        K.pack_int4([[1]])
+    with pytest.raises(
+        ValueError, match=r"float weights \[out, in\], got float32 tensor of shape \(5,\)"
+    ):
+        K.quantize_int4(torch.ones(5))
+    with pytest.raises(ValueError, match="got int8 tensor"):
+        K.quantize_int4(q)
 
 
 def test_quantize_int4_groups():
