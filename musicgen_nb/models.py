@@ -445,7 +445,11 @@ class MusicGen:
         self.name = name
         self.precision = precision
         self.meta = dict(meta or {})
-        self.provenance = {"adapter": self.meta["adapter"]} if "adapter" in self.meta else {}
+        # What every clip's sidecar records about the model: its precision and device (int8,
+        # int4 and GPUs sample other tokens than fp32 on a CPU), and any adapter.
+        self.provenance = {"precision": precision, "device": next(model.parameters()).device.type}
+        if "adapter" in self.meta:
+            self.provenance["adapter"] = self.meta["adapter"]
         codec = model.config.audio_encoder
         self.sample_rate = int(codec.sampling_rate)
         self.frame_rate = int(codec.frame_rate)

@@ -179,3 +179,16 @@ def test_bad_device_and_pickle_flag(kwargs, exc, match):
         pytest.skip("MPS is available here")
     with pytest.raises(exc, match=match):
         mg.load("tiny", **kwargs)
+
+
+def test_sidecars_record_precision_and_device(tmp_path):
+    """A clip made in int8 does not replay in fp32: its sidecar says which it was."""
+    import json
+
+    for precision in ("fp32", "int8"):
+        s = mg.load("tiny", precision=precision)
+        assert s.provenance == {"precision": precision, "device": "cpu"}
+        g = s.generate("x", duration=0.2, seed=1, progress=False)
+        (audio,) = g.save(tmp_path / precision)
+        meta = json.loads(audio.with_suffix(".json").read_text())
+        assert (meta["precision"], meta["device"], meta["model"]) == (precision, "cpu", "tiny")
