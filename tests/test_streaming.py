@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -111,7 +112,12 @@ def test_stop_keeps_what_was_heard(tiny):
 
 
 def test_keyboard_interrupt_keeps_what_was_heard(tiny):
-    st = tiny.stream("drums", duration=4.0, seed=4, chunk=0.25)
+    # Each step takes at least 5 ms, so the stream is still running when the interrupt comes
+    # 0.2 s after the first chunk (~190 steps, >= 0.95 s, remain). On a fast, idle machine tiny
+    # could otherwise finish first, and the interrupt then killed the test process itself.
+    st = tiny.stream(
+        "drums", duration=4.0, seed=4, chunk=0.25, callback=lambda done, total: time.sleep(0.005)
+    )
     heard = []
     timer = None
     for c in st:  # the loop body is tiny: the interrupt lands while the stream waits
