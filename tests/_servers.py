@@ -112,3 +112,27 @@ def classic_notebook(root: Path):
         url = f"http://127.0.0.1:{port}"
         _wait_for_server(proc, url, token, root / "notebook.log", "Notebook 6")
         yield dict(url=url, token=token, root=root)
+
+
+def audio_duration(page, audio, timeout: float = 60_000) -> float:
+    """The duration of the ``<audio>`` that locator ``audio`` finds, once its metadata loads.
+
+    Bounded: an element that never loads (an error, or no source) fails after ``timeout`` ms
+    with its state, where a bare ``loadedmetadata`` promise would wait forever.
+    """
+    el = audio.element_handle(timeout=timeout)
+    try:
+        page.wait_for_function(
+            "el => el.readyState >= 1 || el.error !== null", arg=el, timeout=timeout
+        )
+    except Exception:
+        state = el.evaluate(
+            "el => ({readyState: el.readyState, networkState: el.networkState,"
+            " src: (el.currentSrc || el.src).slice(0, 40), connected: el.isConnected})"
+        )
+        raise AssertionError(
+            f"<audio> metadata did not load in {timeout / 1000:g} s: {state}"
+        ) from None
+    error = el.evaluate("el => el.error && [el.error.code, el.error.message]")
+    assert error is None, f"<audio> could not load: {error}"
+    return el.evaluate("el => el.duration")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _servers import ARGS, CHROMIUM, jupyterlab, write_notebook
+from _servers import ARGS, CHROMIUM, audio_duration, jupyterlab, write_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -110,10 +110,7 @@ def test_stream_plays_gaplessly_in_jupyterlab(lab):
             # <audio> element holds the whole clip for replay and download.
             assert end["status"] == "done" and end["chunksWithData"] == 0
             audio = live.locator("audio")
-            duration = audio.evaluate(
-                "el => new Promise(r => { if (el.readyState >= 1) r(el.duration);"
-                " else el.addEventListener('loadedmetadata', () => r(el.duration)); })"
-            )
+            duration = audio_duration(page, audio)
             assert abs(duration - 4.0) < 0.05, duration
             href = live.locator("a.mgnb-live-download").get_attribute("download")
             assert href.endswith((".ogg", ".wav")), href
@@ -142,10 +139,7 @@ def test_stream_plays_gaplessly_in_jupyterlab(lab):
             )
             heard = slive.evaluate(STATE)
             assert heard["stalls"] == 0, heard
-            kept = studio.locator(".mgnb-player audio").evaluate(
-                "el => new Promise(r => { if (el.readyState >= 1) r(el.duration);"
-                " else el.addEventListener('loadedmetadata', () => r(el.duration)); })"
-            )
+            kept = audio_duration(page, studio.locator(".mgnb-player audio"))
             # The run kept exactly the audio the live player received (and played).
             assert 4.0 <= kept < 30.0
             assert abs(kept - heard["received"] / 32000) < 0.05, (kept, heard["received"])

@@ -16,10 +16,19 @@ Debian's chromium (tests/browser/install.sh).
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
-from _servers import ARGS, CHROMIUM, classic_notebook, jupyterlab, write_notebook
+from _servers import (
+    ARGS,
+    CHROMIUM,
+    audio_duration,
+    classic_notebook,
+    jupyterlab,
+    write_notebook,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -98,10 +107,7 @@ def test_studio_in_a_real_browser(lab):
             assert "lo-fi beat with warm piano" in rows.first.inner_text()
 
             audio = studio.locator(".mgnb-player audio")
-            duration = audio.evaluate(
-                "el => new Promise(resolve => { if (el.readyState >= 1) resolve(el.duration);"
-                " else el.addEventListener('loadedmetadata', () => resolve(el.duration)); })"
-            )
+            duration = audio_duration(page, audio)
             assert duration > 0.9, f"audio duration {duration}"
 
             canvas = studio.locator(".mgnb-player canvas").first
@@ -171,6 +177,33 @@ def classic(tmp_path_factory):
         yield server
 
 
+class _WidgetManagerLoad:
+    """Watches classic Notebook's websocket for the widget manager's first load: its
+    comm_info_request for ``jupyter.widget`` comms, the kernel's reply to it, and any
+    request_state it then sends (a widget loaded a second time)."""
+
+    def __init__(self, page):
+        self.asked, self.answered, self.reloaded = set(), False, 0
+        page.on("websocket", self._watch)
+
+    def _watch(self, ws) -> None:
+        ws.on("framesent", lambda f: self._frame(f, sent=True))
+        ws.on("framereceived", lambda f: self._frame(f, sent=False))
+
+    def _frame(self, frame, *, sent: bool) -> None:
+        if not isinstance(frame, str) or not ("comm_info_" in frame or "request_state" in frame):
+            return
+        msg = json.loads(frame)
+        kind = msg["header"]["msg_type"]
+        if sent and kind == "comm_msg" and msg["content"]["data"].get("method") == "request_state":
+            self.reloaded += 1
+        if sent and kind == "comm_info_request":
+            if msg["content"].get("target_name") == "jupyter.widget":
+                self.asked.add(msg["header"]["msg_id"])
+        elif not sent and kind == "comm_info_reply":
+            self.answered |= msg["parent_header"].get("msg_id") in self.asked
+
+
 def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
     from playwright.sync_api import sync_playwright
 
@@ -179,16 +212,28 @@ def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        console, load = [], _WidgetManagerLoad(page)
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
         try:
             page.goto(f"{classic['url']}/notebooks/studio.ipynb?token={classic['token']}")
-            # Run the cell only once widgetsnbextension has given the kernel its widget manager:
-            # output that arrives before that is drawn as text/plain, and no studio ever shows.
+            # Run the cell only once widgetsnbextension's widget manager has loaded what the
+            # kernel already had. Output that arrives before the manager exists is drawn as
+            # text/plain. And widgets opened while the manager asks the kernel for its comms
+            # (comm_info_request, its fallback when ipywidgets 7 has no control comm) can be
+            # loaded twice: a second model takes the comm and the view shows the first, which
+            # never updates again (seen here: the player stayed at "No audio yet").
             page.wait_for_function(
                 "() => window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel"
                 " && Jupyter.notebook.kernel.is_connected()"
                 " && Jupyter.notebook.kernel.widget_manager !== undefined",
                 timeout=120_000,
             )
+            deadline = time.monotonic() + 60
+            while not load.answered and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            assert load.answered, f"the widget manager's first load did not end: {load.asked}"
+            page.wait_for_timeout(500)  # the reply is handled (no comms yet: nothing to load)
             page.evaluate("() => Jupyter.notebook.execute_all_cells()")
             studio = page.locator(".mgnb-studio")
             page.wait_for_function(  # the studio shows, or the cell ends without it
@@ -202,6 +247,7 @@ def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
                 printed = page.locator(".output_area").all_inner_texts()
                 raise AssertionError(f"the cell ended without the studio: {printed}") from None
             assert studio.get_by_text("No audio yet").is_visible()  # the anywidget player
+            assert load.reloaded == 0, "the widget manager loaded a studio widget twice"
 
             # Icons: each one has a glyph in this front end's Font Awesome (4.7).
             glyphs = studio.locator("i.fa").evaluate_all(
@@ -221,10 +267,7 @@ def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
             rows.first.wait_for(timeout=120_000)
             assert "lo-fi beat with warm piano" in rows.first.inner_text()
             audio = studio.locator(".mgnb-player audio")
-            duration = audio.evaluate(
-                "el => new Promise(resolve => { if (el.readyState >= 1) resolve(el.duration);"
-                " else el.addEventListener('loadedmetadata', () => resolve(el.duration)); })"
-            )
+            duration = audio_duration(page, audio)
             assert duration > 0.9, f"audio duration {duration}"
 
             # The figures: a toggle button shows an Output (no Accordion), which fills in. This
@@ -241,6 +284,8 @@ def test_studio_in_classic_notebook_6_with_ipywidgets_7(classic):
             output.wait_for(state="hidden", timeout=30_000)
         except Exception:
             page.screenshot(path=str(shot.with_name("studio-classic-failure.png")), full_page=True)
+            print("browser console:", *console, sep="\n  ")
+            print("server log:", (classic["root"] / "notebook.log").read_text()[-4000:])
             raise
         finally:
             browser.close()
