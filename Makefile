@@ -57,7 +57,7 @@ $(COLAB_VENV)/.installed: pyproject.toml $(COLAB_PINS)
 	$(PYTHON) -m venv $(COLAB_VENV)
 	$(COLAB_PIP) $(TORCH_PIP)
 	$(COLAB_PIP) -c $(COLAB_PINS) -r $(COLAB_PINS) "notebook==6.5.7"
-	$(COLAB_PIP) --report $(COLAB_VENV)/report.json -e . pytest pytest-xdist nbformat playwright
+	$(COLAB_PIP) --report $(COLAB_VENV)/report.json -e . pytest pytest-timeout pytest-xdist nbformat playwright
 	$(COLAB_PY) tools/pins_kept.py $(COLAB_PINS) $(COLAB_VENV)/report.json
 	$(COLAB_PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Colab pins)"
 	touch $@
