@@ -405,7 +405,13 @@ class Stream:
         Metadata of the chunks so far (their audio is not kept).
     interrupted : bool
     decoder : ChunkDecoder
+    max_samples : int
+        The most (step, time) samples kept for the time estimates. Past it, every
+        other one goes (the first and the last stay), so an hour-long stream holds
+        as little as a minute-long one and each chunk's refit costs the same.
     """
+
+    max_samples = 2048
 
     def __init__(self, s, prompts=None, *, chunk=1.0, decode_threads=1, method="auto", **kwargs):
         from .generation import _request
@@ -451,7 +457,7 @@ class Stream:
         self._iter = None
         self._t0 = None
         self._total_steps = 0
-        self._times: list[tuple[int, float]] = []  # (steps done, time) at every step
+        self._times: list[tuple[int, float]] = []  # (steps done, time), thinned past max_samples
         self._received = 0
         self._finished = threading.Event()
 
@@ -466,7 +472,10 @@ class Stream:
 
     def _callback(self, done, total):
         self._total_steps = total  # set before the sample that _rate may read
-        self._times.append((done, time.perf_counter()))
+        times = self._times
+        times.append((done, time.perf_counter()))
+        if len(times) > self.max_samples:  # every other sample goes; the first and last stay
+            del times[1:-1:2]
         if self._user_callback is not None:
             self._user_callback(done, total)
 

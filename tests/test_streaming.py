@@ -11,7 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from musicgen_nb.streaming import Chunk, ChunkDecoder, should_start, simulate, snr_db
+from musicgen_nb.streaming import (
+    Chunk,
+    ChunkDecoder,
+    Stream,
+    should_start,
+    simulate,
+    snr_db,
+)
 
 
 def _joined(chunks):
@@ -377,3 +384,18 @@ def test_start_rule_does_not_stall_when_steps_slow_down():
     assert naive["stalls"] >= 1
     assert fitted["stalls"] == 0
     assert fitted["gapless_start"] <= fitted["start"] <= fitted["gapless_start"] + 6.0
+
+
+def test_step_samples_stay_bounded_and_span_the_run(tiny, monkeypatch):
+    # One (step, time) sample per step would grow without end on an hour-long stream:
+    # past max_samples every other one goes, keeping the first and the last.
+    monkeypatch.setattr(Stream, "max_samples", 16)
+    st = tiny.stream("jazz", duration=3.0, seed=1, chunk=0.5)
+    chunks = list(st)
+    steps = [d for d, _ in st._times]
+    assert len(steps) <= 16 and steps == sorted(steps)
+    assert steps[0] == 1 and steps[-1] == st._total_steps > 100  # the whole run, thinned
+    assert chunks[-1].remaining == 0 and all(np.isfinite(c.remaining) for c in chunks[1:])
+    assert all(c.steps_per_s > 0 for c in chunks[1:])
+    g = tiny.generate("jazz", duration=3.0, seed=1, progress=False)
+    np.testing.assert_array_equal(st.generation.codes, g.codes)  # the same run
