@@ -31,12 +31,15 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/musicgen-nb demo
 
+# ruff on code and notebooks (lint and format), then the import contracts of docs/architecture.md.
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check musicgen_nb tests tools benchmarks notebooks examples
+	$(VENV)/bin/lint-imports --no-cache
 
 test: install
-	bash tests/browser/install.sh
-	$(PY) -m ruff check .
+	bash tests/e2e/install_browser.sh
+	$(MAKE) lint
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
 	# nbval re-runs the executed copies that the papermill tests wrote: checked cells must agree.
 	MUSICGEN_NB_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadscope -p no:cacheprovider \
@@ -65,11 +68,11 @@ $(COLAB_VENV)/.installed: pyproject.toml $(COLAB_PINS)
 # The players, the studio and the synced player on Colab's stack, and the studio in classic
 # Notebook 6 with ipywidgets 7 in a real browser.
 test-colab: $(COLAB_VENV)/.installed
-	bash tests/browser/install.sh
+	bash tests/e2e/install_browser.sh
 	$(COLAB_PY) -m pip list 2>/dev/null | grep -iE '^(ipython|ipykernel|ipywidgets|widgetsnbextension|pandas|notebook) '
 	OMP_NUM_THREADS=1 $(COLAB_PY) -m pytest -q -n 2 -p no:cacheprovider --durations=5 \
-		tests/test_players.py tests/test_ui_studio.py tests/test_ui_synced_player.py \
-		tests/test_browser_studio.py
+		tests/players/test_static.py tests/audio/test_ogg.py tests/ui/ \
+		tests/e2e/test_browser_studio.py
 
 sdist:
 	$(PY) -m build --sdist --outdir dist

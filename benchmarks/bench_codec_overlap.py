@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import torch
 
     import musicgen_nb as mg
-    from musicgen_nb import generation as G
+    from musicgen_nb.conditioning import conditioning
     from musicgen_nb.engine import Decoder, Sampler, guide, sample, warp
 
     warnings.simplefilter("ignore")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         gen = torch.Generator().manual_seed(1)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            cond = G.conditioning(s, [PROMPT], negative=None, guidance_scale=3.0)
+            cond = conditioning(s, [PROMPT], negative=None, guidance_scale=3.0)
             dec = Decoder(s.model, cond, max_len=steps + 1)
             seq = torch.full((1, K, steps + 1), s.special_id, dtype=torch.long)
             pool = ThreadPoolExecutor(1) if overlap else None

@@ -108,7 +108,7 @@ class _CodecSpy:
 def _load(model: str, device: str, precision: str, random: bool):
     """``mg.load``; the precision ``int8-fbgemm`` is int8 with fbgemm's linears instead of ours."""
     import musicgen_nb as mg
-    from musicgen_nb import quantize
+    from musicgen_nb.engine import quantize
 
     if precision != "int8-fbgemm":
         return mg.load(model, device=device, precision=precision, random_weights=random)
@@ -124,7 +124,7 @@ def _teacher_forced(s, codes, out_path=None, ref_path=None) -> dict:
     """Guided log-probs at every sampled position with ``codes`` fed in; compare to a reference."""
     import torch
 
-    from musicgen_nb import generation as G
+    from musicgen_nb.conditioning import conditioning
     from musicgen_nb.engine import Decoder, Sampler, guide
 
     K, frames = codes.shape[1], codes.shape[2]
@@ -138,7 +138,7 @@ def _teacher_forced(s, codes, out_path=None, ref_path=None) -> dict:
     sampler = Sampler(guidance_scale=GUIDANCE)
     out = []
     with torch.inference_mode():
-        cond = G.conditioning(s, [PROMPT], negative=None, guidance_scale=GUIDANCE)
+        cond = conditioning(s, [PROMPT], negative=None, guidance_scale=GUIDANCE)
         dec = Decoder(s.model, cond, max_len=length)
         for t in range(length - 1):
             logits = dec.step(seq[:, :, t : t + 1].repeat(cond.branches, 1, 1))

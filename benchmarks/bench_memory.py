@@ -61,11 +61,11 @@ def _rss_gb() -> float:
 def arch_facts(name: str) -> dict:
     """Parameter count and decoder sizes of an architecture, from the stored config."""
     from musicgen_nb import checkpoints
-    from musicgen_nb.models import _param_counts
+    from musicgen_nb.checkpoints.loading import param_counts
 
     spec = checkpoints.known()[name]
     dec = spec["config"]["decoder"]
-    total, decoder = _param_counts(name)
+    total, decoder = param_counts(name)
     return dict(
         name=name, params=total, decoder_params=decoder, layers=dec["num_hidden_layers"],
         hidden=dec["hidden_size"], codebooks=dec["num_codebooks"],

@@ -95,7 +95,8 @@ def _gemm_shape(out: int, inn: int, args) -> None:
     import torch
 
     from musicgen_nb import _kernels
-    from musicgen_nb.quantize import Int8Linear, _prepack
+    from musicgen_nb.engine.lowbit import prepack
+    from musicgen_nb.engine.quantize import Int8Linear
 
     count, gs = 12, 128
     ws = [torch.randn(out, inn) * 0.02 for _ in range(count)]
@@ -103,7 +104,7 @@ def _gemm_shape(out: int, inn: int, args) -> None:
     xb = x.bfloat16()
     lins = [Int8Linear(weight=w, bias=torch.zeros(out)) for w in ws]
     q8 = [lin.int8_weight() for lin in lins]
-    fb = [_prepack(q, lin.scale, lin.bias) for q, lin in zip(q8, lins, strict=True)]
+    fb = [prepack(q, lin.scale, lin.bias) for q, lin in zip(q8, lins, strict=True)]
     int4 = []
     for w in ws:
         wg = w.reshape(out, inn // gs, gs)
@@ -114,7 +115,7 @@ def _gemm_shape(out: int, inn: int, args) -> None:
         int4.append((torch.ops.aten._convert_weight_to_int4pack_for_cpu(qi, 1), sz, sz.bfloat16()))
     fp16 = [torch.ops.quantized.linear_prepack_fp16(w, None) for w in ws]
     torch.backends.quantized.engine = "onednn"
-    onednn = [_prepack(q, lin.scale, None) for q, lin in zip(q8, lins, strict=True)]
+    onednn = [prepack(q, lin.scale, None) for q, lin in zip(q8, lins, strict=True)]
     torch.backends.quantized.engine = "fbgemm"
     i = [0]
 

@@ -71,12 +71,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--encodec", action="store_true", help="also measure tiny's EnCodec encoder")
     args = ap.parse_args()
-    from musicgen_nb.audio import _RESAMPLE_OUT_FACTOR, _RESAMPLE_OVERHEAD
+    from musicgen_nb.audio.resample import RESAMPLE_OUT_FACTOR, RESAMPLE_OVERHEAD
 
     print("orig -> target Hz   shape               in MB  out MB  peak MB  bound MB")
     for orig, target, b, c, n in CASES:
         extra, inb, outb, _ = child(RESAMPLE, orig, target, b, c, n)
-        bound = inb + _RESAMPLE_OUT_FACTOR[b * c > 1] * outb + _RESAMPLE_OVERHEAD
+        bound = inb + RESAMPLE_OUT_FACTOR[b * c > 1] * outb + RESAMPLE_OVERHEAD
         print(f"{orig:>5} -> {target:<6}  {str([b, c, n]):<18} {inb / 1e6:6.1f} {outb / 1e6:7.1f} "
               f"{extra / 1e6:8.1f} {bound / 1e6:9.1f}{'  OVER' if extra > bound else ''}")  # fmt: skip
     if args.encodec:

@@ -52,6 +52,7 @@ def measure(model: str, mode: str, *, seconds: float, batch_size: int, steps: in
 
     import musicgen_nb as mg
     from musicgen_nb import finetune as FT
+    from musicgen_nb.finetune.weights import trainable_decoder
 
     s = mg.load(model, random_weights=model != "tiny", precision="fp32", device="cpu")
     frames = int(round(seconds * s.frame_rate))
@@ -80,7 +81,7 @@ def measure(model: str, mode: str, *, seconds: float, batch_size: int, steps: in
             pass
     peak = _status_gb("VmHWM")
     decoder = sum(p.numel() for p in s.model.decoder.parameters())
-    copy = FT._trainable_decoder(s, MODES[mode], MODES[mode] and float(MODES[mode]))
+    copy = trainable_decoder(s, MODES[mode], MODES[mode] and float(MODES[mode]))
     trainable = sum(p.numel() for p in copy.parameters() if p.requires_grad)
     dt = stamps[-1] - stamps[0]
     return dict(

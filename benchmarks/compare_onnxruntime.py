@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     import musicgen_nb as mg
-    from musicgen_nb import generation as G
+    from musicgen_nb.conditioning import conditioning
     from musicgen_nb.engine import Decoder, Sampler, guide
 
     warnings.simplefilter("ignore")
@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     random = args.model not in ("tiny", "tiny-melody")
     fp32 = mg.load(args.model, random_weights=random)
     int8 = mg.load(args.model, precision="int8", random_weights=random)
-    cond = G.conditioning(fp32, [PROMPT], negative=None, guidance_scale=3.0)
-    cond8 = G.conditioning(int8, [PROMPT], negative=None, guidance_scale=3.0)
+    cond = conditioning(fp32, [PROMPT], negative=None, guidance_scale=3.0)
+    cond8 = conditioning(int8, [PROMPT], negative=None, guidance_scale=3.0)
     rows = cond.hidden.shape[0]
     total = max(args.steps, args.tf_steps) + 2
 

@@ -60,7 +60,7 @@ def _decode(s, cond, steps: int) -> None:
 
 def _weight_bytes(model) -> int:
     """Bytes of decoder weights one step reads (cross-attention k/v are computed once)."""
-    from musicgen_nb.quantize import linear_bytes
+    from musicgen_nb.engine.quantize import linear_bytes
 
     dec = model.decoder
     once = ("encoder_attn.k_proj", "encoder_attn.v_proj")
@@ -83,12 +83,12 @@ def main(argv=None) -> int:
     from torch.profiler import profile
 
     import musicgen_nb as mg
-    from musicgen_nb import generation as G
+    from musicgen_nb.conditioning import conditioning
 
     warnings.simplefilter("ignore")
     tiny = args.model.startswith("tiny")
     s = mg.load(args.model, precision=args.precision, random_weights=not tiny)
-    cond = G.conditioning(s, [PROMPT], negative=None, guidance_scale=3.0)
+    cond = conditioning(s, [PROMPT], negative=None, guidance_scale=3.0)
     _decode(s, cond, 20)  # warm-up: TorchScript's profiling runs, allocator
     t = time.perf_counter()
     _decode(s, cond, args.steps)

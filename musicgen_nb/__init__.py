@@ -1,7 +1,8 @@
 """musicgen-nb: use, teach and take apart MusicGen in a notebook.
 
-The core (models, generation, tokens, patterns, melody, audio) imports no
+The core (models, streaming, generation and everything below them) imports no
 widget or plotting library. Every submodule is imported lazily on first use.
+The layers are described in ``docs/architecture.md``.
 
 Examples
 --------
@@ -14,7 +15,13 @@ Examples
 
 from importlib import import_module
 
-__version__ = "0.2.0"
+from ._util import display as _display
+from ._version import __version__
+
+# How a Generation or a Stream shows itself in Jupyter: the core asks this registry, so
+# it never imports the players (or ipywidgets) itself. Imported on first display.
+_display.register("generation", "musicgen_nb.players:render_generation")
+_display.register("stream", "musicgen_nb.players:render_stream")
 
 # Submodules and names load on first use, so ``import musicgen_nb`` stays cheap.
 _LAZY = {

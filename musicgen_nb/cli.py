@@ -39,7 +39,13 @@ FLAGS = {
 
 
 def flag_names(message: str) -> str:
-    """Say ``--guidance`` where the library says ``guidance_scale``, and so on."""
+    """Say ``--guidance`` where the library says ``guidance_scale``, and so on.
+
+    Examples
+    --------
+    >>> flag_names("guidance_scale must be >= 1, got 0.5")
+    '--guidance must be >= 1, got 0.5'
+    """
     pattern = r"(?<![\w-])(" + "|".join(map(re.escape, FLAGS)) + r")(?![\w-])"
     return re.sub(pattern, lambda m: FLAGS[m.group(1)], message)
 
@@ -89,15 +95,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _generate(args) -> int:
-    import musicgen_nb as mg
-
     from .generation import check_save
+    from .models import load
 
     # Checked before the model loads, so that no generated audio is thrown away.
     names = {"directory": "--out", "fmt": "--format", "loudness": "--loudness"}
     out, fmt, loudness = check_save(args.out, args.format, args.loudness, names=names)
     try:
-        s = mg.load(args.model, device=args.device, precision=args.precision)
+        s = load(args.model, device=args.device, precision=args.precision)
         g = s.generate(
             args.prompts, duration=args.duration, guidance_scale=args.guidance,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
@@ -124,12 +129,18 @@ def _generate(args) -> int:
 
 
 def choose_demo_model(requested: str | None) -> tuple[str, str | None]:
-    """Return (model, note): the hub model when cached or reachable, else ``tiny`` with a note."""
+    """Return (model, note): the hub model when cached or reachable, else ``tiny`` with a note.
+
+    Examples
+    --------
+    >>> choose_demo_model("tiny-melody")
+    ('tiny-melody', None)
+    """
     if requested:
         return requested, None
     from huggingface_hub import try_to_load_from_cache
 
-    from .models import hub_reachable
+    from .checkpoints.loading import hub_reachable
 
     cached = isinstance(try_to_load_from_cache(DEMO_MODEL, "config.json"), str)
     if cached or (os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable()):
@@ -142,7 +153,13 @@ def choose_demo_model(requested: str | None) -> tuple[str, str | None]:
 
 
 def notebooks_dir() -> Path:
-    """The repo's notebooks/ folder (the demo runs from a checkout)."""
+    """The repo's notebooks/ folder (the demo runs from a checkout).
+
+    Examples
+    --------
+    >>> notebooks_dir().name  # in a checkout
+    'notebooks'
+    """
     here = Path(__file__).resolve().parent.parent / "notebooks"
     if (here / DEMO_NOTEBOOK).exists():
         return here
@@ -161,11 +178,11 @@ def _demo(args) -> int:
         raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
     src = notebooks_dir() / DEMO_NOTEBOOK
+    from .checkpoints.loading import resolve_source
     from .generation import check_save
-    from .models import _resolve_source
 
     model, note = choose_demo_model(args.model)
-    _resolve_source(model, random_weights=False)  # an unknown name fails here, in one line
+    resolve_source(model, random_weights=False)  # an unknown name fails here, in one line
     if note:
         print(note, file=sys.stderr)
     out, _, _ = check_save(args.out, names={"directory": "--out"})
@@ -194,9 +211,9 @@ def _demo(args) -> int:
 
 
 def _models(args) -> int:
-    import musicgen_nb as mg
+    from .models import list_models
 
-    df = mg.list_models()
+    df = list_models()
     cols = ["name", "checkpoint", "params", "melody", "stereo", "fp32_gb", "fp16_gb"]
     print(df[cols].to_string(index=False))
     print("offline presets: tiny, tiny-melody")
@@ -213,7 +230,8 @@ def _nbval_sanitize(args) -> int:
 def _grid(args) -> int:
     import yaml
 
-    import musicgen_nb as mg
+    from .grids import grid as make_grid
+    from .grids import run_grid
 
     spec = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
     if not isinstance(spec, dict) or "model" not in spec:
@@ -226,18 +244,25 @@ def _grid(args) -> int:
         raise ValueError(
             f"{args.spec}: give either rows or grid axes, not both (extra: {sorted(spec)})"
         )
-    grid = mg.grid(rows=rows) if rows is not None else mg.grid(**spec)
+    grid = make_grid(rows=rows) if rows is not None else make_grid(**spec)
     if args.backend:
         run["backend"] = args.backend
     if args.address:
         run["address"] = args.address
-    m = mg.run_grid(grid, out=args.out, progress=not args.quiet, **run)
+    m = run_grid(grid, out=args.out, progress=not args.quiet, **run)
     print(f"{len(m)} clips in {Path(args.out) / 'manifest.parquet'}")
     return 0
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``musicgen-nb`` command."""
+    """Entry point of the ``musicgen-nb`` command: run it, return the exit code.
+
+    Examples
+    --------
+    >>> main(["nbval-sanitize"])  # doctest: +ELLIPSIS
+    # musicgen-nb's nbval sanitize rules: ...
+    0
+    """
     try:
         args = _parser().parse_args(argv)
         return HANDLERS[args.command](args)

@@ -18,11 +18,17 @@ Examples
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from . import audio as audio_io
+from ._util.checks import check_sr
+from .audio.arrays import as_batch, to_numpy
+from .audio.resample import resample
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "PITCH_CLASSES",
@@ -53,7 +59,9 @@ def _filter_bank() -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))  # [12, n_fft//2+1]
 
 
-def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") -> np.ndarray:
+def chroma(
+    audio: ArrayLike, sr: int, *, frames: int | None = None, name: str = "audio"
+) -> np.ndarray:
     """One-hot chroma per frame, with MusicGen-Melody's settings.
 
     Steps: average channels to mono, scale each item to a peak of 1 (the one-hot chroma
@@ -92,14 +100,20 @@ def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") ->
     >>> chroma(audio.melody_tone(["A4"], 2.0, 44100), 44100, frames=3).shape
     (3, 12)
     """
-    raw = audio_io._to_numpy(audio, name)
+    raw = to_numpy(audio, name)
     sr_name = "sr" if name == "audio" else f"{name}_sr"
-    sr = audio_io._check_sr(sr, sr_name)
+    sr = check_sr(sr, sr_name)
     if frames is not None:
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
             raise ValueError(f"frames must be None or an int >= 1, got {frames!r}")
         frames = int(frames)
-    batch = audio_io.as_batch(raw, name=name)
+    mono = _mono_at_32k(as_batch(raw, name=name), sr, frames, sr_name)
+    out = _one_hot_chroma(mono, frames)
+    return out if raw.ndim == 3 else out[0]
+
+
+def _mono_at_32k(batch: np.ndarray, sr: int, frames: int | None, sr_name: str) -> np.ndarray:
+    """``[B, C, N]`` at ``sr`` -> mono ``[B, M]`` at 32 kHz, peak 1, only what ``frames`` read."""
     mono = batch.mean(axis=1, dtype=np.float64)  # [B, N]
     if frames is not None:
         # Frame t (centred) reads samples up to t * hop + n_fft / 2 at 32 kHz. Keep what the
@@ -109,9 +123,12 @@ def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") ->
         mono = mono[:, :src]
     peak = np.abs(mono).max(axis=-1, keepdims=True)
     mono = (mono / np.where(peak > 0, peak, 1.0)).astype(np.float32)
-    mono = audio_io.resample(mono, sr, SAMPLE_RATE, name=sr_name)
-    if frames is not None:
-        mono = mono[:, :keep]
+    mono = resample(mono, sr, SAMPLE_RATE, name=sr_name)
+    return mono if frames is None else mono[:, :keep]
+
+
+def _one_hot_chroma(mono: np.ndarray, frames: int | None) -> np.ndarray:
+    """Mono ``[B, M]`` at 32 kHz -> one-hot chroma float32 ``[B, frames, 12]``."""
     wav = torch.from_numpy(np.ascontiguousarray(mono))
     n = wav.shape[-1]
     if n < N_FFT:
@@ -127,9 +144,7 @@ def chroma(audio, sr: int, *, frames: int | None = None, name: str = "audio") ->
     power = spec.abs().pow(2) / window.pow(2).sum()  # [B, F, frames]
     raw_chroma = torch.einsum("cf,bft->btc", _filter_bank(), power)
     norm = torch.nn.functional.normalize(raw_chroma, p=float("inf"), dim=-1, eps=1e-6)
-    one_hot = torch.nn.functional.one_hot(norm.argmax(-1), 12).to(torch.float32)
-    out = one_hot.numpy()
-    return out if raw.ndim == 3 else out[0]
+    return torch.nn.functional.one_hot(norm.argmax(-1), 12).to(torch.float32).numpy()
 
 
 def _as_chroma(x, name: str) -> np.ndarray:
@@ -146,7 +161,7 @@ def _as_chroma(x, name: str) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def pitch_classes(chroma) -> list:
+def pitch_classes(chroma: ArrayLike) -> list:
     """Name of the strongest pitch class in each frame.
 
     Parameters
@@ -172,7 +187,7 @@ def pitch_classes(chroma) -> list:
     return [[PITCH_CLASSES[i] for i in row] for row in idx]
 
 
-def similarity(a, b):
+def similarity(a: ArrayLike, b: ArrayLike) -> float | np.ndarray:
     """Chroma cosine similarity: frame-wise cosine, averaged over frames.
 
     The longer sequence is trimmed to the shorter one. All-zero frames count as 0.

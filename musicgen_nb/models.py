@@ -1,44 +1,87 @@
-"""Checkpoint registry, ``load()`` and the ``MusicGen`` session object."""
+"""The ``MusicGen`` session object, ``load()`` and ``list_models()``.
+
+Everything about finding and reading a checkpoint lives in
+:mod:`musicgen_nb.checkpoints`; this module puts a loaded model behind one
+facade: ``s.generate``, ``s.stream``, ``s.encode``, ``s.decode`` and the facts
+(``s.sample_rate``, ``s.num_codebooks``, ...).
+
+Examples
+--------
+>>> s = load("tiny")
+>>> s.name, s.precision
+('tiny', 'fp32')
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from . import checkpoints, testing
+from .checkpoints import standins
+from .checkpoints.loading import (
+    DEVICES,
+    DTYPES,
+    PRECISIONS,
+    ModelUnavailableError,
+    from_pretrained,
+    param_counts,
+    quiet_transformers,
+    read_meta,
+    resolve_device,
+    resolve_source,
+)
+from .checkpoints.offline import build_random, offline_processor
+from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE, known
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "int4")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+if TYPE_CHECKING:
+    import os
+    from typing import Any
+
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+    from .generation import Generation
+    from .streaming import Stream
+
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "ModelUnavailableError",
+    "MusicGen",
+    "list_models",
+    "load",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
-class ModelUnavailableError(RuntimeError):
-    """Raised when a hub checkpoint is neither cached nor reachable."""
+def _model_row(name: str, spec: dict) -> dict:
+    """One row of :func:`list_models`: the facts of a known architecture."""
+    cfg, meta = spec["config"], spec["meta"]
+    total, decoder = param_counts(name)
+    codec = cfg["audio_encoder"]
+    hop = 1
+    for r in codec["upsampling_ratios"]:
+        hop *= r
+    return dict(
+        name=name,
+        checkpoint=meta["checkpoint"],
+        params=total,
+        decoder_params=decoder,
+        melody=meta["melody"],
+        stereo=meta["stereo"],
+        sample_rate=codec["sampling_rate"],
+        frame_rate=codec["sampling_rate"] // hop,
+        num_codebooks=cfg["decoder"]["num_codebooks"],
+        max_duration=meta["max_duration"],
+        fp32_gb=round(total * 4 / 1e9, 2),
+        fp16_gb=round(total * 2 / 1e9, 2),
+    )
 
 
-def _known_names() -> str:
-    names = ", ".join(repr(n) for n in checkpoints.known())
-    offline = ", ".join(repr(n) for n in checkpoints.OFFLINE)
-    return f"known names: {names}; offline presets: {offline}; or a local directory"
-
-
-@cache
-def _param_counts(name: str) -> tuple[int, int]:
-    """(total, decoder) parameter counts of a known architecture, built on the meta device."""
-    spec = checkpoints.known()[name]
-    with quiet_transformers(), torch.device("meta"):
-        config = checkpoints.build_config(spec["config"])
-        model = checkpoints.model_class(spec["config"]["model_type"])(config)
-    total = sum(p.numel() for p in model.parameters())
-    return total, sum(p.numel() for p in model.decoder.parameters())
-
-
-def list_models():
+def list_models() -> pd.DataFrame:
     """List the MusicGen checkpoints this toolkit knows.
 
     Returns
@@ -58,78 +101,27 @@ def list_models():
     """
     import pandas as pd
 
-    rows = []
-    for name, spec in checkpoints.known().items():
-        cfg, meta = spec["config"], spec["meta"]
-        total, decoder = _param_counts(name)
-        codec = cfg["audio_encoder"]
-        hop = 1
-        for r in codec["upsampling_ratios"]:
-            hop *= r
-        rows.append(
-            dict(
-                name=name,
-                checkpoint=meta["checkpoint"],
-                params=total,
-                decoder_params=decoder,
-                melody=meta["melody"],
-                stereo=meta["stereo"],
-                sample_rate=codec["sampling_rate"],
-                frame_rate=codec["sampling_rate"] // hop,
-                num_codebooks=cfg["decoder"]["num_codebooks"],
-                max_duration=meta["max_duration"],
-                fp32_gb=round(total * 4 / 1e9, 2),
-                fp16_gb=round(total * 2 / 1e9, 2),
-            )
-        )
-    df = pd.DataFrame(rows)
-    from .memory import MEASURED
+    from ._util.memory import MEASURED
 
+    df = pd.DataFrame([_model_row(name, spec) for name, spec in known().items()])
     if MEASURED:
         df = df.merge(pd.DataFrame(MEASURED), on="name", how="left")
     return df
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Pick a torch device: ``"auto"`` tries cuda, then mps, then cpu."""
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.split(":")[0] not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was asked for, but CUDA is not available here")
-        index = device.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ValueError(
-                f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices, "
-                f"so use 'cuda' or 'cuda:0'..'cuda:{torch.cuda.device_count() - 1}'"
-            )
-    if device.startswith("mps"):
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            why = "this torch was built without MPS" if mps is None or not mps.is_built() else (
-                "MPS needs an Apple-silicon Mac with macOS 12.3 or later"
-            )  # fmt: skip
-            raise ValueError(
-                f"device={device!r} was asked for, but MPS is not available here ({why})"
-            )
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a valid device: {err}") from None
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into fp32 on CPU, bf16 (or fp16) on CUDA, fp16 on MPS."""
+    """Turn ``"auto"`` into fp32 on CPU, bf16 (or fp16) on CUDA, fp16 on MPS.
+
+    It lives here rather than in :mod:`musicgen_nb.checkpoints.loading` because
+    ``"int4"`` is refused up front when the C++ kernels of
+    :mod:`musicgen_nb.engine.quantize` are missing, and checkpoints may not
+    import the engine (they are siblings).
+
+    Examples
+    --------
+    >>> resolve_precision("auto", torch.device("cpu"))
+    'fp32'
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
@@ -139,7 +131,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
                 "'fp16' or 'bf16'"
             )
         if precision == "int4":
-            from .quantize import int4_unavailable, kernel_available
+            from .engine.quantize import int4_unavailable, kernel_available
 
             if not kernel_available():  # refused before any weights load
                 raise ValueError(int4_unavailable())
@@ -151,174 +143,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def _resolve_source(name_or_path, *, random_weights: bool) -> tuple[str, dict | None]:
-    """Return (what to pass to from_pretrained or 'random', a spec for random builds)."""
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(
-            f"name_or_path must be a string or path, got {type(name_or_path).__name__}; "
-            + _known_names()
-        )
-    name = os.fspath(name_or_path)
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
-    if not name.strip():
-        raise ValueError(
-            "name_or_path is an empty string; give a model name or a folder. " + _known_names()
-        )
-    known = checkpoints.known()
-    by_hub = {spec["meta"]["checkpoint"]: short for short, spec in known.items()}
-    short = name if name in known else by_hub.get(name)
-    if random_weights:
-        if name in checkpoints.OFFLINE:
-            return "random", checkpoints.offline_spec(name)
-        if short is None:
-            raise ValueError(
-                f"random_weights=True needs a known architecture, got {name!r}; " + _known_names()
-            )
-        return "random", known[short]
-    if name in checkpoints.OFFLINE:
-        return os.fspath(checkpoints.offline_checkpoint(name)), None
-    if Path(name).is_dir():
-        return name, None
-    if short is not None:
-        return known[short]["meta"]["checkpoint"], None
-    if "/" in name and not Path(name).exists() and not name.startswith((".", "/")):
-        return name, None  # another hub id, e.g. a fine-tune
-    raise ValueError(f"unknown model {name!r}; " + _known_names())
-
-
-def _check_local(folder: Path, *, allow_pickle: bool) -> None:
-    """Say what is wrong with a local checkpoint folder before transformers reads it."""
-    config = folder / "config.json"
-    if not config.is_file():
-        inside = sorted(p.name for p in folder.iterdir())[:5]
-        raise ValueError(
-            f"{folder} is not a checkpoint folder: it has no config.json "
-            f"(it holds {inside or 'nothing'}); save one with model.save_pretrained(folder)"
-        )
-    try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"{config} is not valid JSON ({err}); the checkpoint config is corrupt"
-        ) from None
-    if not isinstance(data, dict) or data.get("model_type") not in ("musicgen", "musicgen_melody"):
-        kind = data.get("model_type") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(
-            f"{config} has model_type {kind!r}; musicgen-nb loads 'musicgen' and "
-            "'musicgen_melody' checkpoints"
-        )
-    safe = sorted(folder.glob("*.safetensors"))
-    pickles = sorted(folder.glob("*.bin"))
-    if not safe and not pickles:
-        raise ValueError(f"{folder} holds no weights: no *.safetensors or *.bin file")
-    if not safe and not allow_pickle:
-        raise ValueError(
-            f"{folder} holds no safetensors weights; pickle weights (.bin) can run code when "
-            "loaded, so they are refused. Pass allow_pickle=True if you trust this checkpoint."
-        )
-    from safetensors import safe_open
-
-    for file in safe:
-        try:
-            with safe_open(str(file), framework="pt"):
-                pass
-        except Exception as err:
-            raise ValueError(
-                f"{file} is not a readable safetensors file (truncated or corrupt): {err}"
-            ) from None
-
-
-def _from_pretrained(source: str, *, allow_pickle: bool):
-    """Load model and processor through transformers' ``from_pretrained``."""
-    from transformers import AutoConfig
-
-    local = Path(source).is_dir()
-    if local:
-        _check_local(Path(source), allow_pickle=allow_pickle)
-    kwargs = dict(use_safetensors=None if allow_pickle else True, trust_remote_code=False)
-    try:
-        config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
-    except OSError as err:
-        if local:
-            raise ValueError(f"could not read the config of {source}: {err}") from None
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
-            raise ModelUnavailableError(
-                f"{source!r} is not available offline: it is not in the local cache and the "
-                "Hugging Face hub is not reachable. To test a notebook offline, turn on stand-ins "
-                "(pytest --musicgen-standin, or MUSICGEN_NB_STANDIN=1); " + _known_names()
-            ) from None
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-        kwargs["local_files_only"] = False
-    else:
-        kwargs["local_files_only"] = True
-    cls = checkpoints.model_class(config.model_type)
-    try:
-        model = cls.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, RuntimeError) as err:
-        if not local:
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"could not load the weights in {source}: {first}") from err
-    return model, _processor(source, local_files_only=kwargs["local_files_only"])
-
-
-def _processor(source: str, *, local_files_only: bool):
-    """A ``MusicgenProcessor`` (tokenizer + EnCodec feature extractor).
-
-    For melody checkpoints we keep only the tokenizer of their processor: the
-    transformers chroma extractor needs torchaudio, so :mod:`musicgen_nb.melody`
-    computes the chroma instead.
-    """
-    from transformers import AutoTokenizer, EncodecFeatureExtractor, MusicgenProcessor
-
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
-    return MusicgenProcessor(
-        feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000),
-        tokenizer=tokenizer,
-    )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether huggingface.co answers within ``timeout`` seconds."""
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(
-            "https://huggingface.co/api/models/facebook/musicgen-small", timeout=timeout
-        )
-    except Exception:
-        return False
-    return True
-
-
-@contextmanager
-def quiet_transformers():
-    """Hide transformers' per-load progress bars and config chatter (e.g. the
-    pad token id 2048 that every MusicGen checkpoint uses on purpose)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def load(
-    name_or_path="facebook/musicgen-small",
+    name_or_path: str | os.PathLike = "facebook/musicgen-small",
     *,
-    device="auto",
-    precision="auto",
-    random_weights=False,
-    allow_pickle=False,
-    adapter=None,
-):
+    device: str = "auto",
+    precision: str = "auto",
+    random_weights: bool = False,
+    allow_pickle: bool = False,
+    adapter: str | os.PathLike | None = None,
+) -> MusicGen:
     """Load a MusicGen checkpoint.
 
     Parameters
@@ -365,7 +198,7 @@ def load(
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
     if not isinstance(allow_pickle, bool):
         raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
-    name_or_path, standin = testing.resolve(name_or_path, random_weights=random_weights)
+    name_or_path, standin = standins.resolve(name_or_path, random_weights=random_weights)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
@@ -373,46 +206,39 @@ def load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
             adapter=adapter,
         )  # fmt: skip
-    return testing.mark(s, standin)
+    return standins.mark(s, standin)
+
+
+def _build(spec: dict) -> tuple[object, object, dict]:
+    """(model, processor, meta) of a ``random_weights`` build of ``spec``."""
+    scale = TINY_INIT_SCALE if spec["meta"]["name"] in OFFLINE else None
+    model = build_random(spec, init_scale=scale)
+    return model, offline_processor(), dict(spec["meta"], random_weights=True)
+
+
+def _quantized(model, dev, prec):
+    """``model`` cast to ``prec`` on ``dev``; int8/int4 keep fp32 and quantize the decoder linears."""
+    if prec in DTYPES:
+        return model.to(device=dev, dtype=DTYPES[prec])
+    from .engine.quantize import quantize_int4, quantize_int8
+
+    quantize = quantize_int8 if prec == "int8" else quantize_int4
+    return quantize(model.to(dev, dtype=torch.float32))
 
 
 def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None):
-    source, spec = _resolve_source(name_or_path, random_weights=random_weights)
+    source, spec = resolve_source(name_or_path, random_weights=random_weights)
     if source == "random":
-        from transformers import EncodecFeatureExtractor, MusicgenProcessor
-
-        from ._tokenizer import build_tokenizer
-
-        scale = checkpoints.TINY_INIT_SCALE if spec["meta"]["name"] in checkpoints.OFFLINE else None
-        model = checkpoints.build_random(spec, init_scale=scale)
-        processor = MusicgenProcessor(
-            feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000),
-            tokenizer=build_tokenizer(),
-        )
-        meta = dict(spec["meta"], random_weights=True)
+        model, processor, meta = _build(spec)
     else:
-        model, processor = _from_pretrained(source, allow_pickle=allow_pickle)
-        meta_file = Path(source) / "musicgen_nb.json"
-        try:
-            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-        except ValueError as err:
-            raise ValueError(f"{meta_file} is not valid JSON ({err})") from None
-        if not isinstance(meta, dict):
-            raise ValueError(f"{meta_file} must hold a JSON object, got {type(meta).__name__}")
-        meta = meta or {"checkpoint": source}
-        meta.setdefault("name", os.fspath(name_or_path))
+        model, processor = from_pretrained(source, allow_pickle=allow_pickle)
+        meta = read_meta(source, name_or_path)
     model = model.eval()
     if adapter is not None:  # merged into plain fp32 weights before any cast or int8
-        from .finetune import apply_adapter
+        from .checkpoints.adapter import apply_adapter
 
         model, meta = apply_adapter(model, adapter, meta)
-    if prec in _DTYPES:
-        model = model.to(device=dev, dtype=_DTYPES[prec])
-    else:  # int8/int4: fp32 model, decoder linears quantized
-        from .quantize import quantize_int4, quantize_int8
-
-        quantize = quantize_int8 if prec == "int8" else quantize_int4
-        model = quantize(model.to(dev, dtype=torch.float32))
+    model = _quantized(model, dev, prec)
     return MusicGen(
         model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta
     )
@@ -438,8 +264,14 @@ class MusicGen:
     standin: str | None = None
 
     def __init__(
-        self, model, processor, *, name: str, precision: str = "fp32", meta: dict | None = None
-    ):
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        name: str,
+        precision: str = "fp32",
+        meta: dict | None = None,
+    ) -> None:
         self.model = model
         self.processor = processor
         self.name = name
@@ -480,7 +312,7 @@ class MusicGen:
         return (
             self.is_standin
             or bool(self.meta.get("random_weights"))
-            or self.meta.get("checkpoint") in checkpoints.OFFLINE
+            or self.meta.get("checkpoint") in OFFLINE
         )
 
     @property
@@ -502,7 +334,7 @@ class MusicGen:
             f"{self.sample_rate} Hz, {self.num_codebooks} codebooks, max {self.max_duration:g} s)"
         )
 
-    def generate(self, prompts=None, **kwargs):
+    def generate(self, prompts: str | list[str | None] | None = None, **kwargs: Any) -> Generation:
         """Generate music; see :func:`musicgen_nb.generation.generate` for every option.
 
         Examples
@@ -516,9 +348,12 @@ class MusicGen:
 
         return generate(self, prompts, **kwargs)
 
-    def stream(self, prompts=None, *, chunk=1.0, **kwargs):
-        """Generate and yield the audio in chunks while it is made; see
-        :class:`musicgen_nb.streaming.Stream`. Takes :meth:`generate`'s options.
+    def stream(
+        self, prompts: str | list[str | None] | None = None, *, chunk: float = 1.0, **kwargs: Any
+    ) -> Stream:
+        """Generate and yield the audio in chunks while it is made.
+
+        See :class:`musicgen_nb.streaming.Stream`. Takes :meth:`generate`'s options.
 
         Examples
         --------
@@ -531,19 +366,31 @@ class MusicGen:
 
         return Stream(self, prompts, chunk=chunk, **kwargs)
 
-    def encode(self, audio, sr):
+    def encode(self, audio: ArrayLike, sr: int) -> np.ndarray:
         """Encode audio to EnCodec codes ``[batch, num_codebooks, frames]``.
 
         See :func:`musicgen_nb.tokens.encode`.
+
+        Examples
+        --------
+        >>> import numpy as np, musicgen_nb as mg
+        >>> mg.load("tiny").encode(np.zeros(32000, np.float32), 32000).shape
+        (1, 4, 50)
         """
         from .tokens import encode
 
         return encode(self, audio, sr)
 
-    def decode(self, codes, *, num_codebooks=None):
+    def decode(self, codes: ArrayLike, *, num_codebooks: int | None = None) -> np.ndarray:
         """Decode codes ``[batch, K, frames]`` to audio ``[batch, channels, samples]``.
 
         See :func:`musicgen_nb.tokens.decode`.
+
+        Examples
+        --------
+        >>> import numpy as np, musicgen_nb as mg
+        >>> mg.load("tiny").decode(np.zeros((1, 4, 50), np.int64)).shape
+        (1, 1, 32000)
         """
         from .tokens import decode
 

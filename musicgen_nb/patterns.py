@@ -30,10 +30,17 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["Pattern", "build", "names", "interleave", "deinterleave"]
+from ._util.checks import check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+__all__ = ["Pattern", "build", "names", "interleave", "deinterleave", "codebook_delays"]
 
 #: Codebooks in the coarse group of the ``musiclm`` pattern.
 MUSICLM_COARSE = 2
@@ -95,7 +102,14 @@ class Pattern:
 
     @property
     def positions(self) -> np.ndarray:
-        """int64 ``[num_codebooks, frames]``: the step at which each frame is predicted."""
+        """int64 ``[num_codebooks, frames]``: the step at which each frame is predicted.
+
+        Examples
+        --------
+        >>> build("delay", 2, 3).positions
+        array([[0, 1, 2],
+               [1, 2, 3]])
+        """
         pos = np.empty((self.num_codebooks, self.frames), dtype=np.int64)
         steps, books = np.nonzero(self.layout >= 0)
         pos[books, self.layout[steps, books]] = steps
@@ -115,7 +129,7 @@ class Pattern:
     def __hash__(self) -> int:
         return hash((self.name, self.num_codebooks, self.frames))
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """A tidy ``pandas.DataFrame`` with one row per (step, codebook): step, codebook, frame.
 
         ``frame`` is -1 where a special token goes.
@@ -190,14 +204,6 @@ def names() -> list[str]:
     return list(_BUILDERS)
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def build(name: str, num_codebooks: int, frames: int) -> Pattern:
     """Build an interleaving pattern.
 
@@ -236,9 +242,43 @@ def build(name: str, num_codebooks: int, frames: int) -> Pattern:
     if name not in _BUILDERS:
         raise ValueError(f"name must be one of {names()}, got {name!r}")
     fn, min_k = _BUILDERS[name]
-    k = _positive_int(num_codebooks, "num_codebooks", min_k)
-    t = _positive_int(frames, "frames")
+    k = check_int(num_codebooks, "num_codebooks", minimum=min_k)
+    t = check_int(frames, "frames", minimum=1)
     return Pattern(name=name, num_codebooks=k, frames=t, layout=fn(k, t))
+
+
+def codebook_delays(num_codebooks: int, channels: int = 1) -> list[int]:
+    """The delay (in steps) of each codebook in MusicGen's ``delay`` pattern.
+
+    Mono: codebook ``k`` is delayed by ``k``. Stereo checkpoints interleave the left and
+    right codebooks, so codebooks ``2c`` and ``2c + 1`` are both delayed by ``c``.
+
+    Parameters
+    ----------
+    num_codebooks : int
+        ``K``, as ``s.num_codebooks``.
+    channels : {1, 2}
+        Audio channels of the checkpoint, as ``s.audio_channels``.
+
+    Returns
+    -------
+    list of int
+        ``K`` delays; the largest is the number of extra steps the pattern needs.
+
+    Examples
+    --------
+    >>> codebook_delays(4)
+    [0, 1, 2, 3]
+    >>> codebook_delays(8, channels=2)
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+    k = check_int(num_codebooks, "num_codebooks", minimum=1)
+    channels = check_int(channels, "channels", minimum=1)
+    if channels not in (1, 2):
+        raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels!r}")
+    if channels == 2:
+        return [i // 2 for i in range(k)]
+    return list(range(k))
 
 
 # ---------------------------------------------------------------------------- (de)interleave
@@ -261,7 +301,7 @@ def _check_pattern(pattern) -> Pattern:
     return pattern
 
 
-def interleave(codes, pattern: Pattern, special_id: int) -> np.ndarray:
+def interleave(codes: ArrayLike, pattern: Pattern, special_id: int) -> np.ndarray:
     """Lay codes out as a step sequence following ``pattern``.
 
     Parameters
@@ -301,7 +341,7 @@ def interleave(codes, pattern: Pattern, special_id: int) -> np.ndarray:
     return np.where(idx >= 0, gathered, np.int64(special_id))
 
 
-def deinterleave(seq, pattern: Pattern) -> np.ndarray:
+def deinterleave(seq: ArrayLike, pattern: Pattern) -> np.ndarray:
     """Undo :func:`interleave`: recover codes ``[batch, K, T]`` from a step sequence.
 
     Special tokens are dropped. ``deinterleave(interleave(c, p, i), p) == c`` exactly.

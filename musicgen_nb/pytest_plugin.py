@@ -39,6 +39,7 @@ _KINDS = {"text": "tiny", "melody": "tiny-melody", "stereo": "tiny-stereo",
 
 
 def pytest_addoption(parser):
+    """Add ``--musicgen-standin``, ``--musicgen-sanitize`` and the ``musicgen_standin`` ini option."""
     group = parser.getgroup("musicgen-nb", "MusicGen offline stand-ins (musicgen-nb)")
     group.addoption(
         "--musicgen-standin",
@@ -57,12 +58,21 @@ def pytest_addoption(parser):
 
 
 def standin_requested(config) -> bool:
-    """Whether this run asked for stand-ins (flag or ini option)."""
+    """Whether this run asked for stand-ins (flag or ini option).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> config = SimpleNamespace(getoption=lambda name: False, getini=lambda name: True)
+    >>> standin_requested(config)
+    True
+    """
     return bool(config.getoption("musicgen_standin") or config.getini("musicgen_standin"))
 
 
 @pytest.hookimpl(trylast=True)  # after nbval has turned --sanitize-with into its new name
 def pytest_configure(config):
+    """Register ``needs_weights``, turn stand-ins on if asked, and point nbval at our rules."""
     config.addinivalue_line(
         "markers",
         "needs_weights: the test's claims need real MusicGen weights; "
@@ -105,6 +115,7 @@ def _sanitize_with(config) -> str:
 
 
 def pytest_report_header(config):
+    """One header line while stand-ins are on, naming what replaces what."""
     if testing.enabled():
         pairs = ", ".join(f"{k} -> {v}" for k, v in _KINDS.items())
         return f"musicgen-nb: stand-ins on ({testing.ENV}=1): {pairs}"
@@ -112,7 +123,15 @@ def pytest_report_header(config):
 
 
 def needs_weights(item) -> bool:
-    """Whether a test item is marked ``needs_weights``, or is an nbval cell tagged ``needs-weights``."""
+    """Whether a test item is marked ``needs_weights``, or is an nbval cell tagged ``needs-weights``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> cell = {"metadata": {"tags": ["needs-weights"]}, "source": "x = 1"}
+    >>> needs_weights(SimpleNamespace(get_closest_marker=lambda name: None, cell=cell))
+    True
+    """
     if item.get_closest_marker("needs_weights") is not None:
         return True
     cell = getattr(item, "cell", None)  # nbval's IPyNbCell
@@ -127,6 +146,7 @@ def needs_weights(item) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
+    """Skip a ``needs_weights`` test or cell while stand-ins are on."""
     if needs_weights(item) and testing.enabled():
         pytest.skip(_SKIP_REASON)
 
@@ -134,14 +154,14 @@ def pytest_runtest_setup(item):
 @pytest.fixture(scope="session")
 def musicgen_tiny():
     """The offline ``tiny`` text model (random weights, a 4 s window), loaded once."""
-    import musicgen_nb as mg
+    from .models import load
 
-    return mg.load("tiny")
+    return load("tiny")
 
 
 @pytest.fixture(scope="session")
 def musicgen_tiny_melody():
     """The offline ``tiny-melody`` model (random weights, a 4 s window), loaded once."""
-    import musicgen_nb as mg
+    from .models import load
 
-    return mg.load("tiny-melody")
+    return load("tiny-melody")

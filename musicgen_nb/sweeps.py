@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .generation import Generation
+    from .models import MusicGen
 
 _SWEEPABLE = (
     "guidance_scale",
@@ -21,6 +28,13 @@ class SweepResult:
     """The runs of :func:`sweep`: a table and the generations, in grid order.
 
     Renders in Jupyter as a gallery of players above the table.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> r = SweepResult(table=pd.DataFrame({"temperature": [0.5, 1.0]}))
+    >>> len(r), list(r.table["temperature"])
+    (0, [0.5, 1.0])
     """
 
     table: object  # pandas.DataFrame
@@ -29,7 +43,7 @@ class SweepResult:
     def __len__(self) -> int:
         return len(self.generations)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Generation:
         return self.generations[i]
 
     def __repr__(self) -> str:
@@ -51,7 +65,9 @@ class SweepResult:
         return gallery(items, table=self.table)._repr_html_()
 
 
-def sweep(s, prompt, *, seed: int = 0, progress: bool = True, **grid) -> SweepResult:
+def sweep(
+    s: MusicGen, prompt: str | None, *, seed: int = 0, progress: bool = True, **grid: Any
+) -> SweepResult:
     """Run every combination of the given settings with one fixed seed.
 
     Parameters
@@ -87,17 +103,7 @@ def sweep(s, prompt, *, seed: int = 0, progress: bool = True, **grid) -> SweepRe
         raise TypeError(
             "prompt must be one string (or None) in a sweep; sweep the settings, not the prompts"
         )
-    axes, fixed = {}, {}
-    for key, value in grid.items():
-        if key in _SWEEPABLE:
-            values = list(value) if isinstance(value, (list, tuple)) else [value]
-            if not values:
-                raise ValueError(f"{key} must list at least one value")
-            axes[key] = values
-        else:
-            fixed[key] = value
-    if not axes:
-        raise ValueError(f"give at least one setting to sweep, among {_SWEEPABLE}")
+    axes, fixed = _split_grid(grid)
     combos = list(itertools.product(*axes.values()))
     bar = None
     if progress:
@@ -115,3 +121,19 @@ def sweep(s, prompt, *, seed: int = 0, progress: bool = True, **grid) -> SweepRe
     if bar is not None:
         bar.close()
     return SweepResult(table=pd.DataFrame(rows), generations=gens)
+
+
+def _split_grid(grid: dict) -> tuple[dict, dict]:
+    """(swept settings as lists of values, other generate arguments passed through)."""
+    axes, fixed = {}, {}
+    for key, value in grid.items():
+        if key in _SWEEPABLE:
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            if not values:
+                raise ValueError(f"{key} must list at least one value")
+            axes[key] = values
+        else:
+            fixed[key] = value
+    if not axes:
+        raise ValueError(f"give at least one setting to sweep, among {_SWEEPABLE}")
+    return axes, fixed

@@ -26,13 +26,23 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import MusicGen
 
 __all__ = ["FACTS", "Callout", "Fact", "callout", "has_random_weights"]
 
 
 @dataclass(frozen=True)
 class Fact:
-    """What a cell shows with trained weights, the published fact behind it, and why not here."""
+    """What a cell shows with trained weights, the published fact behind it, and why not here.
+
+    Examples
+    --------
+    >>> FACTS["codec"].why.startswith("the offline codec")
+    True
+    """
 
     shows: str
     source: str
@@ -119,7 +129,7 @@ FACTS: dict[str, Fact] = {
 }
 
 
-def has_random_weights(s) -> bool:
+def has_random_weights(s: MusicGen) -> bool:
     """True if the loaded model ``s`` has random weights (or is an offline stand-in).
 
     Examples
@@ -135,7 +145,14 @@ def has_random_weights(s) -> bool:
 
 @dataclass(frozen=True)
 class Callout:
-    """A note for a cell whose result needs trained weights. Renders in Jupyter."""
+    """A note for a cell whose result needs trained weights. Renders in Jupyter.
+
+    Examples
+    --------
+    >>> note = Callout(topic="audio", model="tiny", fact=FACTS["audio"])
+    >>> note._repr_markdown_().startswith("> **Needs trained weights.**")
+    True
+    """
 
     topic: str
     model: str
@@ -173,7 +190,7 @@ class Callout:
         )
 
 
-def callout(s, topic: str) -> Callout | None:
+def callout(s: MusicGen, topic: str) -> Callout | None:
     """The note for ``topic`` if ``s`` has random weights, else ``None`` (nothing shows).
 
     Parameters

@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from . import audio as audio_io
+from ._util.checks import check_positive
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import pandas as pd
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "encode",
@@ -60,11 +68,17 @@ def encoder_bytes_per_sample(config) -> float:
     alone, on 6-12 s. The first convolution's ``num_filters`` channels at the full rate
     dominate; the bound ``20 * num_filters + 100`` is 180 and 1380 B/sample.
     Re-measure tiny with ``python benchmarks/bench_resample_memory.py --encodec``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> encoder_bytes_per_sample(SimpleNamespace(num_filters=64))
+    1380.0
     """
     return 20.0 * int(config.num_filters) + 100.0
 
 
-def encode(s, audio, sr: int) -> np.ndarray:
+def encode(s: Any, audio: ArrayLike, sr: int) -> np.ndarray:
     """Encode audio to EnCodec codes.
 
     Parameters
@@ -139,7 +153,7 @@ def _check_codes(s, codes) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def decode(s, codes, *, num_codebooks: int | None = None) -> np.ndarray:
+def decode(s: Any, codes: ArrayLike, *, num_codebooks: int | None = None) -> np.ndarray:
     """Decode EnCodec codes to audio.
 
     Parameters
@@ -194,16 +208,6 @@ def decode(s, codes, *, num_codebooks: int | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- arithmetic
-def _positive(value, name: str, *, integer: bool = False):
-    kind = "integer" if integer else "number"
-    ok_type = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, ok_type):
-        raise TypeError(f"{name} must be a positive {kind}, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive {kind}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
 def bits_per_code(codebook_size: int = 2048) -> int:
     """Bits needed for one code: ``ceil(log2(codebook_size))``.
 
@@ -212,7 +216,7 @@ def bits_per_code(codebook_size: int = 2048) -> int:
     >>> bits_per_code(2048), bits_per_code(1024), bits_per_code(1000)
     (11, 10, 10)
     """
-    size = _positive(codebook_size, "codebook_size", integer=True)
+    size = check_positive(codebook_size, "codebook_size", integer=True)
     if size < 2:
         raise ValueError(f"codebook_size must be an integer >= 2, got {codebook_size!r}")
     return int(math.ceil(math.log2(size)))
@@ -226,8 +230,8 @@ def tokens_per_second(*, num_codebooks: int = 4, frame_rate: float = 50) -> floa
     >>> tokens_per_second(), tokens_per_second(num_codebooks=8)
     (200.0, 400.0)
     """
-    k = _positive(num_codebooks, "num_codebooks", integer=True)
-    return k * _positive(frame_rate, "frame_rate")
+    k = check_positive(num_codebooks, "num_codebooks", integer=True)
+    return k * check_positive(frame_rate, "frame_rate")
 
 
 def bitrate(*, num_codebooks: int = 4, codebook_size: int = 2048, frame_rate: float = 50) -> float:
@@ -255,8 +259,8 @@ def num_frames(duration: float, *, frame_rate: float = 50) -> int:
     >>> num_frames(10.0), num_frames(1.1), num_frames(0.001)
     (500, 55, 1)
     """
-    seconds = _positive(duration, "duration")
-    product = seconds * _positive(frame_rate, "frame_rate")
+    seconds = check_positive(duration, "duration")
+    product = seconds * check_positive(frame_rate, "frame_rate")
     nearest = round(product)
     if abs(product - nearest) < 1e-6:
         return max(1, int(nearest))
@@ -282,16 +286,16 @@ def compression_ratio(
     232.7
     """
     pcm = (
-        _positive(sample_rate, "sample_rate", integer=True)
-        * _positive(bit_depth, "bit_depth", integer=True)
-        * _positive(channels, "channels", integer=True)
+        check_positive(sample_rate, "sample_rate", integer=True)
+        * check_positive(bit_depth, "bit_depth", integer=True)
+        * check_positive(channels, "channels", integer=True)
     )
     tok = bitrate(num_codebooks=num_codebooks, codebook_size=codebook_size, frame_rate=frame_rate)
     return pcm / tok
 
 
 # ---------------------------------------------------------------------------- statistics
-def codebook_usage(codes, *, codebook_size: int = 2048, top: int = 5):
+def codebook_usage(codes: ArrayLike, *, codebook_size: int = 2048, top: int = 5) -> pd.DataFrame:
     """Per-codebook statistics of a code array.
 
     Parameters
@@ -323,8 +327,8 @@ def codebook_usage(codes, *, codebook_size: int = 2048, top: int = 5):
     """
     import pandas as pd
 
-    size = _positive(codebook_size, "codebook_size", integer=True)
-    top = _positive(top, "top", integer=True)
+    size = check_positive(codebook_size, "codebook_size", integer=True)
+    top = check_positive(top, "top", integer=True)
     arr = _int_codes(codes)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[2] == 0:
         raise ValueError(

@@ -39,6 +39,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._util.checks import check_int
+
 COLUMNS = (
     "item",
     "step",
@@ -295,8 +297,7 @@ def select(
         raise ValueError(
             f"trace is missing columns {missing}; expected a trace from musicgen_nb.trace.to_frame"
         )
-    if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
-        raise TypeError(f"item must be an int, got {item!r}")
+    item = check_int(item, "item", minimum=0)
     items = sorted(int(i) for i in trace["item"].unique())
     if int(item) not in items:
         raise ValueError(f"item {item!r} is not in the trace; items: {items}")

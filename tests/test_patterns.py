@@ -135,9 +135,9 @@ def test_pattern_repr_frame_and_immutability():
 def test_build_errors():
     with pytest.raises(ValueError, match=r"name must be one of \['parallel'.*got 'zigzag'"):
         patterns.build("zigzag", 4, 10)
-    with pytest.raises(ValueError, match="num_codebooks must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_codebooks must be an int >= 1, got 0"):
         patterns.build("delay", 0, 10)
-    with pytest.raises(ValueError, match="num_codebooks must be an integer >= 2"):
+    with pytest.raises(ValueError, match="num_codebooks must be an int >= 2"):
         patterns.build("coarse_first", 1, 10)
     with pytest.raises(TypeError, match="frames"):
         patterns.build("delay", 4, 2.5)
@@ -153,3 +153,18 @@ def test_shape_mismatch_errors():
         patterns.interleave(codes().astype(float), p, 0)
     with pytest.raises(TypeError, match="pattern must be a Pattern"):
         patterns.interleave(codes(), "delay", 0)
+
+
+def test_codebook_delays_mono_and_stereo():
+    assert patterns.codebook_delays(4) == [0, 1, 2, 3]
+    assert patterns.codebook_delays(4, channels=1) == [0, 1, 2, 3]
+    assert patterns.codebook_delays(8, channels=2) == [0, 0, 1, 1, 2, 2, 3, 3]
+    # mono delays are the delay pattern's: codebook k first predicts frame 0 at step k
+    p = patterns.build("delay", K, T)
+    assert patterns.codebook_delays(K) == p.positions[:, 0].tolist()
+    with pytest.raises(ValueError, match="channels must be 1 \\(mono\\) or 2 \\(stereo\\), got 3"):
+        patterns.codebook_delays(4, channels=3)
+    with pytest.raises(ValueError, match="num_codebooks must be an int >= 1, got 0"):
+        patterns.codebook_delays(0)
+    with pytest.raises(TypeError, match="channels must be an int >= 1, got 2.0"):
+        patterns.codebook_delays(4, channels=2.0)

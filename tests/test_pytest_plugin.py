@@ -77,6 +77,14 @@ def test_entry_point_is_declared():
     assert "nbval_sanitize.cfg" in meta["tool"]["setuptools"]["package-data"]["musicgen_nb"]
 
 
+def test_loading_the_plugin_imports_no_torch():
+    """The plugin loads in every pytest run of an environment that has musicgen-nb: keep it cheap."""
+    code = "import sys, musicgen_nb.pytest_plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_help_lists_the_options(pytester):
     result = run_inprocess(pytester, "--help")
     result.stdout.fnmatch_lines(["*--musicgen-standin*", "*--musicgen-sanitize*"])

@@ -253,3 +253,8 @@ def test_codebook_usage_pools_batch_and_limits_top():
         tokens.codebook_usage(np.array([[0, 4]]), codebook_size=4)
     with pytest.raises(TypeError, match="integer"):
         tokens.codebook_usage(np.zeros((1, 4)), codebook_size=4)
+
+
+def test_num_frames_tolerates_float_error():
+    assert tokens.num_frames(0.1 * 3, frame_rate=50) == 15
+    assert tokens.num_frames(2.0, frame_rate=50) == 100

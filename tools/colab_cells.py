@@ -1,5 +1,6 @@
 """Write the Colab badges, the install/setup cells and the README's install routes
-from one place: ``[project.urls] Source`` and ``version`` in ``pyproject.toml``.
+from one place: ``[project.urls] Source`` in ``pyproject.toml`` and ``__version__`` in
+``musicgen_nb/_version.py``.
 
 Usage::
 
@@ -35,6 +36,12 @@ BEGIN, END = "<!-- install:begin -->", "<!-- install:end -->"
 GPU_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}
 
 
+def package_version(root: Path = ROOT) -> str:
+    """The one version string, ``__version__`` in ``musicgen_nb/_version.py`` (pyproject reads it too)."""
+    text = (root / "musicgen_nb" / "_version.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.M).group(1)
+
+
 def project(pyproject: Path = ROOT / "pyproject.toml") -> dict:
     """Name, version, source URL, GitHub owner/repo and release tag from ``pyproject``.
 
@@ -55,7 +62,7 @@ def project(pyproject: Path = ROOT / "pyproject.toml") -> dict:
         raise ValueError(
             f"[project.urls] Source must be https://github.com/OWNER/REPO, got {source!r}"
         )
-    version = meta["version"]
+    version = package_version(pyproject.parent)
     return dict(
         name=meta["name"], version=version, source=source.rstrip("/"),
         github=f"{m.group(1)}/{m.group(2)}", tag=f"v{version}",

@@ -12,7 +12,7 @@ metadata other than ``kernelspec``, ``language_info`` (name only), ``colab`` and
 Code cells tagged ``solution`` get (or keep) ``jupyter.source_hidden`` and Colab's
 ``cellView: form``, so their code starts collapsed in JupyterLab and Colab.
 The expected outputs of ``# NBVAL_CHECK_OUTPUT`` cells live in
-``tests/notebooks_expected.json``, not in the notebooks.
+``tests/e2e/notebooks_expected.json``, not in the notebooks.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""Private helpers of the UI: front-end files, uploads, compact payloads."""
+"""Private helpers of the UI: uploads, compact payloads, display bundles."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +16,12 @@ UPLOAD_TYPES = (".wav", ".flac", ".ogg", ".mp3")
 PLOTLY_FRONT_ENDS = "drawn in JupyterLab >= 4, Notebook >= 7, Colab and VS Code"
 
 
-def asset(name: str) -> str:
-    """Text of a front-end file: shipped in the wheel as ``musicgen_nb._widgets``,
-    or read from the repository's ``widgets/`` folder in a checkout."""
-    try:
-        path = resources.files("musicgen_nb._widgets") / name
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
-    repo = Path(__file__).resolve().parents[2] / "widgets" / name
-    if repo.is_file():
-        return repo.read_text(encoding="utf-8")
-    raise FileNotFoundError(f"front-end file {name!r} is missing from the musicgen_nb install")
-
-
 def upload_files(value) -> list[tuple[str, bytes]]:
-    """(name, bytes) of a FileUpload value, for ipywidgets 8 (tuple of dicts)
-    and ipywidgets 7 / Colab (dict of name -> {"content", "metadata"})."""
+    """(name, bytes) of a FileUpload value.
+
+    For ipywidgets 8 (tuple of dicts) and ipywidgets 7 / Colab (dict of name ->
+    {"content", "metadata"}).
+    """
     if not value:
         return []
     if isinstance(value, dict):  # ipywidgets 7
@@ -116,13 +103,17 @@ def one_line(exc: BaseException) -> str:
 
 
 def escape(text) -> str:
+    """``text`` as HTML-escaped text (quotes too), for widget HTML values."""
     return html.escape(str(text), quote=True)
 
 
 def widget_bundle(widget, **kwargs) -> dict:
-    """The mime bundle that shows ``widget``: its own ``_repr_mimebundle_`` on
-    ipywidgets 8, and on ipywidgets 7 (Colab), which has none, the same widget-view
-    bundle that its ``_ipython_display_`` sends, built from the model id."""
+    """The mime bundle that shows ``widget``.
+
+    Its own ``_repr_mimebundle_`` on ipywidgets 8, and on ipywidgets 7 (Colab), which has
+    none, the same widget-view bundle that its ``_ipython_display_`` sends, built from the
+    model id.
+    """
     own = getattr(widget, "_repr_mimebundle_", None)
     if own is not None:
         return own(**kwargs)
@@ -141,10 +132,12 @@ def widget_bundle(widget, **kwargs) -> dict:
 
 
 def display_bundle(obj) -> dict:
-    """An ``Output`` widget's display_data entry for ``obj``, built without capturing
-    (so a background thread may call it). In a kernel, IPython's formatters (and so
+    """An ``Output`` widget's display_data entry for ``obj``.
+
+    Built without capturing (so a background thread may call it). In a kernel, IPython's formatters (and so
     the notebook's plotly renderer) decide the mime types; elsewhere a plotly
-    figure falls back to its JSON mime type."""
+    figure falls back to its JSON mime type.
+    """
     data, metadata = {}, {}
     try:
         from IPython import get_ipython

@@ -9,11 +9,19 @@ back as ``current_time``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anywidget
 import numpy as np
 import traitlets
 
-from ._util import asset, codes_payload, spectrogram_payload
+from ..players.assets import asset
+from ._util import codes_payload, spectrogram_payload
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..generation import Generation
 
 
 class SyncedPlayer(anywidget.AnyWidget):
@@ -51,14 +59,14 @@ class SyncedPlayer(anywidget.AnyWidget):
 
     def show(
         self,
-        audio,
+        audio: ArrayLike,
         sr: int,
         *,
-        codes=None,
+        codes: ArrayLike | None = None,
         label: str = "",
         item: int = 0,
         codebook_size: int = 2048,
-    ):
+    ) -> SyncedPlayer:
         """Load new audio (and its codes) into the player.
 
         Parameters
@@ -99,7 +107,7 @@ class SyncedPlayer(anywidget.AnyWidget):
         return self
 
     @classmethod
-    def from_generation(cls, g, *, item: int = 0):
+    def from_generation(cls, g: Generation, *, item: int = 0) -> SyncedPlayer:
         """A player for batch item ``item`` of a :class:`~musicgen_nb.Generation`."""
         label = g.prompts[item] or "(unconditional)"
         p = cls(frame_rate=float(g.frame_rate))

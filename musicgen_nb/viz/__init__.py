@@ -18,6 +18,7 @@ from .cross_attention import cross_attention, cross_attention_by_layer
 from .divergence import divergence
 from .entropy import entropy
 from .guidance import guidance_comparison
+from .loss import loss_figure
 from .pattern_grid import pattern_grid
 from .pipeline import pipeline
 from .self_attention import self_attention
@@ -34,6 +35,7 @@ __all__ = [
     "divergence",
     "entropy",
     "guidance_comparison",
+    "loss_figure",
     "pattern_grid",
     "pipeline",
     "self_attention",

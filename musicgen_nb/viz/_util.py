@@ -1,16 +1,22 @@
-"""Private helpers shared by the figure builders.
+"""Helpers shared by the figure builders.
 
-Input coercion (arrays, tensors, a ``Generation``), layout defaults, hover
-templates and the caps on how much data goes to the browser.
+Input coercion (arrays, tensors, a ``Generation``, a trace, captured
+attentions), layout defaults, hover templates and the caps on how much data
+goes to the browser.
 """
 
 from __future__ import annotations
 
 import html
+import warnings
 
 import numpy as np
 
-from .._arrays import as_array, check_int, pick_item  # noqa: F401 - shared with the figures
+from .._util.arrays import as_array, pick_item
+from .._util.checks import check_int
+
+#: Cap on points per line of a trace figure (entropy, KL) sent to the browser.
+MAX_POINTS = 4000
 
 #: Fixed template and margins: no random ids, no timestamps, same JSON every run.
 TEMPLATE = "plotly_white"
@@ -52,15 +58,6 @@ def unpack_generation(audio, sr, item):
     prompts = list(g.prompts or [])
     prompt = short(prompts[item]) if isinstance(item, int) and item < len(prompts) else None
     return g.audio, (g.sample_rate if sr is None else sr), prompt
-
-
-def check_rate(value, name: str) -> float:
-    """Return a positive finite rate (sample rate, frame rate) as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 def codes_2d(codes, item: int, name: str = "codes") -> np.ndarray:
@@ -183,3 +180,79 @@ def pitch_classes() -> tuple:
         return tuple(PITCH_CLASSES)
     except ImportError:  # melody.py not present in this tree
         return PITCH_CLASSES_FALLBACK
+
+
+def cap_curve(x, y, max_points: int = MAX_POINTS):
+    """Cap a curve at ``max_points`` points by averaging consecutive bins (NaN-aware).
+
+    Examples
+    --------
+    >>> x, y = cap_curve(np.arange(6), np.arange(6), max_points=3)
+    >>> y.tolist()
+    [0.5, 2.5, 4.5]
+    """
+    max_points = check_int(max_points, "max_points", minimum=2)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) <= max_points:
+        return x, y
+    f = int(np.ceil(len(x) / max_points))
+    n = int(np.ceil(len(x) / f)) * f
+    xp = np.full(n, np.nan)
+    yp = np.full(n, np.nan)
+    xp[: len(x)], yp[: len(y)] = x, y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
+        return np.nanmean(xp.reshape(-1, f), 1), np.nanmean(yp.reshape(-1, f), 1)
+
+
+def pick_codebooks(available, codebook, *, where: str = "") -> list[int]:
+    """The codebooks to draw: all of ``available`` (None), or the int or ints asked for.
+
+    ``where`` is added to the message, e.g. ``" at frame 10"``.
+
+    Examples
+    --------
+    >>> pick_codebooks([0, 1, 2, 3], None), pick_codebooks([0, 1, 2, 3], 2)
+    ([0, 1, 2, 3], [2])
+    """
+    available = sorted(int(k) for k in available)
+    if codebook is None:
+        return available
+    wanted = [codebook] if isinstance(codebook, (int, np.integer)) else list(codebook)
+    for k in wanted:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in available:
+            raise ValueError(f"codebook {k!r} is not in the trace{where}; codebooks: {available}")
+    return [int(k) for k in wanted]
+
+
+def trace_codebooks(df, codebook) -> list[int]:
+    """:func:`pick_codebooks` among the codebooks of a trace DataFrame ``df``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> trace_codebooks(pd.DataFrame({"codebook": [1, 0, 1]}), None)
+    [0, 1]
+    """
+    return pick_codebooks(df["codebook"].unique(), codebook)
+
+
+def check_attentions(attn) -> None:
+    """Raise unless ``attn`` is a :class:`musicgen_nb.attention.Attentions` (``g.attentions``).
+
+    Examples
+    --------
+    >>> check_attentions(None)
+    Traceback (most recent call last):
+    ...
+    TypeError: attn is None: generate with attentions=True to record g.attentions
+    """
+    from ..attention import Attentions
+
+    if attn is None:
+        raise TypeError("attn is None: generate with attentions=True to record g.attentions")
+    if not isinstance(attn, Attentions):
+        raise TypeError(
+            f"attn must be musicgen_nb.attention.Attentions (g.attentions), got {type(attn).__name__}"
+        )

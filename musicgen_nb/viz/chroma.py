@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._util import as_array, base_layout, check_int, check_rate, esc, pitch_classes, stride_for
+from .._util.checks import check_positive
+from ._util import as_array, base_layout, check_int, esc, pitch_classes, stride_for
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 HOVER_TIME = "%{x:.2f} s<br>%{y}<br>%{z:.2f}<extra>%{fullData.name}</extra>"
 HOVER_FRAME = "frame %{x}<br>%{y}<br>%{z:.2f}<extra>%{fullData.name}</extra>"
@@ -15,18 +21,19 @@ HOVER_FRAME = "frame %{x}<br>%{y}<br>%{z:.2f}<extra>%{fullData.name}</extra>"
 def _as_chroma(x, name: str, sr, frame_rate):
     """Chroma ``[frames, 12]`` or audio (with ``sr``) -> (chroma, seconds per frame or None)."""
     if sr is not None:
-        from .. import melody
+        from ..melody import FRAME_RATE
+        from ..melody import chroma as melody_chroma
 
-        sr = check_rate(sr, "sr")
+        sr = check_positive(sr, "sr")
         audio = as_array(x, name)
         if audio.ndim == 0 or audio.shape[-1] == 0:
             raise ValueError(
                 f"{name} must be audio with at least one sample when sr is given, got {audio.shape}"
             )
-        c = as_array(melody.chroma(audio, int(sr) if float(sr).is_integer() else sr), name)
+        c = as_array(melody_chroma(audio, int(sr) if float(sr).is_integer() else sr), name)
         if c.ndim == 3:  # a batched chroma: draw the first item
             c = c[0]
-        return c.astype(np.float32), 1.0 / float(melody.FRAME_RATE)
+        return c.astype(np.float32), 1.0 / float(FRAME_RATE)
     c = as_array(x, name)
     if c.ndim != 2 or c.shape[1] != 12:
         hint = " (raw audio? then pass sr=)" if c.ndim in (1, 2, 3) and c.shape[-1] != 12 else ""
@@ -38,13 +45,13 @@ def _as_chroma(x, name: str, sr, frame_rate):
     if not np.issubdtype(c.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got dtype {c.dtype}")
     if frame_rate is not None:
-        return c.astype(np.float32), 1.0 / check_rate(frame_rate, "frame_rate")
+        return c.astype(np.float32), 1.0 / check_positive(frame_rate, "frame_rate")
     return c.astype(np.float32), None
 
 
 def chroma(
-    chroma_in,
-    chroma_out=None,
+    chroma_in: ArrayLike,
+    chroma_out: ArrayLike | None = None,
     *,
     sr: float | None = None,
     frame_rate: float | None = None,
@@ -92,16 +99,26 @@ def chroma(
     (12, 40)
     """
     max_frames = check_int(max_frames, "max_frames", minimum=1)
-    if not isinstance(titles, (list, tuple)) or not all(isinstance(t, str) for t in titles):
-        raise TypeError(f"titles must be a tuple of strings, got {titles!r}")
-    need = 1 if chroma_out is None else 2
-    if len(titles) < need:
-        raise ValueError(f"titles must hold {need} strings, got {len(titles)}: {titles!r}")
+    _check_titles(titles, 1 if chroma_out is None else 2)
     inputs = [_as_chroma(chroma_in, "chroma_in", sr, frame_rate)]
     if chroma_out is not None:
         inputs.append(_as_chroma(chroma_out, "chroma_out", sr, frame_rate))
+    fig, notes = _heatmaps(inputs, titles, max_frames)
+    n = len(inputs)
+    base_layout(fig, title=_title(title, titles, inputs, notes), height=260 * n + 80,
+                coloraxis=_coloraxis(inputs))  # fmt: skip
+    return fig
 
-    labels = list(pitch_classes())
+
+def _check_titles(titles, need: int) -> None:
+    if not isinstance(titles, (list, tuple)) or not all(isinstance(t, str) for t in titles):
+        raise TypeError(f"titles must be a tuple of strings, got {titles!r}")
+    if len(titles) < need:
+        raise ValueError(f"titles must hold {need} strings, got {len(titles)}: {titles!r}")
+
+
+def _heatmaps(inputs: list, titles, max_frames: int):
+    """One subplot per (chroma, seconds per frame) of ``inputs``, and notes on capped ones."""
     timed = all(spf is not None for _, spf in inputs)
     n = len(inputs)
     fig = make_subplots(
@@ -111,10 +128,9 @@ def chroma(
         vertical_spacing=0.12,
         subplot_titles=[esc(t) for t in titles[:n]],
     )
+    labels = list(pitch_classes())
     notes = []
-    for row, ((c, spf), name) in enumerate(
-        zip(inputs, titles[: len(inputs)], strict=True), start=1
-    ):
+    for row, ((c, spf), name) in enumerate(zip(inputs, titles[:n], strict=True), start=1):
         T = c.shape[0]
         step = stride_for(T, max_frames)
         frames = np.arange(0, T, step)
@@ -135,27 +151,29 @@ def chroma(
         )
         fig.update_yaxes(title_text="pitch class", type="category", row=row, col=1)
     fig.update_xaxes(title_text="time (s)" if timed else "frame", row=n, col=1)
+    return fig, notes
 
+
+def _title(title, titles, inputs: list, notes: list) -> str:
+    """The given title (escaped), or one with the chroma similarity of input and output."""
     if title is not None:
         title = esc(title)  # plain text: "<", ">" and "&" show as typed
     else:
         title = "Chroma"
-        if n == 2:
-            from .. import melody
+        if len(inputs) == 2:
+            from ..melody import similarity
 
-            sim = float(melody.similarity(inputs[0][0], inputs[1][0]))
+            sim = float(similarity(inputs[0][0], inputs[1][0]))
             title = f"Chroma: {esc(titles[0])} vs {esc(titles[1])} — chroma similarity {sim:.2f}"
     if notes:
         title += "<br><sup>" + "; ".join(notes) + "</sup>"
-    base_layout(
-        fig,
-        title=title,
-        height=260 * n + 80,
-        coloraxis=dict(
-            colorscale="Blues",
-            cmin=min(0.0, min(float(c.min()) for c, _ in inputs)),
-            cmax=max(1e-6, max(float(c.max()) for c, _ in inputs)),
-            colorbar=dict(title=dict(text="chroma")),
-        ),
+    return title
+
+
+def _coloraxis(inputs: list) -> dict:
+    return dict(
+        colorscale="Blues",
+        cmin=min(0.0, min(float(c.min()) for c, _ in inputs)),
+        cmax=max(1e-6, max(float(c.max()) for c, _ in inputs)),
+        colorbar=dict(title=dict(text="chroma")),
     )
-    return fig

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._util import as_array, base_layout, check_int, codes_2d, is_generation
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+    from ..generation import Generation
 
 REQUIRED = ("codebook", "entropy_bits", "unique_codes")
 
@@ -38,9 +46,9 @@ def _usage_frame(codes_or_df, codebook_size: int, item):
             f"codes_or_df holds codes in [{int(codes.min())}, {int(codes.max())}]; "
             f"allowed: 0..{codebook_size - 1} (codebook_size={codebook_size})"
         )
-    from .. import tokens
+    from ..tokens import codebook_usage as usage_table
 
-    return tokens.codebook_usage(codes, codebook_size=codebook_size), codes.shape[1]
+    return usage_table(codes, codebook_size=codebook_size), codes.shape[1]
 
 
 def _top_text(row) -> str:
@@ -55,7 +63,12 @@ def _top_text(row) -> str:
     return "top codes: " + ", ".join(f"{int(c)} (x{int(n)})" for c, n in pairs)
 
 
-def codebook_usage(codes_or_df, *, codebook_size: int = 2048, item: int | None = None) -> go.Figure:
+def codebook_usage(
+    codes_or_df: ArrayLike | Generation | pd.DataFrame,
+    *,
+    codebook_size: int = 2048,
+    item: int | None = None,
+) -> go.Figure:
     """Bar charts of how each codebook is used: entropy in bits and unique codes.
 
     Parameters
@@ -95,6 +108,15 @@ def codebook_usage(codes_or_df, *, codebook_size: int = 2048, item: int | None =
     unique = np.asarray(df["unique_codes"], dtype=np.int64)
     top = [_top_text(row) for _, row in df.iterrows()]
 
+    fig = _bars(labels, entropy, unique, top, codebook_size)
+    title = f"Codebook usage (codebook size {codebook_size}"
+    title += f", {total} tokens per codebook)" if total is not None else ")"
+    base_layout(fig, title=title, height=340, showlegend=False)
+    return fig
+
+
+def _bars(labels, entropy, unique, top, codebook_size: int) -> go.Figure:
+    """Entropy bars (left, up to the ``log2(codebook_size)`` line) and unique-code bars."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["entropy (bits)", "unique codes"])
     fig.add_trace(
         go.Bar(
@@ -132,7 +154,4 @@ def codebook_usage(codes_or_df, *, codebook_size: int = 2048, item: int | None =
     fig.update_yaxes(title_text="bits", range=[0, max_bits * 1.08], row=1, col=1)
     fig.update_yaxes(title_text="codes", row=1, col=2)
     fig.update_xaxes(title_text="codebook", type="category")
-    title = f"Codebook usage (codebook size {codebook_size}"
-    title += f", {total} tokens per codebook)" if total is not None else ")"
-    base_layout(fig, title=title, height=340, showlegend=False)
     return fig

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import plotly.graph_objects as go
 
 from ..trace import select
-from ._util import base_layout
-from .entropy import MAX_POINTS, per_codebook_lines
+from ._util import MAX_POINTS, base_layout
+from .entropy import per_codebook_lines
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-def divergence(trace, *, item: int = 0, codebook=None, max_points: int = MAX_POINTS) -> go.Figure:
+def divergence(
+    trace: pd.DataFrame,
+    *,
+    item: int = 0,
+    codebook: int | list[int] | None = None,
+    max_points: int = MAX_POINTS,
+) -> go.Figure:
     """KL divergence between the conditional and unconditional predictions over time.
 
     At every frame and codebook, ``KL(p_cond || p_uncond)`` of the

@@ -2,56 +2,35 @@
 
 from __future__ import annotations
 
-import warnings
+from typing import TYPE_CHECKING
 
-import numpy as np
 import plotly.graph_objects as go
 
 from ..trace import select
-from ._util import base_layout, color
+from ._util import MAX_POINTS, base_layout, cap_curve, color, trace_codebooks
 
-MAX_POINTS = 4000
-
-
-def _curve(x, y, max_points: int = MAX_POINTS):
-    """Cap a curve at ``max_points`` points by averaging consecutive bins (NaN-aware)."""
-    if (
-        isinstance(max_points, bool)
-        or not isinstance(max_points, (int, np.integer))
-        or max_points < 2
-    ):
-        raise ValueError(f"max_points must be an int >= 2, got {max_points!r}")
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if len(x) <= max_points:
-        return x, y
-    f = int(np.ceil(len(x) / max_points))
-    n = int(np.ceil(len(x) / f)) * f
-    xp = np.full(n, np.nan)
-    yp = np.full(n, np.nan)
-    xp[: len(x)], yp[: len(y)] = x, y
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bins stay NaN
-        return np.nanmean(xp.reshape(-1, f), 1), np.nanmean(yp.reshape(-1, f), 1)
-
-
-def _codebooks(df, codebook):
-    available = sorted(int(k) for k in df["codebook"].unique())
-    if codebook is None:
-        return available
-    wanted = [codebook] if isinstance(codebook, (int, np.integer)) else list(codebook)
-    for k in wanted:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) not in available:
-            raise ValueError(f"codebook {k!r} is not in the trace; codebooks: {available}")
-    return [int(k) for k in wanted]
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def per_codebook_lines(df, column: str, *, codebook=None, max_points: int = MAX_POINTS) -> list:
-    """One ``go.Scatter`` per codebook of ``column`` against ``time_s``."""
+    """One ``go.Scatter`` per codebook of ``column`` against ``time_s``.
+
+    Each line is capped at ``max_points`` (see :func:`musicgen_nb.viz._util.cap_curve`),
+    and codebook ``k`` has the same colour in every figure.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"codebook": [0, 0, 1, 1], "time_s": [0.0, 0.02] * 2,
+    ...                    "entropy": [1.0, 2.0, 3.0, 4.0]})
+    >>> [t.name for t in per_codebook_lines(df, "entropy")]
+    ['codebook 0', 'codebook 1']
+    """
     traces = []
-    for k in _codebooks(df, codebook):
+    for k in trace_codebooks(df, codebook):
         rows = df[df["codebook"] == k]
-        x, y = _curve(rows["time_s"].to_numpy(), rows[column].to_numpy(), max_points)
+        x, y = cap_curve(rows["time_s"].to_numpy(), rows[column].to_numpy(), max_points)
         traces.append(
             go.Scatter(
                 x=x,
@@ -66,7 +45,13 @@ def per_codebook_lines(df, column: str, *, codebook=None, max_points: int = MAX_
     return traces
 
 
-def entropy(trace, *, item: int = 0, codebook=None, max_points: int = MAX_POINTS) -> go.Figure:
+def entropy(
+    trace: pd.DataFrame,
+    *,
+    item: int = 0,
+    codebook: int | list[int] | None = None,
+    max_points: int = MAX_POINTS,
+) -> go.Figure:
     """Entropy of the sampling distribution at every frame, one line per codebook.
 
     The distribution is the one tokens were drawn from: after guidance,

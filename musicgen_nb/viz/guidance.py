@@ -6,8 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..trace import select
-from ._util import base_layout, color
-from .entropy import MAX_POINTS, _codebooks, _curve
+from ._util import MAX_POINTS, base_layout, cap_curve, color, trace_codebooks
 
 
 def _scales(generations) -> list:
@@ -49,7 +48,11 @@ def _mean_curve(df, column, codebooks):
 
 
 def guidance_comparison(
-    generations, *, item: int = 0, codebook=None, max_points: int = MAX_POINTS
+    generations: dict | list,
+    *,
+    item: int = 0,
+    codebook: int | list[int] | None = None,
+    max_points: int = MAX_POINTS,
 ) -> go.Figure:
     """Entropy (top row) and KL divergence (bottom row) for several guidance scales.
 
@@ -91,23 +94,7 @@ def guidance_comparison(
         subplot_titles=("sampling entropy", "KL(conditional || unconditional)"),
     )  # fmt: skip
     for i, (scale, trace) in enumerate(pairs):
-        line = dict(color=color(i))  # one colour per scale in both subplots
-        df = select(trace, item=item, columns=("codebook", "frame", "time_s", "entropy", "kl"))
-        ks = _codebooks(df, codebook)
-        name = f"scale {scale:g}"
-        x, y = _curve(*_mean_curve(df, "entropy", ks), max_points)
-        fig.add_trace(
-            go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, line=line,
-                       hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
-            row=1, col=1,
-        )  # fmt: skip
-        if not df["kl"].isna().all():
-            x, y = _curve(*_mean_curve(df, "kl", ks), max_points)
-            fig.add_trace(
-                go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, showlegend=False,
-                           line=line, hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
-                row=2, col=1,
-            )  # fmt: skip
+        _add_scale(fig, i, scale, trace, item=item, codebook=codebook, max_points=max_points)
     which = "all codebooks" if codebook is None else f"codebook(s) {codebook}"
     fig.update_yaxes(title_text="entropy (nats)", row=1, col=1)
     fig.update_yaxes(title_text="KL (nats)", row=2, col=1)
@@ -118,3 +105,24 @@ def guidance_comparison(
         legend_title="guidance",
     )
     return fig
+
+
+def _add_scale(fig, i: int, scale: float, trace, *, item, codebook, max_points) -> None:
+    """The entropy line (row 1) and, with guidance, the KL line (row 2) of one scale."""
+    line = dict(color=color(i))  # one colour per scale in both subplots
+    df = select(trace, item=item, columns=("codebook", "frame", "time_s", "entropy", "kl"))
+    ks = trace_codebooks(df, codebook)
+    name = f"scale {scale:g}"
+    x, y = cap_curve(*_mean_curve(df, "entropy", ks), max_points)
+    fig.add_trace(
+        go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, line=line,
+                   hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
+        row=1, col=1,
+    )  # fmt: skip
+    if not df["kl"].isna().all():
+        x, y = cap_curve(*_mean_curve(df, "kl", ks), max_points)
+        fig.add_trace(
+            go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=name, showlegend=False,
+                       line=line, hovertemplate="%{x:.2f} s: %{y:.3f}<extra>" + name + "</extra>"),
+            row=2, col=1,
+        )  # fmt: skip

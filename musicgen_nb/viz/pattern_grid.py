@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._util import as_array, base_layout, check_int, esc
+
+if TYPE_CHECKING:
+    from ..patterns import Pattern
 
 #: Above this many steps per pattern, cells carry no text (hover still works).
 MAX_TEXT_STEPS = 80
@@ -21,12 +26,12 @@ def _resolve(p, num_codebooks: int, frames: int, index: int | None):
     """A name or Pattern -> (name, layout [steps, K])."""
     where = "patterns" if index is None else f"patterns[{index}]"
     if isinstance(p, str):
-        from .. import patterns as _patterns
+        from ..patterns import build, names
 
-        names = list(_patterns.names())
-        if p not in names:
-            raise ValueError(f"{where} must be a pattern name in {names}, got {p!r}")
-        p = _patterns.build(p, num_codebooks, frames)
+        allowed = list(names())
+        if p not in allowed:
+            raise ValueError(f"{where} must be a pattern name in {allowed}, got {p!r}")
+        p = build(p, num_codebooks, frames)
     if not hasattr(p, "layout"):
         raise TypeError(
             f"{where} must be a Pattern (with .layout) or a pattern name, got {type(p).__name__}"
@@ -46,7 +51,9 @@ def _resolve(p, num_codebooks: int, frames: int, index: int | None):
     return str(name), layout.astype(np.int64)
 
 
-def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Figure:
+def pattern_grid(
+    patterns: str | Pattern | list[str | Pattern], *, num_codebooks: int = 4, frames: int = 8
+) -> go.Figure:
     """Grid of decoding steps x codebooks: the frame each step predicts.
 
     Parameters
@@ -78,15 +85,7 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
     """
     num_codebooks = check_int(num_codebooks, "num_codebooks", minimum=1)
     frames = check_int(frames, "frames", minimum=1)
-    if isinstance(patterns, (list, tuple)):
-        if len(patterns) == 0:
-            raise ValueError(
-                "patterns must hold at least one pattern name or Pattern, got an empty list"
-            )
-        resolved = [_resolve(p, num_codebooks, frames, i) for i, p in enumerate(patterns)]
-    else:
-        resolved = [_resolve(patterns, num_codebooks, frames, None)]
-
+    resolved = _resolve_all(patterns, num_codebooks, frames)
     n = len(resolved)
     titles = [esc(f"{name}: {layout.shape[0]} steps") for name, layout in resolved]
     # One pattern per row, all on the same step scale: a cell is as wide in every panel,
@@ -96,65 +95,54 @@ def pattern_grid(patterns, *, num_codebooks: int = 4, frames: int = 8) -> go.Fig
     fig = make_subplots(rows=n, cols=1, subplot_titles=titles, vertical_spacing=min(0.12, 0.5 / n))
     zmax = max(max(int(layout.max()), 0) for _, layout in resolved)
     for row, (name, layout) in enumerate(resolved, start=1):
-        steps, K_ = layout.shape
-        z = layout.T  # [K, steps]
-        special = z < 0
-        x = np.arange(steps)
-        y = [f"cb {k}" for k in range(K_)]
-        show_text = max_steps <= MAX_TEXT_STEPS
-        frame_z = np.where(special, np.nan, z.astype(np.float64))
-        frame_text = np.where(special, "", np.char.add("t=", z.astype(str)))
-        fig.add_trace(
-            go.Heatmap(
-                z=frame_z,
-                x=x,
-                y=y,
-                text=frame_text if show_text else None,
-                texttemplate="%{text}" if show_text else None,
-                textfont=dict(size=TEXT_SIZE),
-                hovertemplate=HOVER,
-                coloraxis="coloraxis",
-                xgap=1,
-                ygap=1,
-                name=esc(name),
-            ),
-            row=row,
-            col=1,
-        )
-        if special.any():
-            fig.add_trace(
-                go.Heatmap(
-                    z=np.where(special, 1.0, np.nan),
-                    x=x,
-                    y=y,
-                    text=np.where(special, "S", "") if show_text else None,
-                    texttemplate="%{text}" if show_text else None,
-                    textfont=dict(size=TEXT_SIZE),
-                    hovertemplate=HOVER_SPECIAL,
-                    colorscale=[[0, SPECIAL_COLOR], [1, SPECIAL_COLOR]],
-                    showscale=False,
-                    xgap=1,
-                    ygap=1,
-                    name=esc(f"{name} (special)"),
-                ),
-                row=row,
-                col=1,
-            )
-        fig.update_xaxes(range=[-0.5, max_steps - 0.5], dtick=1 if max_steps <= 40 else None,
-                         row=row, col=1)  # fmt: skip
-        fig.update_yaxes(
-            autorange="reversed", type="category", title_text="codebook", row=row, col=1
-        )
+        _add_pattern(fig, row, name, layout, max_steps)
     fig.update_xaxes(title_text="decoding step", row=n, col=1)
     base_layout(
         fig,
         title="Interleaving patterns: frame predicted at each step (grey S = special token)",
         height=110 + n * (26 * K + 70),
-        coloraxis=dict(
-            colorscale="Blues",
-            cmin=0,
-            cmax=max(zmax, 1),
-            colorbar=dict(title=dict(text="frame")),
-        ),
-    )
+        coloraxis=dict(colorscale="Blues", cmin=0, cmax=max(zmax, 1),
+                       colorbar=dict(title=dict(text="frame"))),
+    )  # fmt: skip
     return fig
+
+
+def _resolve_all(patterns, num_codebooks: int, frames: int) -> list:
+    """(name, layout) of one pattern or of each pattern of a list."""
+    if isinstance(patterns, (list, tuple)):
+        if len(patterns) == 0:
+            raise ValueError(
+                "patterns must hold at least one pattern name or Pattern, got an empty list"
+            )
+        return [_resolve(p, num_codebooks, frames, i) for i, p in enumerate(patterns)]
+    return [_resolve(patterns, num_codebooks, frames, None)]
+
+
+def _add_pattern(fig, row: int, name: str, layout: np.ndarray, max_steps: int) -> None:
+    """Row ``row``: the frame each step predicts, and grey ``S`` cells for special tokens."""
+    steps, K_ = layout.shape
+    z = layout.T  # [K, steps]
+    special = z < 0
+    x = np.arange(steps)
+    y = [f"cb {k}" for k in range(K_)]
+    show_text = max_steps <= MAX_TEXT_STEPS
+    text = dict(texttemplate="%{text}" if show_text else None, textfont=dict(size=TEXT_SIZE))
+    frame_text = np.where(special, "", np.char.add("t=", z.astype(str)))
+    fig.add_trace(
+        go.Heatmap(z=np.where(special, np.nan, z.astype(np.float64)), x=x, y=y,
+                   text=frame_text if show_text else None, **text, hovertemplate=HOVER,
+                   coloraxis="coloraxis", xgap=1, ygap=1, name=esc(name)),
+        row=row, col=1,
+    )  # fmt: skip
+    if special.any():
+        fig.add_trace(
+            go.Heatmap(z=np.where(special, 1.0, np.nan), x=x, y=y,
+                       text=np.where(special, "S", "") if show_text else None, **text,
+                       hovertemplate=HOVER_SPECIAL,
+                       colorscale=[[0, SPECIAL_COLOR], [1, SPECIAL_COLOR]], showscale=False,
+                       xgap=1, ygap=1, name=esc(f"{name} (special)")),
+            row=row, col=1,
+        )  # fmt: skip
+    fig.update_xaxes(range=[-0.5, max_steps - 0.5], dtick=1 if max_steps <= 40 else None,
+                     row=row, col=1)  # fmt: skip
+    fig.update_yaxes(autorange="reversed", type="category", title_text="codebook", row=row, col=1)

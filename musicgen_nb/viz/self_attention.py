@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 
-from ._util import base_layout
-from .cross_attention import _check_attn
+from .._util.checks import check_int
+from ._util import base_layout, check_attentions
+
+if TYPE_CHECKING:
+    from ..attention import Attentions
 
 
 def pool_square(z: np.ndarray, factor: int) -> np.ndarray:
@@ -14,6 +19,12 @@ def pool_square(z: np.ndarray, factor: int) -> np.ndarray:
 
     Query rows are averaged over each block and key columns summed, so every
     pooled row still sums to what the original rows summed to (1).
+
+    Examples
+    --------
+    >>> z = np.tril(np.ones((4, 4))) / np.arange(1, 5)[:, None]
+    >>> pool_square(z, 2).sum(1).round(6).tolist()
+    [1.0, 1.0]
     """
     if factor <= 1:
         return z
@@ -25,7 +36,9 @@ def pool_square(z: np.ndarray, factor: int) -> np.ndarray:
     return rows / counts[:, None]
 
 
-def self_attention(attn, *, item: int = 0, layer: int = 0, max_positions: int = 600) -> go.Figure:
+def self_attention(
+    attn: Attentions, *, item: int = 0, layer: int = 0, max_positions: int = 600
+) -> go.Figure:
     """Heatmap of decoder self-attention for one layer: query position (rows) by key position.
 
     The matrix is lower triangular (a position sees only earlier ones). For
@@ -58,19 +71,8 @@ def self_attention(attn, *, item: int = 0, layer: int = 0, max_positions: int = 
     >>> self_attention(g.attentions, layer=1).data[0].z.shape
     (53, 53)
     """
-    _check_attn(attn)
-    sa = attn.self_attn
-    if sa.ndim != 4 or sa.shape[:2] != (len(attn.layers), attn.batch) or sa.shape[2] != sa.shape[3]:
-        raise ValueError(
-            f"attn.self_attn must be [layers={len(attn.layers)}, batch={attn.batch}, positions, positions], "
-            f"got shape {sa.shape}"
-        )
-    if (
-        isinstance(max_positions, bool)
-        or not isinstance(max_positions, (int, np.integer))
-        or max_positions < 2
-    ):
-        raise ValueError(f"max_positions must be an int >= 2, got {max_positions!r}")
+    _check_self(attn)
+    max_positions = check_int(max_positions, "max_positions", minimum=2)
     z = attn.self_for(layer, item).astype(np.float64)
     n = z.shape[0]
     factor = int(np.ceil(n / max_positions))
@@ -78,47 +80,12 @@ def self_attention(attn, *, item: int = 0, layer: int = 0, max_positions: int = 
     pos = np.arange(0, n, max(1, factor))
     fig = go.Figure(
         go.Heatmap(
-            z=z.astype(np.float32),
-            x=pos,
-            y=pos,
-            zmin=0.0,
-            colorscale="Viridis",
-            colorbar=dict(title="weight"),
-            name=f"layer {layer}",
+            z=z.astype(np.float32), x=pos, y=pos, zmin=0.0, colorscale="Viridis",
+            colorbar=dict(title="weight"), name=f"layer {layer}",
             hovertemplate="query %{y} -> key %{x}: %{z:.3f}<extra></extra>",
         )
-    )
-    shapes, notes = [], []
-    marks = []
-    if attn.prefix_len:
-        if attn.chroma_len:
-            marks.append((attn.chroma_len, "chroma | text"))
-        marks.append((attn.prefix_len, "prefix | audio"))
-    for at, label in marks:
-        edge = at - 0.5
-        shapes.append(
-            dict(
-                type="line",
-                x0=edge,
-                x1=edge,
-                y0=-0.5,
-                y1=n - 0.5,
-                line=dict(dash="dot", color="white"),
-            )
-        )
-        shapes.append(
-            dict(
-                type="line",
-                y0=edge,
-                y1=edge,
-                x0=-0.5,
-                x1=n - 0.5,
-                line=dict(dash="dot", color="white"),
-            )
-        )
-        notes.append(
-            dict(x=edge, y=-0.5, text=label, showarrow=False, yanchor="bottom", font=dict(size=10))
-        )
+    )  # fmt: skip
+    shapes, notes = _prefix_marks(attn, n)
     heads = "all heads" if attn.heads is None else f"heads {attn.heads}"
     pooled = f", pooled x{factor}" if factor > 1 else ""
     base_layout(
@@ -130,3 +97,33 @@ def self_attention(attn, *, item: int = 0, layer: int = 0, max_positions: int = 
         annotations=notes,
     )
     return fig
+
+
+def _prefix_marks(attn, n: int) -> tuple[list, list]:
+    """Dotted lines (and their labels) where a melody model's chroma and text prefix end."""
+    shapes, notes = [], []
+    marks = []
+    if attn.prefix_len:
+        if attn.chroma_len:
+            marks.append((attn.chroma_len, "chroma | text"))
+        marks.append((attn.prefix_len, "prefix | audio"))
+    line = dict(dash="dot", color="white")
+    for at, label in marks:
+        edge = at - 0.5
+        shapes.append(dict(type="line", x0=edge, x1=edge, y0=-0.5, y1=n - 0.5, line=line))
+        shapes.append(dict(type="line", y0=edge, y1=edge, x0=-0.5, x1=n - 0.5, line=line))
+        notes.append(
+            dict(x=edge, y=-0.5, text=label, showarrow=False, yanchor="bottom", font=dict(size=10))
+        )
+    return shapes, notes
+
+
+def _check_self(attn) -> None:
+    """Raise unless ``attn`` holds self-attention ``[layers, batch, positions, positions]``."""
+    check_attentions(attn)
+    sa = attn.self_attn
+    if sa.ndim != 4 or sa.shape[:2] != (len(attn.layers), attn.batch) or sa.shape[2] != sa.shape[3]:
+        raise ValueError(
+            f"attn.self_attn must be [layers={len(attn.layers)}, batch={attn.batch}, positions, positions], "
+            f"got shape {sa.shape}"
+        )

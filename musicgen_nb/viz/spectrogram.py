@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 
+from .._util.checks import check_positive
 from ._util import (
     audio_2d,
     base_layout,
     check_int,
-    check_rate,
     esc,
     pool_columns,
     unpack_generation,
 )
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..generation import Generation
+
 HOVER = "%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"
 
 
 def spectrogram(
-    audio,
-    sr=None,
+    audio: ArrayLike | Generation,
+    sr: int | None = None,
     *,
     item: int = 0,
     n_mels: int = 128,
@@ -70,32 +77,52 @@ def spectrogram(
     >>> fig.data[0].z.shape[0]
     64
     """
-    import librosa
-
     audio, sr, prompt = unpack_generation(audio, sr, item)
-    sr = check_rate(sr, "sr")
+    sr, n_mels, n_fft, hop_length, max_frames, fmax = _check_args(
+        sr, n_mels, n_fft, hop_length, max_frames, fmax
+    )
+    y, which = _signal(audio_2d(audio, item, "audio"), channel)
+    stft = dict(sr=sr, n_fft=n_fft, hop_length=hop_length)
+    db, freqs, times, T = _log_mel(y, n_mels=n_mels, fmax=fmax, max_frames=max_frames, **stft)
+    if title is not None:
+        title = esc(title)  # plain text: "<", ">" and "&" show as typed
+    else:
+        title = f"Log-mel spectrogram ({which}, {n_mels} mels, n_fft={n_fft}, hop={hop_length})"
+        title = title if prompt is None else f"{prompt} — {title}"
+    if len(times) < T:
+        title += f"<br><sup>averaged to {len(times)} of {T} frames</sup>"
+    return _figure(db, times, freqs, title)
+
+
+def _check_args(sr, n_mels, n_fft, hop_length, max_frames, fmax) -> tuple:
+    sr = check_positive(sr, "sr")
     n_mels = check_int(n_mels, "n_mels", minimum=1)
     n_fft = check_int(n_fft, "n_fft", minimum=2)
     hop_length = check_int(hop_length, "hop_length", minimum=1)
     max_frames = check_int(max_frames, "max_frames", minimum=1)
-    if fmax is None:
-        fmax = sr / 2
-    fmax = check_rate(fmax, "fmax")
+    fmax = check_positive(sr / 2 if fmax is None else fmax, "fmax")
     if fmax > sr / 2:
         raise ValueError(f"fmax must be at most sr / 2 = {sr / 2:g} Hz, got {fmax!r}")
-    wav = audio_2d(audio, item, "audio")
+    return sr, n_mels, n_fft, hop_length, max_frames, fmax
+
+
+def _signal(wav: np.ndarray, channel) -> tuple[np.ndarray, str]:
+    """The samples to analyse (one channel, or the mono mix) and what they are."""
     if channel is None:
-        y = wav.mean(axis=0)
-        which = "mono mix" if wav.shape[0] > 1 else "mono"
-    else:
-        channel = check_int(channel, "channel", minimum=0)
-        if channel >= wav.shape[0]:
-            raise ValueError(
-                f"channel={channel} is out of range for audio with {wav.shape[0]} channel(s) "
-                f"(allowed: 0..{wav.shape[0] - 1} or None for a mono mix)"
-            )
-        y = wav[channel]
-        which = f"channel {channel}"
+        return wav.mean(axis=0), "mono mix" if wav.shape[0] > 1 else "mono"
+    channel = check_int(channel, "channel", minimum=0)
+    if channel >= wav.shape[0]:
+        raise ValueError(
+            f"channel={channel} is out of range for audio with {wav.shape[0]} channel(s) "
+            f"(allowed: 0..{wav.shape[0] - 1} or None for a mono mix)"
+        )
+    return wav[channel], f"channel {channel}"
+
+
+def _log_mel(y, *, sr, n_fft, hop_length, n_mels, fmax, max_frames):
+    """(dB ``[n_mels, cols]``, band centres in Hz, column times in s, frames before pooling)."""
+    import librosa
+
     N = y.shape[0]
     if N < n_fft:  # too short for one window: zero-pad rather than shrink the FFT
         y = np.pad(y, (0, n_fft - N))
@@ -110,15 +137,10 @@ def spectrogram(
     if len(starts) < T:  # block centres
         block = starts[1] - starts[0]
         times = times + (block - 1) * hop_length / sr / 2
+    return db, freqs, times, T
 
-    if title is not None:
-        title = esc(title)  # plain text: "<", ">" and "&" show as typed
-    else:
-        title = f"Log-mel spectrogram ({which}, {n_mels} mels, n_fft={n_fft}, hop={hop_length})"
-        if prompt is not None:
-            title = f"{prompt} — {title}"
-    if len(starts) < T:
-        title += f"<br><sup>averaged to {len(starts)} of {T} frames</sup>"
+
+def _figure(db, times, freqs, title: str) -> go.Figure:
     fig = go.Figure(
         go.Heatmap(
             z=db,

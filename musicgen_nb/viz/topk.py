@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..trace import select
-from ._util import base_layout
+from ._util import base_layout, pick_codebooks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHOSEN_COLOR = "#d62728"
 OTHER_COLOR = "#1f77b4"
 
 
-def topk(trace, *, frame: int, item: int = 0, codebook=None) -> go.Figure:
+def topk(
+    trace: pd.DataFrame, *, frame: int, item: int = 0, codebook: int | list[int] | None = None
+) -> go.Figure:
     """Bar chart of the most likely tokens and their probabilities at one frame.
 
     One subplot per codebook. The bar of the token actually sampled is drawn in
@@ -56,30 +63,23 @@ def topk(trace, *, frame: int, item: int = 0, codebook=None) -> go.Figure:
         raise ValueError(
             f"frame {frame} was not sampled for item {item}; sampled frames: {lo}..{hi}"
         )
-    available = sorted(int(k) for k in rows["codebook"])
-    if codebook is None:
-        wanted = available
-    else:
-        wanted = [codebook] if isinstance(codebook, (int, np.integer)) else list(codebook)
-        for k in wanted:
-            if (
-                isinstance(k, bool)
-                or not isinstance(k, (int, np.integer))
-                or int(k) not in available
-            ):
-                raise ValueError(
-                    f"codebook {k!r} is not in the trace at frame {frame}; codebooks: {available}"
-                )
-        wanted = [int(k) for k in wanted]
+    wanted = pick_codebooks(rows["codebook"], codebook, where=f" at frame {frame}")
     by_k = {int(r.codebook): r for r in rows.itertuples(index=False)}
+    fig = _bars([(k, by_k[k]) for k in wanted])
+    time_s = float(rows["time_s"].iloc[0])
+    fig.update_yaxes(title_text="probability", range=[0, 1], row=1, col=1)
+    base_layout(fig, title=f"Top candidates at frame {int(frame)} ({time_s:.2f} s), item {item}")
+    return fig
+
+
+def _bars(rows: list) -> go.Figure:
+    """One subplot of bars per ``(codebook, trace row)``, the sampled token in red."""
     titles = []
-    for k in wanted:
-        r = by_k[k]
+    for k, r in rows:
         tok = "?" if int(r.token) < 0 else str(int(r.token))
         titles.append(f"codebook {k}: sampled {tok} (p={float(r.chosen_prob):.3f})")
-    fig = make_subplots(rows=1, cols=len(wanted), subplot_titles=titles, shared_yaxes=True)
-    for col, k in enumerate(wanted, start=1):
-        r = by_k[k]
+    fig = make_subplots(rows=1, cols=len(rows), subplot_titles=titles, shared_yaxes=True)
+    for col, (k, r) in enumerate(rows, start=1):
         ids = [int(i) for i in r.top_ids]
         probs = [float(p) for p in r.top_probs]
         colors = [CHOSEN_COLOR if i == int(r.token) else OTHER_COLOR for i in ids]
@@ -96,7 +96,4 @@ def topk(trace, *, frame: int, item: int = 0, codebook=None) -> go.Figure:
             col=col,
         )
         fig.update_xaxes(type="category", title_text="token", row=1, col=col)
-    time_s = float(rows["time_s"].iloc[0])
-    fig.update_yaxes(title_text="probability", range=[0, 1], row=1, col=1)
-    base_layout(fig, title=f"Top candidates at frame {int(frame)} ({time_s:.2f} s), item {item}")
     return fig

@@ -1,0 +1,272 @@
+"""Offline stand-ins: test a notebook written for real checkpoints without their weights.
+
+With ``MUSICGEN_NB_STANDIN=1`` in the environment (or after :func:`use_standins`),
+every :func:`musicgen_nb.load` of a real checkpoint loads the offline checkpoint
+of the same kind instead:
+
+=====================  ======================
+requested              stand-in
+=====================  ======================
+text models            ``tiny``
+melody models          ``tiny-melody``
+stereo text models     ``tiny-stereo``
+stereo melody models   ``tiny-stereo-melody``
+=====================  ======================
+
+The loaded model keeps the requested name (``s.name``) and says what replaced it
+(``s.standin``, ``s.is_standin``). Every generation and every saved sidecar
+records the stand-in, so its files can never pass for real output. The first
+replacement in a process prints one notice on stderr.
+
+Local directories, the offline checkpoints themselves and ``random_weights=True``
+builds are never replaced. A hub id the toolkit does not know (a fine-tune) gets
+the stand-in its name suggests (``melody``, ``stereo``), and the notice says so.
+
+:mod:`musicgen_nb.testing` re-exports this API (``mg.testing.use_standins()``);
+the pytest plugin (:mod:`musicgen_nb.pytest_plugin`) turns it on for a test run
+with ``--musicgen-standin``; notebook kernels started by nbval or papermill
+inherit it through the environment. This module imports no torch.
+
+Examples
+--------
+>>> standin_for("facebook/musicgen-melody")
+'tiny-melody'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from .specs import OFFLINE, known, short_name
+
+if TYPE_CHECKING:
+    from typing import Any
+
+#: The environment variable that turns stand-ins on (``1``) or off (``0`` or unset).
+ENV = "MUSICGEN_NB_STANDIN"
+#: The stand-in of each kind of checkpoint, keyed by (melody, stereo).
+STANDINS = {
+    (False, False): "tiny",
+    (True, False): "tiny-melody",
+    (False, True): "tiny-stereo",
+    (True, True): "tiny-stereo-melody",
+}
+_KIND_OF = {v: k for k, v in STANDINS.items()}
+#: Tag (or comment line) that marks a notebook cell whose claims need real weights.
+NEEDS_WEIGHTS_TAG = "needs-weights"
+NEEDS_WEIGHTS_COMMENT = "# NEEDS_WEIGHTS"
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("", "0", "false", "no", "off")
+_noticed = False
+
+
+class Standin(NamedTuple):
+    """One replacement: the name asked for, the offline checkpoint loaded instead.
+
+    Examples
+    --------
+    >>> Standin("facebook/musicgen-small", "tiny", False).standin
+    'tiny'
+    """
+
+    requested: str
+    standin: str
+    guessed: bool  # True when the kind was read from an unknown hub id's name
+
+
+def enabled() -> bool:
+    """Whether stand-ins are on: ``MUSICGEN_NB_STANDIN`` is ``1`` (or true/yes/on).
+
+    Raises
+    ------
+    ValueError
+        When the variable holds anything else than an on or off value.
+
+    Examples
+    --------
+    >>> with use_standins():
+    ...     enabled()
+    True
+    """
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(
+        f"{ENV} must be 1 (stand-ins on) or 0 (off), got {os.environ[ENV]!r}; "
+        f"also accepted: {', '.join(repr(v) for v in _ON + _OFF[1:])}"
+    )
+
+
+class use_standins:  # noqa: N801 - used like a function, and as a context manager
+    """Turn stand-ins on (or off) for this process and the kernels it starts.
+
+    It sets ``MUSICGEN_NB_STANDIN`` in ``os.environ``. Called plainly, the change
+    lasts; used as a context manager, the previous value comes back on exit.
+
+    Parameters
+    ----------
+    on : bool
+        ``False`` turns stand-ins off.
+
+    Examples
+    --------
+    >>> with use_standins():
+    ...     enabled()
+    True
+    >>> with use_standins(False):
+    ...     enabled()
+    False
+    """
+
+    def __init__(self, on: bool = True) -> None:
+        if not isinstance(on, bool):
+            raise TypeError(f"on must be True or False, got {on!r}")
+        self._previous = os.environ.get(ENV)
+        os.environ[ENV] = "1" if on else "0"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = self._previous
+
+
+def _kind(name_or_path) -> tuple[bool, bool, bool] | None:
+    """(melody, stereo, guessed) of a real checkpoint name, or None when nothing replaces it."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return None  # load() raises its TypeError
+    name = os.fspath(name_or_path)
+    if name in OFFLINE:
+        return None
+    short = short_name(name)
+    if short is not None:
+        meta = known()[short]["meta"]
+        return bool(meta["melody"]), bool(meta["stereo"]), False
+    if Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        return None  # a local directory, or not a hub id: load() decides
+    repo = name.split("/")[1].lower()
+    return "melody" in repo, "stereo" in repo, True
+
+
+def standin_for(name_or_path: str | os.PathLike) -> str | None:
+    """The offline checkpoint that stands in for ``name_or_path``, or None.
+
+    This is the mapping alone: it holds whether or not stand-ins are on.
+
+    Parameters
+    ----------
+    name_or_path : str or path
+        A short name, a hub id or a local directory, as given to :func:`musicgen_nb.load`.
+
+    Returns
+    -------
+    str or None
+        ``"tiny"``, ``"tiny-melody"``, ``"tiny-stereo"`` or ``"tiny-stereo-melody"``;
+        None for local directories, the offline checkpoints themselves and names
+        that are not hub ids.
+
+    Examples
+    --------
+    >>> standin_for("small"), standin_for("stereo-melody-large")
+    ('tiny', 'tiny-stereo-melody')
+    >>> standin_for("tiny") is None
+    True
+    """
+    kind = _kind(name_or_path)
+    return None if kind is None else STANDINS[kind[:2]]
+
+
+def resolve(
+    name_or_path: str | os.PathLike, *, random_weights: bool = False
+) -> tuple[object, Standin | None]:
+    """What :func:`musicgen_nb.load` should load: ``(name, standin)``.
+
+    When stand-ins are off, or nothing replaces ``name_or_path``, it comes back
+    unchanged with ``None``. Otherwise the stand-in's name comes back, with a
+    :class:`Standin` for :func:`mark`, and the first replacement of the process
+    prints the notice.
+
+    Examples
+    --------
+    >>> with use_standins(False):
+    ...     resolve("small")
+    ('small', None)
+    """
+    if random_weights or not enabled():
+        return name_or_path, None
+    kind = _kind(name_or_path)
+    if kind is None:
+        return name_or_path, None
+    standin = Standin(os.fspath(name_or_path), STANDINS[kind[:2]], kind[2])
+    _notify(standin)
+    return standin.standin, standin
+
+
+def mark(s: Any, standin: Standin | None) -> Any:
+    """Label a loaded model with its stand-in (keep the requested name); return it.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> s = mark(SimpleNamespace(name="tiny", meta={}), Standin("small", "tiny", False))
+    >>> s.name, s.standin, s.meta
+    ('small', 'tiny', {'name': 'small', 'standin': 'tiny'})
+    """
+    if standin is None:
+        return s
+    s.name = standin.requested
+    s.standin = standin.standin
+    s.meta = dict(s.meta, name=standin.requested, standin=standin.standin)
+    return s
+
+
+def notice(standin: Standin) -> str:
+    """The one-line notice printed at the first replacement of a process.
+
+    Examples
+    --------
+    >>> notice(Standin("someone/musicgen-melody-jazz", "tiny-melody", True))
+    "musicgen-nb: MUSICGEN_NB_STANDIN=1, so 'someone/musicgen-melody-jazz' is replaced by ... (kind guessed from the name: melody): ..."
+    """
+    guessed = ""
+    if standin.guessed:
+        melody, stereo = _KIND_OF[standin.standin]
+        kind = " ".join(["stereo"] * stereo + ["melody"] * melody) or "text"
+        guessed = f" (kind guessed from the name: {kind})"
+    return (
+        f"musicgen-nb: {ENV}=1, so {standin.requested!r} is replaced by the offline stand-in "
+        f"{standin.standin!r}{guessed}: random weights, its audio is noise. Every real "
+        "checkpoint loaded in this process is replaced the same way (text -> tiny, melody -> "
+        "tiny-melody, stereo -> tiny-stereo, stereo melody -> tiny-stereo-melody)."
+    )
+
+
+def _notify(standin: Standin) -> None:
+    global _noticed
+    if not _noticed:
+        _noticed = True
+        print(notice(standin), file=sys.stderr, flush=True)
+
+
+_told: set = set()
+
+
+def notify_once(message: str) -> None:
+    """Print a stand-in notice on stderr, once per process for each distinct message.
+
+    Examples
+    --------
+    >>> notify_once("musicgen-nb: a doctest notice")  # on stderr, the first time only
+    """
+    if message not in _told:
+        _told.add(message)
+        print(message, file=sys.stderr, flush=True)

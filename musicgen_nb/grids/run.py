@@ -1,0 +1,224 @@
+"""Run a grid: generate the rows a run folder lacks, on this machine or on Ray, then the metrics.
+
+A clip is identified by a hash of its prompt, seed and parameters
+(:func:`~musicgen_nb.grids.table.clip_id`), so the same row always gets the same
+file, whatever the batch it ran in. Per-item seeds make each clip independent of
+its batch-mates. :mod:`musicgen_nb.grids.journal` keeps the folder consistent
+after an interrupt, a crash or ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from .._util.checks import check_choice
+from .batch import generate_batch
+from .journal import RunFolder
+from .table import batches, missing, specs
+
+if TYPE_CHECKING:
+    import os
+
+    import pandas as pd
+
+    from ..models import MusicGen
+
+BACKENDS = ("local", "ray")
+
+
+def run_grid(
+    grid: pd.DataFrame | list[dict], *, model: str | MusicGen, out: str | os.PathLike, backend: str="local", batch_size: int=8, precision: str="auto", device: str="auto",
+    random_weights: bool=False, fmt: str="wav", metrics: list | None=None, progress: bool=True, address: str | None=None, workers: int | None=None,
+) -> pd.DataFrame:  # fmt: skip
+    """Generate every row of a grid; write one audio file per row and ``out/manifest.parquet``.
+
+    Parameters
+    ----------
+    grid : pandas.DataFrame or list of dict
+        From :func:`grid` (or rows :func:`grid` accepts).
+    model : str or MusicGen
+        A name for :func:`musicgen_nb.load` (``"small"``, ``"tiny"``, a hub id or a
+        directory). The local backend also takes a loaded session.
+    out : path
+        The run directory. Run again with the same ``out`` to finish an
+        interrupted run: only the missing rows are generated.
+    backend : {"local", "ray"}
+        ``"local"`` runs in this process. ``"ray"`` runs one model per Ray actor
+        (``num_gpus=1`` each when the cluster has GPUs, else CPU actors); see
+        :mod:`musicgen_nb.grids.ray_backend`.
+    batch_size : int
+        Rows with the same parameters share a ``generate`` call, up to this many.
+    precision, device, random_weights
+        Passed to :func:`musicgen_nb.load`.
+    fmt : {"wav", "flac"}
+    metrics : list, optional
+        Per-clip metric columns to fill (see :func:`musicgen_nb.metrics.row_metrics`):
+        ``"clap_score"``, ``"loudness"`` or callables ``f(audio, sr, prompt) -> float``.
+    progress : bool
+        One progress bar over clips.
+    address : str, optional
+        Ray only: the cluster to join (``"auto"``, ``"ray://host:10001"``...). None
+        starts a local Ray (or uses the one already started in this process).
+    workers : int, optional
+        Ray only: number of actors (default: one per GPU, else one per CPU).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest: the row's parameters, ``path`` (relative to ``out``),
+        ``sha256`` of the file, ``codes_sha256``, ``duration_s``, timings, the worker,
+        ``run_id`` of the run that made it, library versions and metric columns.
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg, tempfile
+    >>> g = mg.grid(["jazz", "rock"], seed=[1, 2], duration=0.5)
+    >>> m = mg.run_grid(g, model="tiny", out=tempfile.mkdtemp(), progress=False)
+    >>> len(m), m["sha256"].str.len().unique().tolist()
+    (4, [64])
+    """
+    from ..metrics import row_metrics
+
+    _check_args(backend, batch_size, fmt, address, workers)
+    metric_fns = row_metrics(metrics)
+    _require_pyarrow()
+    rows = specs(_grid_rows(grid))
+    session, name = _model(model, backend)
+    config = dict(model=name, precision=precision, random_weights=random_weights, fmt=fmt)
+    if session is not None:
+        config["precision"] = session.precision
+    run = RunFolder(out, config)
+    order = [r["clip_id"] for r in rows]
+    try:
+        load_kwargs = dict(device=device, precision=precision, random_weights=random_weights)
+        _generate(run, rows, name if session is None else session, load_kwargs, fmt=fmt,
+                  batch_size=batch_size, progress=progress, backend=backend, address=address,
+                  workers=workers)  # fmt: skip
+        _fill_metrics(run, order, metric_fns)
+        return run.manifest(order)
+    finally:
+        run.release()
+
+
+def _generate(
+    run, rows, model, load_kwargs, *, fmt, batch_size, progress, backend, address, workers
+):
+    """Generate, write and journal the rows ``run`` lacks, in batches, with one progress bar.
+
+    ``model`` is a loaded session (local backend) or a checkpoint name (loaded when needed).
+    """
+    todo = [r for r in rows if r["clip_id"] not in run.done]
+    bar = _bar(len(rows), len(rows) - len(todo), progress)
+    try:
+        on_result = _committer(run, rows, bar)
+        work = batches(todo, batch_size)
+        if work and backend == "local":
+            session = _load(model, load_kwargs) if isinstance(model, str) else model
+            for batch in work:
+                on_result(generate_batch(session, batch, fmt))
+        elif work:
+            from .ray_backend import run_batches
+
+            run_batches(work, model=model, load_kwargs=load_kwargs, fmt=fmt,
+                        address=address, workers=workers, on_result=on_result)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _check_args(backend, batch_size, fmt, address, workers) -> None:
+    """The run settings, checked before any work."""
+    from ..audio import FORMATS
+
+    check_choice(backend, "backend", BACKENDS)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_choice(fmt, "fmt", FORMATS)
+    for name, value in (("address", address), ("workers", workers)):
+        if value is not None and backend != "ray":
+            raise ValueError(f"{name}= is for backend='ray', got backend={backend!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(f"workers must be None or an int >= 1, got {workers!r}")
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401  (pandas writes manifest.parquet with it)
+    except ImportError:
+        raise ImportError(
+            "run_grid writes manifest.parquet with pyarrow: pip install 'musicgen-nb[scale]' (or pyarrow)"
+        ) from None
+
+
+def _grid_rows(grid) -> list:
+    """The rows of a grid given as a DataFrame or a list of rows."""
+    import pandas as pd
+
+    if isinstance(grid, pd.DataFrame):
+        return grid.to_dict("records")
+    if isinstance(grid, (list, tuple)):
+        return list(grid)
+    raise TypeError(
+        f"grid must be a DataFrame from mg.grid(...) or a list of rows, got {type(grid).__name__}"
+    )
+
+
+def _model(model, backend: str):
+    """(session or None, checkpoint name) from ``model=``."""
+    if isinstance(model, str):
+        return None, model
+    if hasattr(model, "generate") and hasattr(model, "name"):
+        if backend == "ray":
+            raise TypeError(
+                "backend='ray' loads the model in each actor: pass model= as a name, not a session"
+            )
+        return model, model.name
+    raise TypeError(
+        f"model must be a checkpoint name or a MusicGen session, got {type(model).__name__}"
+    )
+
+
+def _load(name: str, load_kwargs: dict):
+    from ..models import load
+
+    return load(name, **load_kwargs)
+
+
+def _committer(run: RunFolder, rows: list[dict], bar):
+    """``on_result(results)``: write and journal each clip, rewrite the manifest, move the bar."""
+    run_id = uuid.uuid4().hex[:12]
+    order = [r["clip_id"] for r in rows]
+    by_id = {r["clip_id"]: r for r in rows}
+
+    def commit(results):
+        for res in results:
+            run.commit(by_id[res["clip_id"]], res, run_id)
+        run.manifest(order)
+        if bar is not None:
+            bar.update(len(results))
+
+    return commit
+
+
+def _bar(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="grid", unit="clip")
+
+
+def _fill_metrics(run: RunFolder, order: list[str], fns: dict):
+    """Compute each metric for the rows of this grid that lack it (read back from the files)."""
+    from ..audio import load
+
+    for clip in order:
+        rec = run.done[clip]
+        todo = {n: f for n, f in fns.items() if n not in rec or missing(rec[n])}
+        if not todo:
+            continue
+        wav, sr = load(run.dir / rec["path"])
+        run.add_metrics(clip, {n: float(f(wav, sr, rec["prompt"])) for n, f in todo.items()})

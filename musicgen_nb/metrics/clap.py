@@ -1,0 +1,198 @@
+"""CLAP: audio and text embeddings, and the CLAP score (their cosine similarity).
+
+Checkpoints load by name (:data:`DEFAULT_CLAP`, a local directory) for users with
+internet access. ``"tiny-clap"`` is a small random stand-in built offline: every
+code path runs, and its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .common import audio_input, mono_at, seeded, standin
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from ..generation import Generation
+
+DEFAULT_CLAP = "laion/larger_clap_music"
+
+
+def _tiny_text_tokenizer():
+    """An offline byte-level BPE tokenizer wrapped as ``RobertaTokenizerFast`` (CLAP's text side)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import RobertaTokenizerFast
+
+    from ..checkpoints.tokenizer import corpus
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    tok.train_from_iterator(corpus(), trainer)
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                unk_token="<unk>", mask_token="<mask>", model_max_length=64)  # fmt: skip
+
+
+def _tiny_clap():
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+    )
+
+    tok = _tiny_text_tokenizer()
+    text = ClapTextConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=37, max_position_embeddings=70, projection_dim=16)  # fmt: skip
+    audio = ClapAudioConfig(depths=[1, 1], num_attention_heads=[2, 2], hidden_size=32,
+                            patch_embeds_hidden_size=16, projection_dim=16)  # fmt: skip
+    cfg = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)
+    return seeded(lambda: ClapModel(cfg)), ClapFeatureExtractor(truncation="rand_trunc"), tok
+
+
+@functools.cache
+def load_clap(name: str):
+    """(ClapModel, feature extractor, tokenizer) for a checkpoint name, directory or ``"tiny-clap"``.
+
+    Loaded once per name (cached). With stand-ins on, a hub name loads ``"tiny-clap"``.
+
+    Examples
+    --------
+    >>> model, fe, tok = load_clap("tiny-clap")
+    >>> type(model).__name__, fe.sampling_rate
+    ('ClapModel', 48000)
+    """
+    from transformers import ClapModel, ClapProcessor
+
+    name = standin(name, "tiny-clap")
+    if name == "tiny-clap":
+        return _tiny_clap()
+    proc = ClapProcessor.from_pretrained(name)
+    return ClapModel.from_pretrained(name).eval(), proc.feature_extractor, proc.tokenizer
+
+
+def features(out):
+    """A transformers ``get_*_features`` result as a tensor (a tensor, or an output's pooler_output).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from types import SimpleNamespace
+    >>> t = torch.zeros(2, 3)
+    >>> features(t) is t, features(SimpleNamespace(pooler_output=t)) is t
+    (True, True)
+    """
+    return out if hasattr(out, "dim") else out.pooler_output
+
+
+def clap_audio(audio: np.ndarray, sr: int, name: str) -> np.ndarray:
+    """L2-normalised CLAP audio embeddings ``[N, D]`` (audio made mono at the model's rate).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> clap_audio(np.zeros((2, 1, 48000), np.float32), 48000, "tiny-clap").shape
+    (2, 16)
+    """
+    import torch
+
+    model, fe, _ = load_clap(name)
+    mono = mono_at(audio, sr, fe.sampling_rate)
+    inputs = fe(list(mono), sampling_rate=fe.sampling_rate, return_tensors="pt")
+    with torch.inference_mode():
+        emb = features(model.get_audio_features(**inputs))
+    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+
+
+def clap_text(texts: list[str], name: str) -> np.ndarray:
+    """L2-normalised CLAP text embeddings ``[N, D]``.
+
+    Examples
+    --------
+    >>> clap_text(["jazz", "rock"], "tiny-clap").shape
+    (2, 16)
+    """
+    import torch
+
+    model, _, tok = load_clap(name)
+    inputs = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        emb = features(model.get_text_features(**inputs))
+    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+
+
+def clap_score(
+    audio: ArrayLike | Generation,
+    sr: int | None = None,
+    texts: str | list[str] | None = None,
+    *,
+    model: str = "clap",
+) -> np.ndarray:
+    """CLAP score: cosine similarity of each clip's CLAP audio embedding and its text's.
+
+    Parameters
+    ----------
+    audio : array_like or Generation
+        ``N`` clips (a Generation's prompts are the default texts).
+    sr : int
+    texts : str or list of str
+        One text for every clip (a string or a one-item list), or one per clip.
+        Checked before any model runs.
+    model : str
+        ``"clap"`` (:data:`DEFAULT_CLAP`), a CLAP checkpoint or ``"tiny-clap"``.
+
+    Returns
+    -------
+    np.ndarray
+        float ``[N]`` in [-1, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(2, 1, 48000)).astype("float32") * 0.1
+    >>> score = clap_score(x, 48000, ["noise", "jazz"], model="tiny-clap")
+    >>> score.shape, bool((np.abs(score) <= 1).all())
+    ((2,), True)
+    """
+    from ..audio import as_batch
+
+    if texts is None and hasattr(audio, "prompts"):
+        texts = audio.prompts
+    audio, sr = audio_input(audio, sr)
+    name = DEFAULT_CLAP if model == "clap" else model
+    if not isinstance(name, str):
+        raise TypeError(f"model must be 'clap' or a CLAP checkpoint name, got {model!r}")
+    texts = _clap_texts(texts, as_batch(audio).shape[0])  # before any model runs
+    a = clap_audio(audio, sr, name)
+    t = clap_text(texts, name)
+    return np.clip((a * t).sum(-1), -1.0, 1.0).astype(np.float64)
+
+
+def _clap_texts(texts, n: int) -> list[str]:
+    """One text per clip, from one string or a list of 1 or ``n`` strings."""
+    allowed = f"one string, or a list of 1 or {n} strings (one per clip, for {n} clips)"
+    if texts is None:
+        raise ValueError(f"texts is required with an audio array: {allowed}")
+    if isinstance(texts, str):
+        return [texts] * n
+    if isinstance(texts, (bytes, dict, set)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be {allowed}, got {type(texts).__name__} {texts!r:.60}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            why = " (an unconditional clip has no text to score)" if text is None else ""
+            raise TypeError(
+                f"texts[{i}] must be a string, got {type(text).__name__} {text!r:.60}{why}"
+            )
+    if len(texts) not in (1, n):
+        raise ValueError(f"texts must be {allowed}, got {len(texts)} texts")
+    return texts * n if len(texts) == 1 else texts

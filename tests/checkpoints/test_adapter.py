@@ -1,0 +1,77 @@
+"""The fine-tune folder format that load(adapter=) reads; training itself is tested in tests/finetune."""
+
+import json
+
+import pytest
+import torch
+
+from musicgen_nb._util.files import sha256_file
+from musicgen_nb.checkpoints import adapter as A
+from musicgen_nb.checkpoints.offline import build_random
+from musicgen_nb.checkpoints.specs import TINY_INIT_SCALE, tiny_spec
+
+
+def _model():
+    return build_random(tiny_spec(), init_scale=TINY_INIT_SCALE)
+
+
+def _full_finetune(folder, model, *, status="done", scale=2.0):
+    """A finished full fine-tune of ``model`` whose decoder weights are ``scale`` times its own."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(exist_ok=True)
+    cfg = dict(
+        lora_rank=None, checkpoint="tiny", data="abc", steps_done=3, final_loss=1.5,
+        status=status, decoder_config=A.decoder_config(model),
+    )  # fmt: skip
+    (folder / A.CONFIG_FILE).write_text(json.dumps(cfg))
+    sd = {k: (v * scale).contiguous() for k, v in model.decoder.state_dict().items()}
+    save_file(sd, folder / A.FULL_WEIGHTS)
+    return folder
+
+
+def test_file_names_and_weights_file():
+    assert A.weights_file(None) == A.FULL_WEIGHTS == "decoder.safetensors"
+    assert A.weights_file(16) == A.LORA_WEIGHTS == "adapter_model.safetensors"
+    assert (A.CONFIG_FILE, A.CARD_FILE, A.HISTORY_FILE, A.CHECKPOINT) == (
+        "training_config.json", "README.md", "history.csv", "checkpoint",
+    )  # fmt: skip
+
+
+def test_decoder_config_has_every_key():
+    cfg = A.decoder_config(build_random(tiny_spec(stereo=True)))
+    assert tuple(cfg) == A.DECODER_KEYS
+    assert cfg["num_codebooks"] == 8 and cfg["audio_channels"] == 2 and cfg["hidden_size"] == 64
+
+
+def test_a_full_finetune_is_merged_and_recorded(tmp_path):
+    model = _model()
+    want = model.decoder.lm_heads[0].weight.detach().clone() * 2.0
+    folder = _full_finetune(tmp_path / "ft", model)
+    merged, meta = A.apply_adapter(model, folder, {"name": "tiny"})
+    assert torch.equal(merged.decoder.lm_heads[0].weight, want)
+    assert not merged.decoder.training
+    prov = meta["adapter"]
+    assert meta["name"] == "tiny" and prov == A.adapter_provenance(folder)
+    assert prov["path"] == str(folder.resolve()) and prov["kind"] == "full"
+    assert prov["sha256"] == sha256_file(folder / A.FULL_WEIGHTS)
+    assert (prov["base"], prov["steps"], prov["final_loss"], prov["data"]) == (
+        "tiny",
+        3,
+        1.5,
+        "abc",
+    )
+
+
+def test_apply_adapter_names_what_is_wrong(tmp_path):
+    model = _model()
+    with pytest.raises(TypeError, match="adapter must be a folder written by mg.finetune.train"):
+        A.apply_adapter(model, 3, {})
+    with pytest.raises(ValueError, match=r"is not a fine-tune folder \(no training_config.json\)"):
+        A.apply_adapter(model, tmp_path, {})
+    unfinished = _full_finetune(tmp_path / "unfinished", model, status="running")
+    with pytest.raises(ValueError, match=r"holds an unfinished run \(no decoder.safetensors\)"):
+        A.apply_adapter(model, unfinished, {})
+    other = _full_finetune(tmp_path / "other", build_random(tiny_spec(stereo=True)))
+    with pytest.raises(ValueError, match="was trained on 'tiny', whose decoder differs"):
+        A.apply_adapter(model, other, {})

@@ -1,0 +1,153 @@
+"""End to end: a stream plays in JupyterLab, in a real headless Chromium.
+
+A notebook streams 4 s of the offline ``tiny`` model in 0.5 s chunks into the
+live player. The test reads the front end's own state: every chunk was
+scheduled on the Web Audio clock right where the previous one ended (no gap
+larger than one sample period), nothing stalled, and once the stream ended the
+final one-pass audio replaced the chunks (an <audio> element of the whole clip).
+Then the studio plays as it generates, and Stop keeps what was heard.
+Screenshots go to build/stream-*.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _servers import ARGS, CHROMIUM, audio_duration, jupyterlab, write_notebook
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium (tests/e2e/install_browser.sh)"
+    ),
+]
+
+STREAM_CELL = """import musicgen_nb as mg
+s = mg.load("tiny")
+st = s.stream("lo-fi beat", duration=4.0, seed=7, chunk=0.5)
+st"""
+STUDIO_CELL = """st2 = mg.studio(s, save_dir="outputs")
+st2.duration.value = 30.0"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    write_notebook(root / "stream.ipynb", STREAM_CELL, STUDIO_CELL)
+    with jupyterlab(root, tmp_path_factory) as server:
+        yield server
+
+
+STATE = """el => { const s = el.mgnbLive; return {
+  status: s.status, stalls: s.stalls, replaced: s.replaced, received: s.received,
+  sampleRate: s.ctx ? s.ctx.sampleRate : 0, total: s.totalSamples, finalIndex: s.finalIndex,
+  scheduled: s.scheduled.map(x => ({index: x.index, offset: x.offset, samples: x.samples,
+                                    when: x.when, duration: x.duration})),
+  chunksWithData: [...s.chunks.values()].filter(c => c.data).length,
+  played: s.ctx ? s.ctx.currentTime : 0 }; }"""
+
+
+def _run_cell(page, index: int) -> None:
+    page.locator(".jp-Cell .jp-InputArea-editor").nth(index).click()
+    page.keyboard.press("Control+Enter")
+
+
+def test_stream_plays_gaplessly_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    shots = ROOT / "build"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        try:
+            page.goto(f"{lab['url']}/lab/tree/stream.ipynb?token={lab['token']}", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
+            live = page.locator(".mgnb-live").first
+            for _ in range(3):  # the kernel may still be connecting on the first try
+                page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(
+                    timeout=120_000
+                )
+                _run_cell(page, 0)
+                try:
+                    live.wait_for(timeout=60_000)
+                    break
+                except Exception:
+                    continue
+            live.wait_for(timeout=1_000)
+
+            # While it plays: the playing state, then screenshots.
+            page.wait_for_function(
+                "() => { const e = document.querySelector('.mgnb-live');"
+                " return e && e.mgnbLive && e.mgnbLive.status === 'playing'; }",
+                timeout=120_000,
+            )
+            mid = live.evaluate(STATE)
+            live.screenshot(path=str(shots / "stream-playing.png"))
+            page.wait_for_timeout(700)
+            live.screenshot(path=str(shots / "stream-playing-2.png"))
+            assert mid["sampleRate"] == 32000
+            assert mid["played"] > 0, "the AudioContext clock must run (audio is playing)"
+
+            page.wait_for_function(
+                "() => document.querySelector('.mgnb-live').mgnbLive.replaced", timeout=120_000
+            )
+            end = live.evaluate(STATE)
+            live.screenshot(path=str(shots / "stream-done.png"))
+            sched = end["scheduled"]
+            assert end["stalls"] == 0, end
+            assert [x["index"] for x in sched] == list(range(end["finalIndex"] + 1))
+            assert sched[0]["offset"] == 0
+            period = 1 / end["sampleRate"]
+            for a, b in zip(sched, sched[1:], strict=False):
+                assert b["offset"] == a["offset"] + a["samples"], (a, b)  # the clip, once
+                gap = b["when"] - (a["when"] + a["duration"])
+                assert abs(gap) <= period, f"chunks {a['index']}->{b['index']}: gap {gap} s"
+            assert end["total"] == 4 * 32000 == sched[-1]["offset"] + sched[-1]["samples"]
+            # The final one-pass audio replaced the chunks: their samples are freed and an
+            # <audio> element holds the whole clip for replay and download.
+            assert end["status"] == "done" and end["chunksWithData"] == 0
+            audio = live.locator("audio")
+            duration = audio_duration(page, audio)
+            assert abs(duration - 4.0) < 0.05, duration
+            href = live.locator("a.mgnb-live-download").get_attribute("download")
+            assert href.endswith((".ogg", ".wav")), href
+
+            # The studio plays as it generates; Stop keeps what was heard.
+            _run_cell(page, 1)
+            studio = page.locator(".mgnb-studio")
+            studio.wait_for(timeout=60_000)
+            studio.locator("textarea").first.fill("ambient pads")
+            studio.locator("textarea").first.press("Tab")
+            page.wait_for_timeout(500)
+            studio.locator("button", has_text="Generate").click()
+            slive = studio.locator(".mgnb-live")
+            page.wait_for_function(
+                "() => { const e = document.querySelector('.mgnb-studio .mgnb-live');"
+                " return e && e.mgnbLive && e.mgnbLive.status === 'playing'"
+                " && e.mgnbLive.received >= 4 * 32000; }",
+                timeout=180_000,
+            )
+            studio.screenshot(path=str(shots / "stream-studio-playing.png"))
+            studio.locator("button", has_text="Stop").first.click()
+            studio.get_by_text("stopped: kept").wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => document.querySelector('.mgnb-studio .mgnb-live').mgnbLive.finalIndex >= 0",
+                timeout=60_000,
+            )
+            heard = slive.evaluate(STATE)
+            assert heard["stalls"] == 0, heard
+            kept = audio_duration(page, studio.locator(".mgnb-player audio"))
+            # The run kept exactly the audio the live player received (and played).
+            assert 4.0 <= kept < 30.0
+            assert abs(kept - heard["received"] / 32000) < 0.05, (kept, heard["received"])
+            assert "(stopped)" in studio.locator("table.mgnb-history tbody tr").first.inner_text()
+            page.wait_for_timeout(1500)
+            studio.screenshot(path=str(shots / "stream-studio-stopped.png"))
+        except Exception:
+            page.screenshot(path=str(shots / "stream-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

@@ -1,0 +1,203 @@
+"""Training on the offline ``tiny`` checkpoint: accuracy, adapters at every precision, resume.
+
+The shared LoRA run (``trained``, tests/finetune/conftest.py) backs the tests of the
+"Done when" list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _finetune import SHORT, STEPS, TRAIN, assert_same_weights
+
+import musicgen_nb as mg
+from musicgen_nb import finetune as FT
+from musicgen_nb.checkpoints.adapter import CHECKPOINT, FULL_WEIGHTS, LORA_WEIGHTS
+
+pytest.importorskip("peft")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------------- done when
+def test_accuracy_rises_from_chance(trained, data):
+    ft, before, _ = trained
+    assert before < 0.02  # chance is 1/2048
+    assert FT.token_accuracy(ft, data) >= 0.9
+    assert ft.history[-1]["loss"] < ft.history[0]["loss"] / 5
+    assert ft.step == STEPS and not ft.interrupted
+
+
+def test_base_weights_unchanged(trained, s, base_state):
+    state = s.model.state_dict()
+    assert set(state) == set(base_state)
+    for k, v in base_state.items():
+        assert torch.equal(state[k], v), k
+    assert all(type(m).__module__.startswith(("torch", "transformers")) for m in s.model.modules())
+
+
+def test_guidance_still_changes_the_output(trained, data):
+    ft, _, _ = trained
+    s2 = mg.load("tiny", adapter=ft.out)
+    text = data.items[0].text
+    kw = dict(duration=0.5, seed=5, progress=False)
+    guided = s2.generate(text, guidance_scale=3.0, **kw).codes
+    plain = s2.generate(text, guidance_scale=1.0, **kw).codes
+    assert (guided != plain).mean() > 0.1
+    uncond = s2.generate(None, guidance_scale=1.0, **kw).codes
+    assert (uncond != plain).mean() > 0.1  # the caption still matters
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_engine_runs_the_adapter_at_every_precision(trained, data, precision):
+    ft, _, _ = trained
+    text = data.items[0].text
+    tuned = mg.load("tiny", adapter=ft.out, precision=precision)
+    base = mg.load("tiny", precision=precision)
+    kw = dict(duration=0.5, seed=2, progress=False)
+    a, b = tuned.generate(text, **kw), base.generate(text, **kw)
+    assert a.codes.shape == b.codes.shape == (1, 4, 25)
+    assert (a.codes != b.codes).mean() > 0.1
+    # The fine-tune learned its clip: greedy decoding on the adapter follows it.
+    win = data.encode(ft.base)[0]
+    greedy = tuned.generate(text, duration=0.4, do_sample=False, guidance_scale=1.0, progress=False)
+    assert (greedy.codes[0] == win.codes[:, :20]).mean() > 0.6
+
+
+def test_interrupt_then_resume_gives_the_same_adapter(trained, s, data, tmp_path):
+    ft, _, at_short = trained
+    run = TRAIN | dict(steps=SHORT)
+
+    def stop_at(step, loss):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.warns(UserWarning, match="stopped at step 25") as rec:
+        part = FT.train(s, data, out=tmp_path, callback=stop_at, **run)
+    assert rec[0].filename == __file__  # the warning points at the call of train()
+    assert part.interrupted and part.step == 25
+    assert json.loads((tmp_path / CHECKPOINT / "state.json").read_text())["step"] == 25
+    with pytest.raises(ValueError, match="unfinished run"):
+        mg.load("tiny", adapter=tmp_path)
+    done = FT.train(s, data, out=tmp_path, **run)
+    assert done.step == SHORT and not done.interrupted
+    assert_same_weights(tmp_path / CHECKPOINT / "trainable.safetensors", at_short)
+    assert [r["loss"] for r in done.history] == [r["loss"] for r in ft.history[:SHORT]]
+    # Asking for more steps in the same folder continues the same run.
+    more = FT.train(s, data, out=tmp_path, **(run | dict(steps=SHORT + 5)))
+    assert more.step == SHORT + 5
+    assert [r["loss"] for r in more.history] == [r["loss"] for r in ft.history[: SHORT + 5]]
+
+
+def test_kill_9_then_resume_gives_the_same_adapter(trained, s, data, folder, tmp_path):
+    _, _, at_short = trained
+    run = TRAIN | dict(steps=SHORT, save_every=5)
+    code = (
+        "import musicgen_nb as mg\n"
+        "from musicgen_nb import finetune as FT\n"
+        f"data = FT.dataset({str(folder)!r}, cache_dir={str(data.cache_dir)!r})\n"
+        f"FT.train(mg.load('tiny'), data, out={str(tmp_path)!r}, **{run!r})\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    state = tmp_path / CHECKPOINT / "state.json"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["step"] >= 10:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads(state.read_text())["step"]
+    assert 10 <= killed_at < SHORT and not (tmp_path / LORA_WEIGHTS).exists()
+    done = FT.train(s, data, out=tmp_path, **run)
+    assert done.step == SHORT
+    assert_same_weights(tmp_path / CHECKPOINT / "trainable.safetensors", at_short)
+
+
+# ---------------------------------------------------------------------------- the rest
+def test_full_fine_tune_round_trip(s, data, tmp_path, base_state):
+    ft = FT.train(s, data, out=tmp_path, lora_rank=None, **(TRAIN | dict(steps=5, lr=1e-3)))
+    assert (tmp_path / FULL_WEIGHTS).exists()
+    wins = data.encode(s)[:1]
+    codes, texts = [w.codes for w in wins], [w.text for w in wins]
+    loaded = mg.load("tiny", adapter=tmp_path)
+    assert loaded.provenance["adapter"]["kind"] == "full"
+    assert torch.equal(FT.logits(loaded, codes, texts), FT.logits(ft.merge(), codes, texts))
+    assert torch.equal(s.model.decoder.lm_heads[0].weight, base_state["decoder.lm_heads.0.weight"])
+
+
+def test_bf16_autocast_training_runs(s, data, tmp_path):
+    ft = FT.train(s, data, out=tmp_path, precision="bf16", **(TRAIN | dict(steps=3)))
+    assert ft.config["precision"] == "bf16" and all(np.isfinite(r["loss"]) for r in ft.history)
+    assert ft.history[-1]["loss"] < ft.history[0]["loss"]
+
+
+def test_bad_arguments_name_themselves(s, data, tmp_path):
+    cases = [
+        (dict(steps=0), "steps must be an int >= 1"),
+        (dict(lora_rank=0), "lora_rank must be an int >= 1, or None"),
+        (dict(condition_dropout=1.0), "condition_dropout must be in"),
+        (dict(precision="fp16"), "precision must be one of"),
+        (dict(lr=-1.0), "lr must be a positive number, got -1.0"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises((ValueError, TypeError), match=msg):
+            FT.train(s, data, out=tmp_path, progress=False, **kw)
+    with pytest.raises(TypeError, match="data must be a Dataset"):
+        FT.train(s, "folder", out=tmp_path)
+    with pytest.raises(ValueError, match="precision='int8', which cannot be trained"):
+        FT.train(mg.load("tiny", precision="int8"), data, out=tmp_path)
+    from musicgen_nb.engine import kernel_available
+
+    if kernel_available():
+        with pytest.raises(ValueError, match="precision='int4', which cannot be trained"):
+            FT.train(mg.load("tiny", precision="int4"), data, out=tmp_path)
+    with pytest.raises(ValueError, match="not a fine-tune folder"):
+        mg.load("tiny", adapter=tmp_path)
+
+
+def test_more_bad_arguments_name_themselves(s, data, tmp_path):
+    cases = [
+        (dict(batch_size=1.5), TypeError, "batch_size must be an int >= 1, got 1.5"),
+        (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
+        (dict(condition_dropout="0.1"), TypeError, "condition_dropout must be a number"),
+        (dict(lora_rank=True), ValueError, "lora_rank must be an int >= 1, or None"),
+    ]
+    for kw, err, msg in cases:
+        with pytest.raises(err, match=msg):
+            FT.train(s, data, out=tmp_path, progress=False, **kw)
+    with pytest.raises(TypeError, match="s must be a MusicGen"):
+        FT.train("tiny", data, out=tmp_path)
+    with pytest.raises(ValueError, match="is a melody model"):
+        FT.train(mg.load("tiny-melody"), data, out=tmp_path)
+    assert not any(tmp_path.iterdir())  # every check runs before the run folder is written
+
+
+def test_bench_train_measures_both_modes():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [
+        bench_train.measure("tiny", mode, seconds=0.5, batch_size=1, steps=1)
+        for mode in ("lora", "full")
+    ]
+    lora, full = rows
+    assert lora["trainable_params"] < full["trainable_params"] == full["decoder_params"]
+    assert all(r["steps_per_s"] > 0 and r["peak_rss_gb"] > 0 for r in rows)

@@ -1,0 +1,101 @@
+"""Tests for musicgen_nb.generation.request: input sizes, prompts and memory, checked up front."""
+
+import numpy as np
+import pytest
+from _capped import capped_error
+
+CAP_GB = 2.5  # loading tiny and generating 1 s peaks at about 1.1 GB of address space
+
+
+def expect_error(code: str, exc: str, match: str, **kw):
+    msg, _ = capped_error(code, exc, **{"gb": CAP_GB, **kw})
+    out = f"CAUGHT {msg}"
+    assert __import__("re").search(match, out), out
+    return out
+
+
+def test_prompt_longer_than_window_is_refused(tiny):
+    long = np.zeros(int(32000 * 4.5), dtype=np.float32)
+    with pytest.raises(ValueError, match="window is 4 s"):
+        tiny.generate("x", audio_prompt=long, audio_prompt_sr=32000, duration=1, progress=False)
+
+
+def test_prompt_with_a_wrong_rate_is_refused_from_samples_over_sr():
+    # 1 s at 32 kHz declared as 7 Hz is 4571 s: resampling it would need ~18 GB.
+    out = expect_error(
+        "s = mg.load('tiny')\n"
+        "s.generate('x', duration=0.5, audio_prompt=mg.audio.sine(440, 1.0, 32000), "
+        "audio_prompt_sr=7, progress=False)",
+        "ValueError",
+        r"audio_prompt is 4571\.43 s \(32000 samples at audio_prompt_sr=7 Hz\).*window is 4 s",
+    )
+    assert "check audio_prompt_sr" in out
+
+
+def test_long_text_and_huge_batch_are_refused_before_work():
+    expect_error(
+        "mg.load('tiny').generate('la ' * 400_000, duration=1, progress=False)",
+        "ValueError",
+        r"prompt 0 is 1,200,000 characters long.*at most 512 tokens",
+    )
+    expect_error(
+        "mg.load('tiny').generate(['x'] * 2000, duration=600, progress=False)",
+        "ValueError",
+        r"duration=600 s for 2000 prompt\(s\) needs about .* GB .* available",
+    )
+
+
+# ----------------------------------------------------------------- make_request and Request
+def test_make_request_checks_and_normalises(tiny):
+    from musicgen_nb.generation import Request, make_request
+
+    hook = []
+    req = make_request(
+        tiny, ["a", None], duration=1, seed=7, negative_prompt="drums", on_frames=hook.append
+    )
+    assert isinstance(req, Request) and req.batch == 2 and req.seeds == [7, 8]
+    assert req.negative == ["drums", "drums"] and req.new_frames == 50
+    assert req.on_frames == hook.append and req.progress is True and req.melody is None
+    with pytest.raises(ValueError, match="duration must be > 0"):
+        make_request(tiny, "a", duration=0)
+
+
+def test_generate_and_make_request_take_the_same_options():
+    import inspect
+
+    from musicgen_nb.generation import generate, make_request
+
+    gen_params = dict(inspect.signature(generate).parameters)
+    req_params = dict(inspect.signature(make_request).parameters)
+    assert req_params.pop("on_frames").default is None
+    assert "on_frames" not in gen_params
+    assert {k: p.default for k, p in gen_params.items()} == {
+        k: p.default for k, p in req_params.items()
+    }
+
+
+def test_audio_helpers(tiny):
+    from musicgen_nb.generation.request import (
+        audio_input,
+        check_negative,
+        check_prompt_length,
+        prompt_frames,
+    )
+
+    arr, sr = audio_input(np.zeros((2, 1600)), 16000.0, "melody", 3)
+    assert arr.shape == (1, 2, 1600) and sr == 16000 and isinstance(sr, int)
+    assert audio_input(None, None, "melody", 1) == (None, None)
+    assert prompt_frames(tiny, 8000, 16000) == 25 and prompt_frames(tiny, 641, 32000) == 2
+    check_prompt_length(tiny, 32000, 32000)
+    with pytest.raises(ValueError, match="window is 4 s"):
+        check_prompt_length(tiny, 4 * 32000, 32000)
+    assert check_negative(None, 2, 3.0) is None and check_negative(["a", "b"], 2, 3.0) == ["a", "b"]
+
+
+def test_text_length_limit(tiny):
+    from musicgen_nb.conditioning import MAX_TEXT_TOKENS
+    from musicgen_nb.generation.request import check_text_lengths
+
+    check_text_lengths(tiny, ["jazz", None])
+    with pytest.raises(ValueError, match=f"prompt 1 is .* tokens long.*at most {MAX_TEXT_TOKENS}"):
+        check_text_lengths(tiny, ["ok", "la " * 600])

@@ -1,0 +1,39 @@
+"""The work of one batch, shared by both backends: what each row's result holds."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import soundfile as sf
+
+import musicgen_nb as mg
+from musicgen_nb.grids.batch import encode_audio, generate_batch
+
+
+def test_melody_rows_are_batched_by_prompt_length(tiny_melody, tmp_path):
+    g = mg.grid(["jazz", "epic orchestral choir with a long name"], seed=[1], duration=0.5)
+    m = mg.run_grid(g, model=tiny_melody, out=tmp_path, batch_size=4, progress=False)
+    assert m["batch_size"].tolist() == [1, 1]
+    alone = tiny_melody.generate(g["prompt"][1], seed=1, duration=0.5, progress=False)
+    assert hashlib.sha256(alone.codes[0].tobytes()).hexdigest() == m["codes_sha256"][1]
+
+
+def test_generate_batch_gives_each_row_its_file_and_record(tiny):
+    rows = mg.grid(["jazz", "rock"], seed=[3], duration=0.5).to_dict("records")
+    out = generate_batch(tiny, rows, "flac")
+    assert [r["clip_id"] for r in out] == [r["clip_id"] for r in rows]
+    assert {r["batch_size"] for r in out} == {2} and {r["device"] for r in out} == {"cpu"}
+    alone = tiny.generate("rock", seed=3, duration=0.5, progress=False)
+    assert out[1]["codes_sha256"] == hashlib.sha256(alone.codes[0].tobytes()).hexdigest()
+    wav, sr = sf.read(io.BytesIO(out[1]["data"]), dtype="float32", always_2d=True)
+    assert sr == 32000 and out[1]["duration_s"] == 0.5
+    np.testing.assert_allclose(wav.T, alone.audio[0], atol=1 / 32767)
+
+
+def test_encode_audio_clips_to_16_bit():
+    data = encode_audio(np.array([[2.0, -2.0, 0.5]], np.float32), 8000, "wav")
+    wav, sr = sf.read(io.BytesIO(data), dtype="int16")
+    assert sr == 8000 and wav.tolist() == [32767, -32768, 16384]
+    assert sf.info(io.BytesIO(data)).subtype == "PCM_16"

@@ -1,0 +1,255 @@
+"""Streaming: chunks cover the clip once, match generate() and the one-pass decode,
+and stop / KeyboardInterrupt keep what was heard."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from musicgen_nb.streaming import Stream, snr_db
+
+
+def _joined(chunks):
+    return np.concatenate([c.audio for c in chunks], axis=-1)
+
+
+def _check_cover(chunks, sr):
+    """Starts are contiguous from 0, only the last is final, no chunk repeats audio."""
+    assert chunks and chunks[-1].final and not any(c.final for c in chunks[:-1])
+    pos = 0
+    for i, c in enumerate(chunks):
+        assert c.index == i
+        assert round(c.start * sr) == pos, (i, c.start, pos)
+        assert c.audio.dtype == np.float32 and c.audio.ndim == 3
+        pos += c.audio.shape[-1]
+    return pos
+
+
+def _stream_vs_generate(s, prompts, **kw):
+    st = s.stream(prompts, **kw)
+    chunks = list(st)
+    kw.pop("chunk", None)
+    g = s.generate(prompts, progress=False, **kw)
+    return st, chunks, g
+
+
+@pytest.mark.parametrize("chunk", [0.5, 1.0, 0.02])
+def test_chunks_cover_the_clip_once_and_match_generate(tiny, chunk):
+    st, chunks, g = _stream_vs_generate(
+        tiny, ["lo-fi beat", None], duration=2.3, seed=3, chunk=chunk
+    )
+    n = _check_cover(chunks, tiny.sample_rate)
+    assert n == g.audio.shape[-1] == round(2.3 * 32000)
+    np.testing.assert_array_equal(st.generation.codes, g.codes)  # streaming samples the same
+    np.testing.assert_array_equal(st.generation.audio, g.audio)  # one-pass decode
+    assert snr_db(g.audio, _joined(chunks)) >= 30
+    assert [c.start for c in st.chunks] == [c.start for c in chunks]  # the kept timeline
+    frames = round(chunk * tiny.frame_rate) or 1
+    for c in chunks[:-1]:  # every chunk but the tail holds at least `chunk` seconds
+        assert c.audio.shape[-1] >= frames * tiny.hop_length
+
+
+def test_chunk_arrivals_and_estimates(tiny):
+    st = tiny.stream("jazz", duration=3.0, seed=1, chunk=0.5)
+    chunks = list(st)
+    arrived = [c.arrived for c in chunks]
+    assert arrived == sorted(arrived) and arrived[0] > 0
+    assert all(c.steps_per_s > 0 for c in chunks[1:])
+    assert chunks[-1].remaining == 0 and all(np.isfinite(c.remaining) for c in chunks[1:])
+    assert all(c.total == pytest.approx(3.0) for c in chunks)
+    # The first chunk comes long before the clip is done.
+    assert arrived[0] < arrived[-1]
+
+
+def test_melody_continuation_and_long_form(tiny, tiny_melody):
+    tune = np.sin(2 * np.pi * 330 * np.arange(32000) / 32000).astype(np.float32)
+    st, chunks, g = _stream_vs_generate(
+        tiny_melody, "piano", duration=1.5, seed=2, melody=tune, melody_sr=32000, chunk=0.5
+    )
+    _check_cover(chunks, 32000)
+    np.testing.assert_array_equal(st.generation.codes, g.codes)
+    assert snr_db(g.audio, _joined(chunks)) >= 30
+
+    prompt = 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+    st, chunks, g = _stream_vs_generate(
+        tiny, "jazz", duration=1.0, seed=5, audio_prompt=prompt, audio_prompt_sr=16000, chunk=0.5
+    )
+    assert g.prompt_frames == 50 and st.prompt_frames == 50
+    assert _check_cover(chunks, 32000) == g.audio.shape[-1] == 2 * 32000
+    assert chunks[0].start == 0  # the prompt plays first
+    np.testing.assert_array_equal(st.generation.codes, g.codes)
+    assert snr_db(g.audio, _joined(chunks)) >= 30
+
+    # Long-form: 7 s with a 4 s window, so the chunks cross windows.
+    st, chunks, g = _stream_vs_generate(
+        tiny, "ambient", duration=7.0, seed=0, extend_stride=2.4, chunk=1.0
+    )
+    assert len(g.windows) >= 3
+    assert _check_cover(chunks, 32000) == 7 * 32000
+    np.testing.assert_array_equal(st.generation.codes, g.codes)
+    assert snr_db(g.audio, _joined(chunks)) >= 30
+
+
+def test_stop_keeps_what_was_heard(tiny):
+    st = tiny.stream("techno", duration=3.5, seed=9, chunk=0.5)
+    heard = []
+    for c in st:
+        heard.append(c)
+        if len(heard) == 2:
+            st.stop()
+    g = st.generation
+    assert g.interrupted and st.interrupted and heard[-1].final
+    n = _check_cover(heard, 32000)
+    assert n == g.audio.shape[-1] < 3.5 * 32000
+    assert snr_db(g.audio, _joined(heard)) >= 30  # what was heard is what is kept
+    full = tiny.generate("techno", duration=3.5, seed=9, progress=False)
+    np.testing.assert_array_equal(g.codes, full.codes[..., : g.codes.shape[-1]])
+
+
+def test_keyboard_interrupt_keeps_what_was_heard(tiny):
+    # Each step takes at least 5 ms, so the stream is still running when the interrupt comes
+    # 0.2 s after the first chunk (~190 steps, >= 0.95 s, remain). On a fast, idle machine tiny
+    # could otherwise finish first, and the interrupt then killed the test process itself.
+    st = tiny.stream(
+        "drums", duration=4.0, seed=4, chunk=0.25, callback=lambda done, total: time.sleep(0.005)
+    )
+    heard = []
+    timer = None
+    for c in st:  # the loop body is tiny: the interrupt lands while the stream waits
+        heard.append(c)
+        if timer is None:
+            timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+    timer.join()
+    g = st.generation
+    assert g.interrupted and heard[-1].final
+    assert _check_cover(heard, 32000) == g.audio.shape[-1] < 4.0 * 32000
+    assert snr_db(g.audio, _joined(heard)) >= 30
+
+
+def test_close_stops_a_stream_left_half_way(tiny):
+    st = tiny.stream("x", duration=4.0, seed=1, chunk=0.25)
+    first = next(iter(st))
+    st.close()
+    assert first.index == 0 and st.generation is not None and st.generation.interrupted
+    assert st.wait() is st.generation
+
+
+@pytest.mark.parametrize(
+    "kw, exc, text",
+    [
+        (dict(chunk=0), ValueError, "chunk must be a number of seconds > 0, got 0"),
+        (dict(chunk="1"), TypeError, "chunk must be a number of seconds"),
+        (dict(chunk=True), TypeError, "chunk must be"),
+        (dict(duration=-1), ValueError, "duration must be > 0"),
+        (dict(top_k=-1), ValueError, "top_k must be >= 0"),
+        (dict(durration=3), TypeError, "unexpected keyword arguments ['durration']"),
+        (dict(_on_frames=print), TypeError, "_on_frames is private"),
+    ],
+)
+def test_bad_arguments_fail_at_once(tiny, kw, exc, text):
+    with pytest.raises(exc) as info:
+        tiny.stream("x", **kw)
+    assert text in str(info.value)
+
+
+_PROMPT_1S = np.sin(np.linspace(0, 880 * np.pi, 32000)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(audio_prompt=_PROMPT_1S, audio_prompt_sr=7),  # 4571 s of prompt
+        dict(audio_prompt=_PROMPT_1S),  # no audio_prompt_sr
+        dict(melody=_PROMPT_1S, melody_sr=32000),  # tiny is not a melody checkpoint
+        dict(duration=-1),
+        dict(duration=1e6),
+        dict(progress="no"),
+        dict(trace="yes"),
+        dict(callback=5),
+        dict(stop="yes"),
+        dict(seed=2**64),
+        dict(seed=[1, 2]),  # two seeds for one prompt
+        dict(negative_prompt="calm", guidance_scale=1.0),
+    ],
+    ids=lambda kw: ",".join(kw),
+)
+def test_every_bad_argument_raises_at_the_call_like_generate(tiny, kw):
+    """stream() runs generate()'s own checks: the same error, before anything is iterated."""
+    with pytest.raises((TypeError, ValueError)) as from_generate:
+        tiny.generate("x", **kw)
+    with pytest.raises(type(from_generate.value)) as from_stream:
+        tiny.stream("x", **kw)  # not iterated: the error comes from the call itself
+    assert str(from_stream.value) == str(from_generate.value)
+
+
+def test_wait_before_anything_consumes_it(tiny):
+    st = tiny.stream("x", duration=1.0)
+    with pytest.raises(RuntimeError, match="nothing is consuming this stream"):
+        st.wait()
+    assert "not started" in repr(st)
+
+
+def test_errors_in_generation_reach_the_consumer(tiny):
+    # Bad arguments raise at stream() (above); this error only happens in the worker.
+    def callback(done, total):
+        raise RuntimeError(f"callback failed at step {done}")
+
+    st = tiny.stream("x", duration=1.0, callback=callback)
+    with pytest.raises(RuntimeError, match="callback failed at step 1"):
+        next(iter(st))
+    assert st.error is not None and st.wait(5) is None
+
+
+def test_step_samples_stay_bounded_and_span_the_run(tiny, monkeypatch):
+    # One (step, time) sample per step would grow without end on an hour-long stream:
+    # past max_samples every other one goes, keeping the first and the last.
+    monkeypatch.setattr(Stream, "max_samples", 16)
+    st = tiny.stream("jazz", duration=3.0, seed=1, chunk=0.5)
+    chunks = list(st)
+    steps = [d for d, _ in st._times]
+    assert len(steps) <= 16 and steps == sorted(steps)
+    assert steps[0] == 1 and steps[-1] == st._total_steps > 100  # the whole run, thinned
+    assert chunks[-1].remaining == 0 and all(np.isfinite(c.remaining) for c in chunks[1:])
+    assert all(c.steps_per_s > 0 for c in chunks[1:])
+    g = tiny.generate("jazz", duration=3.0, seed=1, progress=False)
+    np.testing.assert_array_equal(st.generation.codes, g.codes)  # the same run
+
+
+def test_started_and_the_request_run_by_the_worker(tiny):
+    st = tiny.stream("x", duration=0.5, seed=0, chunk=0.25)
+    assert not st.started and st.request.batch == 1
+    assert st.request.new_frames == st.new_frames == 25
+    assert st.request.callback == st._callback  # the worker's run is timed by the stream
+    next(iter(st))
+    assert st.started
+    st.close()
+    assert st.generation is not None
+
+
+def test_display_goes_through_the_registered_renderer(tiny, monkeypatch):
+    """The core never imports the live player: it asks the display registry for one."""
+    module = importlib.import_module("musicgen_nb.streaming.streams")
+    st = tiny.stream("x", duration=0.5, seed=0)
+    monkeypatch.setattr(module, "renderer", lambda kind: None)
+    with pytest.raises(NotImplementedError):  # IPython then falls back to the repr
+        st._ipython_display_()
+    shown = []
+
+    class Shown:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def _ipython_display_(self):
+            shown.append(self.stream)
+
+    kinds = []
+    monkeypatch.setattr(module, "renderer", lambda kind: kinds.append(kind) or Shown)
+    st._ipython_display_()
+    assert kinds == ["stream"] and shown == [st] and not st.started
