@@ -6,6 +6,7 @@
 - No private name crosses a module boundary.
 - Modules stay under 400 lines and functions under 60, except the few named here with why.
 - Tests mirror the package: one test file per module, folder by folder.
+- The core runs headless: generating and streaming load no widget or plotting library.
 """
 
 from __future__ import annotations
@@ -213,3 +214,23 @@ def test_every_test_file_mirrors_a_module():
         and t not in mirrored
     ]
     assert strays == []
+
+
+# --------------------------------------------------------------------------- headless core
+def test_the_core_runs_headless():
+    """Generating and streaming load no widget, notebook or plotting library at run time."""
+    code = (
+        "import sys, musicgen_nb as mg\n"
+        "s = mg.load('tiny')\n"
+        "s.generate('jazz', duration=0.5, seed=0, progress=True)\n"
+        "for _ in s.stream('jazz', duration=0.5, seed=0):\n"
+        "    pass\n"
+        "ui = {'ipywidgets', 'anywidget', 'traitlets', 'IPython', 'plotly'}\n"
+        "print(sorted(ui & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT / "tests", capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

@@ -1,26 +1,9 @@
-"""Offline stand-ins: test a notebook written for real checkpoints without their weights.
+"""Offline stand-ins: which offline checkpoint replaces a real one, and when.
 
-With ``MUSICGEN_NB_STANDIN=1`` in the environment (or after :func:`use_standins`),
-every :func:`musicgen_nb.load` of a real checkpoint loads the offline checkpoint
-of the same kind instead:
-
-=====================  ======================
-requested              stand-in
-=====================  ======================
-text models            ``tiny``
-melody models          ``tiny-melody``
-stereo text models     ``tiny-stereo``
-stereo melody models   ``tiny-stereo-melody``
-=====================  ======================
-
-The loaded model keeps the requested name (``s.name``) and says what replaced it
-(``s.standin``, ``s.is_standin``). Every generation and every saved sidecar
-records the stand-in, so its files can never pass for real output. The first
-replacement in a process prints one notice on stderr.
-
-Local directories, the offline checkpoints themselves and ``random_weights=True``
-builds are never replaced. A hub id the toolkit does not know (a fine-tune) gets
-the stand-in its name suggests (``melody``, ``stereo``), and the notice says so.
+With ``MUSICGEN_NB_STANDIN=1`` (or inside :class:`use_standins`), a load of a real
+checkpoint resolves to the offline checkpoint of the same kind (:data:`STANDINS`, keyed by
+melody and stereo), keeps the requested name and records the replacement. The user-facing
+description, with the table of replacements, is :mod:`musicgen_nb.testing`'s.
 
 :mod:`musicgen_nb.testing` re-exports this API (``mg.testing.use_standins()``);
 the pytest plugin (:mod:`musicgen_nb.pytest_plugin`) turns it on for a test run
