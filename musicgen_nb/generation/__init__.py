@@ -7,7 +7,8 @@
 - :mod:`.windows` and :mod:`.loop`: the plan of (long-form) windows and the decode
   loop of :class:`musicgen_nb.engine.Decoder` over the delay pattern;
 - :mod:`.decode`: the stitched codes decoded once with EnCodec, in bounded pieces;
-- :mod:`.result`: the :class:`Generation`, and saving it with provenance.
+- :mod:`.result`: the :class:`Generation`, and saving it with provenance;
+- :mod:`.pipeline`: :func:`generate` and :func:`run`, which chain the steps above.
 
 Examples
 --------
