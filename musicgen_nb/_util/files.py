@@ -30,6 +30,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .checks import check_path
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -206,7 +208,7 @@ def unique_path(path: str | os.PathLike, *, companions: Sequence[str] = ()) -> P
     >>> unique_path(d / "a.wav").name
     'a-1.wav'
     """
-    path = Path(path)
+    path = check_path(path, "path")
     stem, suffix = path.stem, path.suffix
 
     def free(p: Path) -> bool:
@@ -225,15 +227,15 @@ def slug(text: str | None, limit: int = 40) -> str:
 
     Examples
     --------
-    >>> slug(None), slug("!!!"), slug("Jazz  Trio", limit=4)
-    ('unconditional', 'prompt', 'jazz')
+    >>> slug(None), slug("!!!"), slug("Jazz  Trio", limit=4), slug("Jazz  Trio", limit=5)
+    ('unconditional', 'prompt', 'jazz', 'jazz-')
     """
     if not text:
         return "unconditional"
     keep = "".join(c if c.isalnum() else "-" for c in str(text).lower()).strip("-")
     while "--" in keep:
         keep = keep.replace("--", "-")
-    return keep[:limit].strip("-") or "prompt"
+    return keep[:limit] or "prompt"  # cut as 0.2 did: saved file names stay the same
 
 
 def sha256_file(path, *, chunk: int = 1 << 20) -> str:

@@ -48,7 +48,6 @@ from ..checkpoints.adapter import FULL_WEIGHTS as FULL_WEIGHTS
 from ..checkpoints.adapter import HISTORY_FILE as HISTORY_FILE
 from ..checkpoints.adapter import LORA_WEIGHTS as LORA_WEIGHTS
 from ..checkpoints.adapter import adapter_provenance, apply_adapter
-from ..viz.loss import loss_figure
 from .batches import logits, masked_loss, sequences, token_accuracy
 from .data import Dataset, Window, codec_key, dataset, synth_dataset
 from .folder import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS
@@ -76,3 +75,12 @@ __all__ = [
     "synth_dataset",
     "loss_figure",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The loss figure needs plotly: it loads on first use, so training scripts do not pay for it.
+    if name == "loss_figure":
+        from ..viz.loss import loss_figure
+
+        return loss_figure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,9 +15,14 @@ Examples
 True
 """
 
+from importlib import import_module
+
 from ..audio.ogg import OGG_SERIAL
-from .live import LivePlayer, live, render_stream
 from .static import FORMATS, MIME, Gallery, Player, gallery, player, render_generation
+
+# The live player is an anywidget: it loads on first use, so static players and every
+# Generation's display stay free of the widget stack (as before the move).
+_LIVE = ("LivePlayer", "live", "render_stream")
 
 __all__ = [
     "FORMATS",
@@ -32,3 +37,9 @@ __all__ = [
     "render_generation",
     "render_stream",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LIVE:
+        return getattr(import_module(".live_player", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ..players.live import LivePlayer
+from ..players.live_player import LivePlayer
 from . import studio_layout as layout
 from ._util import one_line, upload_files, widget_bundle
 from .studio_history import RunHistory

@@ -162,7 +162,7 @@ def test_slug():
     assert slug("Lo-fi beat, 90 BPM!") == "lo-fi-beat-90-bpm"
     assert slug(None) == "unconditional" and slug("") == "unconditional"
     assert slug("!!!") == "prompt"
-    assert slug("Jazz  Trio", limit=4) == "jazz" and slug("ab cd", limit=3) == "ab"
+    assert slug("Jazz  Trio", limit=4) == "jazz" and slug("ab cd", limit=3) == "ab-"
     assert len(slug("x" * 100)) == 40
 
 
@@ -172,3 +172,10 @@ def test_sha256_file(tmp_path):
     p.write_bytes(data)
     assert sha256_file(p) == hashlib.sha256(data).hexdigest()
     assert sha256_file(p, chunk=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_unique_path_names_a_bad_path():
+    with pytest.raises(ValueError, match="path is an empty string; give a file path"):
+        unique_path("")
+    with pytest.raises(TypeError, match="path must be a file path"):
+        unique_path(3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import musicgen_nb as mg
-from musicgen_nb.players.live import LivePlayer, render_stream
+from musicgen_nb.players.live_player import LivePlayer, render_stream
 
 
 class Recording(LivePlayer):

@@ -53,7 +53,7 @@ class LivePlayer(anywidget.AnyWidget):
     Examples
     --------
     >>> import musicgen_nb as mg
-    >>> from musicgen_nb.players.live import LivePlayer
+    >>> from musicgen_nb.players.live_player import LivePlayer
     >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0, chunk=0.5)
     >>> p = LivePlayer(st)
     >>> g = p.play()
@@ -237,7 +237,7 @@ def live(stream: Stream, *, item: int = 0) -> LivePlayer:
 
     Returns
     -------
-    musicgen_nb.players.live.LivePlayer
+    musicgen_nb.players.live_player.LivePlayer
 
     Examples
     --------
