@@ -204,15 +204,35 @@ class ChunkDecoder:
             b = 0 if self.codes is None else self.codes.shape[0]
             return np.zeros((b, self.channels, 0), dtype=np.float32)
         t0 = time.perf_counter()
-        with torch.inference_mode(), _threads(self.threads):
-            if self.method == "exact":
-                wav = self._exact(self.emitted, end, final)
-            else:
-                wav = self._context(self.emitted, end, final)
-        out = wav.to("cpu", torch.float32).numpy()
+        saved = self._state()
+        try:
+            with torch.inference_mode(), _threads(self.threads):
+                if self.method == "exact":
+                    wav = self._exact(self.emitted, end, final)
+                else:
+                    wav = self._context(self.emitted, end, final)
+            out = wav.to("cpu", torch.float32).numpy()
+        except BaseException:
+            # An interrupt (or error) mid-pull leaves the decoder as it was before the pull,
+            # so the same frames can be pulled again and decode to the same audio.
+            self._set_state(saved)
+            raise
         self.seconds += time.perf_counter() - t0
-        self.emitted = end  # last: an interrupt before it leaves these frames to pull again
+        self.emitted = end
         return out
+
+    def _state(self) -> tuple:
+        """What a pull changes besides ``emitted`` (every update is a reassignment)."""
+        if self.method != "exact":
+            return (self.overlap_frames,)
+        lstm_out = None if self.lstm_out is None else list(self.lstm_out)
+        return self.overlap_frames, list(self.state), lstm_out, self.lstm_done, self.lstm_off
+
+    def _set_state(self, saved: tuple) -> None:
+        if self.method != "exact":
+            (self.overlap_frames,) = saved
+            return
+        self.overlap_frames, self.state, self.lstm_out, self.lstm_done, self.lstm_off = saved
 
     # -- exact: first conv with 3 frames of look-ahead, stateful LSTM, conv stack with context
     def _embed(self, c: int, a: int, b: int) -> torch.Tensor:

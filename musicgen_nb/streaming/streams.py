@@ -41,23 +41,14 @@ __all__ = ["Stream", "stream"]
 
 def _generate_options() -> dict:
     """The options :meth:`MusicGen.generate` takes, with their defaults (``prompts`` aside)."""
-    from ..generation import generate, make_request
+    from ..generation import generate
 
-    for fn in (generate, make_request):
-        params = inspect.signature(fn).parameters.values()
-        if any(p.kind is p.VAR_KEYWORD for p in params):
-            continue  # generate(s, prompts, **kwargs): read make_request's signature
-        return {
-            p.name: p.default
-            for p in params
-            if p.default is not p.empty
-            and p.name not in ("prompts", "on_frames")
-            and not p.name.startswith("_")
-        }
-    raise RuntimeError("generate() and make_request() both take **kwargs: no options to list")
+    params = inspect.signature(generate).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty and p.name != "prompts"}
 
 
-def _check_chunk(chunk) -> None:
+def _check_chunk(chunk: object) -> None:
+    """Like ``check_positive``, with the unit in the message."""
     if isinstance(chunk, bool) or not isinstance(chunk, (int, float, np.integer, np.floating)):
         raise TypeError(f"chunk must be a number of seconds > 0, got {chunk!r}")
     if not math.isfinite(chunk) or chunk <= 0:
@@ -141,14 +132,15 @@ class Stream:
         defaults = _generate_options()
         _check_names(kwargs, defaults)
         kwargs.setdefault("progress", False)
-        self._stop = kwargs.pop("stop", None) or threading.Event()
+        stop = kwargs.pop("stop", None)
         self._user_callback = kwargs.pop("callback", None)
         # The same checks generate() runs, once, so a bad argument raises here, not on next().
         options = {k: kwargs.get(k, v) for k, v in defaults.items()}
-        options.update(callback=self._user_callback, stop=self._stop)
+        options.update(callback=self._user_callback, stop=stop)
         req = make_request(s, prompts, **options, on_frames=self._on_frames)
-        # The worker runs it with the stream's callback, which times the steps.
-        self.request = dataclasses.replace(req, callback=self._callback)
+        self._stop = threading.Event() if stop is None else stop
+        # The worker runs it with the stream's stop and callback (which times the steps).
+        self.request = dataclasses.replace(req, callback=self._callback, stop=self._stop)
         self.batch = req.batch
         self.s = s
         self.prompts = prompts

@@ -174,6 +174,7 @@ _PROMPT_1S = np.sin(np.linspace(0, 880 * np.pi, 32000)).astype(np.float32)
         dict(trace="yes"),
         dict(callback=5),
         dict(stop="yes"),
+        dict(stop=0),  # falsy, still not an Event
         dict(seed=2**64),
         dict(seed=[1, 2]),  # two seeds for one prompt
         dict(negative_prompt="calm", guidance_scale=1.0),
