@@ -247,6 +247,10 @@ def build(name: str, num_codebooks: int, frames: int) -> Pattern:
     return Pattern(name=name, num_codebooks=k, frames=t, layout=fn(k, t))
 
 
+#: The most codebooks a delay layout is built for (MusicGen uses 4, stereo 8; EnCodec at most 32).
+MAX_CODEBOOKS = 64
+
+
 def codebook_delays(num_codebooks: int, channels: int = 1) -> list[int]:
     """The delay (in steps) of each codebook in MusicGen's ``delay`` pattern.
 
@@ -272,7 +276,7 @@ def codebook_delays(num_codebooks: int, channels: int = 1) -> list[int]:
     >>> codebook_delays(8, channels=2)
     [0, 0, 1, 1, 2, 2, 3, 3]
     """
-    k = check_int(num_codebooks, "num_codebooks", minimum=1)
+    k = check_int(num_codebooks, "num_codebooks", minimum=1, maximum=MAX_CODEBOOKS)
     channels = check_int(channels, "channels", minimum=1)
     if channels not in (1, 2):
         raise ValueError(f"channels must be 1 (mono) or 2 (stereo), got {channels!r}")

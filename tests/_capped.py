@@ -97,3 +97,15 @@ def on_small_disk(tmp_path, size: str, code: str, env: str = "") -> tuple:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return mnt, dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+
+
+#: Loading tiny and generating 1 s peaks at about 1.1 GB of address space.
+CAP_GB = 2.5
+
+
+def expect_error(code: str, exc: str, match: str, **kw) -> str:
+    """:func:`capped_error` under :data:`CAP_GB`, asserting that ``match`` is in its message."""
+    msg, _ = capped_error(code, exc, **{"gb": CAP_GB, **kw})
+    out = f"CAUGHT {msg}"
+    assert re.search(match, out), out
+    return out

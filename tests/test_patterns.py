@@ -164,7 +164,11 @@ def test_codebook_delays_mono_and_stereo():
     assert patterns.codebook_delays(K) == p.positions[:, 0].tolist()
     with pytest.raises(ValueError, match="channels must be 1 \\(mono\\) or 2 \\(stereo\\), got 3"):
         patterns.codebook_delays(4, channels=3)
-    with pytest.raises(ValueError, match="num_codebooks must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"num_codebooks must be an int in \[1, 64\], got 0"):
         patterns.codebook_delays(0)
+    with pytest.raises(
+        ValueError, match=r"num_codebooks must be an int in \[1, 64\], got 1000000000000"
+    ):
+        patterns.codebook_delays(10**12)  # refused at once, not a MemoryError
     with pytest.raises(TypeError, match="channels must be an int >= 1, got 2.0"):
         patterns.codebook_delays(4, channels=2.0)

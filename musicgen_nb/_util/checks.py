@@ -20,18 +20,23 @@ from pathlib import Path
 import numpy as np
 
 
-def check_int(value, name: str, *, minimum: int = 0) -> int:
-    """Return ``value`` as int, or raise naming ``name`` when it is not an int >= ``minimum``.
+def check_int(value, name: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return ``value`` as int, or raise naming ``name`` when it is not an int in range.
 
     Examples
     --------
     >>> check_int(3, "frames", minimum=1)
     3
+    >>> check_int(10**12, "num_codebooks", minimum=1, maximum=64)
+    Traceback (most recent call last):
+    ...
+    ValueError: num_codebooks must be an int in [1, 64], got 1000000000000
     """
+    allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        raise TypeError(f"{name} must be an int {allowed}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
     return int(value)
 
 

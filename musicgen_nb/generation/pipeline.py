@@ -54,18 +54,42 @@ def run(s: Any, req: Request) -> Generation:
     >>> run(s, req).seed
     [1, 2]
     """
+    if not isinstance(req, Request):
+        raise TypeError(
+            f"req must be a Request from make_request(s, prompts, ...), got {type(req).__name__}"
+        )
     p = plan(s, req)
     got, p = inputs(s, req, p)
     return assemble(s, req, p, got, run_windows(s, req, p, got))
 
 
 def generate(
-    s: Any, prompts: str | list[str | None] | None=None, *, duration: float=8.0, guidance_scale: float=3.0, temperature: float=1.0, top_k: int=250, top_p: float=0.0,
-    do_sample: bool=True, seed: int | list[int] | None=None, melody: ArrayLike | None=None, melody_sr: int | None=None, audio_prompt: ArrayLike | None=None, audio_prompt_sr: int | None=None,
-    negative_prompt: str | list[str | None] | None=None, cfg_coef_beta: float | None=None, extend_stride: float | None=None, progress: bool=True, trace: bool=False,
-    attentions: bool=False, attention_layers: int | list[int] | None=None, attention_heads: int | list[int] | None=None, attention_budget_mb: float | None=512.0,
-    callback: Callable[..., Any] | None=None, stop: threading.Event | None=None,
-) -> Generation:  # fmt: skip
+    s: Any,
+    prompts: str | list[str | None] | None = None,
+    *,
+    duration: float = 8.0,
+    guidance_scale: float = 3.0,
+    temperature: float = 1.0,
+    top_k: int = 250,
+    top_p: float = 0.0,
+    do_sample: bool = True,
+    seed: int | list[int] | None = None,
+    melody: ArrayLike | None = None,
+    melody_sr: int | None = None,
+    audio_prompt: ArrayLike | None = None,
+    audio_prompt_sr: int | None = None,
+    negative_prompt: str | list[str | None] | None = None,
+    cfg_coef_beta: float | None = None,
+    extend_stride: float | None = None,
+    progress: bool = True,
+    trace: bool = False,
+    attentions: bool = False,
+    attention_layers: int | list[int] | None = None,
+    attention_heads: int | list[int] | None = None,
+    attention_budget_mb: float | None = 512.0,
+    callback: Callable[..., Any] | None = None,
+    stop: threading.Event | None = None,
+) -> Generation:
     """Generate music with MusicGen.
 
     Parameters

@@ -82,12 +82,33 @@ class Request:
 
 
 def make_request(
-    s: Any, prompts: str | list[str | None] | None=None, *, duration: float=8.0, guidance_scale: float=3.0, temperature: float=1.0, top_k: int=250, top_p: float=0.0,
-    do_sample: bool=True, seed: int | list[int] | None=None, melody: ArrayLike | None=None, melody_sr: int | None=None, audio_prompt: ArrayLike | None=None, audio_prompt_sr: int | None=None,
-    negative_prompt: str | list[str | None] | None=None, cfg_coef_beta: float | None=None, extend_stride: float | None=None, progress: bool=True, trace: bool=False,
-    attentions: bool=False, attention_layers: int | list[int] | None=None, attention_heads: int | list[int] | None=None, attention_budget_mb: float | None=512.0,
-    callback: Callable[..., Any] | None=None, stop: threading.Event | None=None, on_frames: Callable[..., Any] | None=None,
-) -> Request:  # fmt: skip
+    s: Any,
+    prompts: str | list[str | None] | None = None,
+    *,
+    duration: float = 8.0,
+    guidance_scale: float = 3.0,
+    temperature: float = 1.0,
+    top_k: int = 250,
+    top_p: float = 0.0,
+    do_sample: bool = True,
+    seed: int | list[int] | None = None,
+    melody: ArrayLike | None = None,
+    melody_sr: int | None = None,
+    audio_prompt: ArrayLike | None = None,
+    audio_prompt_sr: int | None = None,
+    negative_prompt: str | list[str | None] | None = None,
+    cfg_coef_beta: float | None = None,
+    extend_stride: float | None = None,
+    progress: bool = True,
+    trace: bool = False,
+    attentions: bool = False,
+    attention_layers: int | list[int] | None = None,
+    attention_heads: int | list[int] | None = None,
+    attention_budget_mb: float | None = 512.0,
+    callback: Callable[..., Any] | None = None,
+    stop: threading.Event | None = None,
+    on_frames: Callable[..., Any] | None = None,
+) -> Request:
     """Check every argument by type and range, and every input size, before any work.
 
     Parameters

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _engine import PROMPTS, forward_logits, make_cond, require_kernel, tokens
+from _engine import PROMPTS, forward_logits, make_cond, tokens
 
 import musicgen_nb as mg
 from musicgen_nb.conditioning import conditioning
@@ -15,11 +15,6 @@ from musicgen_nb.engine.lowbit import has_vnni
 from musicgen_nb.generation.loop import Progress, run_window
 
 FRAMES = 30
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    return require_kernel()
 
 
 @pytest.fixture(scope="module")

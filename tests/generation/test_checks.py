@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _capped import capped_error
+from _capped import expect_error
 
 
 def gen(s, prompt="jazz", **kw):
@@ -54,16 +54,6 @@ def test_bad_prompts(tiny):
         tiny.generate(42, duration=1)
     with pytest.raises(ValueError, match="must not be an empty list"):
         tiny.generate([], duration=1)
-
-
-CAP_GB = 2.5  # loading tiny and generating 1 s peaks at about 1.1 GB of address space
-
-
-def expect_error(code: str, exc: str, match: str, **kw):
-    msg, _ = capped_error(code, exc, **{"gb": CAP_GB, **kw})
-    out = f"CAUGHT {msg}"
-    assert __import__("re").search(match, out), out
-    return out
 
 
 def test_huge_duration_is_refused_at_once_with_the_reason():

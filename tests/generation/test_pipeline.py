@@ -96,3 +96,10 @@ def test_generate_is_run_of_make_request(tiny):
     np.testing.assert_array_equal(g.audio, again.audio)
     with pytest.raises(TypeError, match="on_frames"):
         tiny.generate("x", duration=0.5, on_frames=print)  # not an option of generate
+
+
+def test_run_takes_only_a_request(tiny):
+    from musicgen_nb.generation import run
+
+    with pytest.raises(TypeError, match="req must be a Request from make_request.*got str"):
+        run(tiny, "jazz")

@@ -2,16 +2,7 @@
 
 import numpy as np
 import pytest
-from _capped import capped_error
-
-CAP_GB = 2.5  # loading tiny and generating 1 s peaks at about 1.1 GB of address space
-
-
-def expect_error(code: str, exc: str, match: str, **kw):
-    msg, _ = capped_error(code, exc, **{"gb": CAP_GB, **kw})
-    out = f"CAUGHT {msg}"
-    assert __import__("re").search(match, out), out
-    return out
+from _capped import expect_error
 
 
 def test_prompt_longer_than_window_is_refused(tiny):
