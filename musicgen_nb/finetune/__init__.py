@@ -49,9 +49,9 @@ from ..checkpoints.adapter import HISTORY_FILE as HISTORY_FILE
 from ..checkpoints.adapter import LORA_WEIGHTS as LORA_WEIGHTS
 from ..checkpoints.adapter import adapter_provenance, apply_adapter
 from .batches import logits, masked_loss, sequences, token_accuracy
-from .data import Dataset, Window, codec_key, dataset, synth_dataset
+from .data import Dataset, Window, codec_key, dataset
 from .folder import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS
-from .folder import DataError
+from .folder import DataError, synth_dataset
 from .folder import Item as Item
 from .result import FineTune
 from .training import TRAIN_PRECISIONS as TRAIN_PRECISIONS

@@ -16,10 +16,11 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,8 +28,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .._util.checks import check_bool, check_positive
-from .folder import AUDIO_EXTENSIONS, Item, check_items, read_captions
+from .._util.checks import check_bool, check_number, check_positive
+from .folder import (
+    AUDIO_EXTENSIONS,
+    MAX_FILE_SECONDS,
+    DataError,
+    Item,
+    check_items,
+    read_captions,
+)
+from .folder import (
+    synth_dataset as synth_dataset,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,20 +99,42 @@ def _cache_root() -> Path:
     return cache_root() / "codes"
 
 
-def _file_codes(s, item: Item, root: Path, *, cache: bool) -> np.ndarray:
+def _cached(path: Path, s) -> np.ndarray | None:
+    """The codes cached at ``path``, or None; a damaged entry is named, removed and rebuilt."""
+    if not path.exists():
+        return None
+    try:
+        codes = np.load(path, allow_pickle=False)
+        ok = (codes.dtype.kind in "iu" and codes.ndim == 2 and codes.shape[0] == s.num_codebooks
+              and codes.shape[1] > 0 and 0 <= codes.min() and codes.max() < s.codebook_size)  # fmt: skip
+    except (OSError, ValueError, EOFError) as err:
+        ok, codes = False, err
+    if ok:
+        return codes
+    warnings.warn(f"the code cache file {path} is damaged ({str(codes)[:80]!r} is not codes of "
+                  "this codec); encoding the file again", stacklevel=4)  # fmt: skip
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _file_codes(s, item: Item, root: Path, *, cache: bool, name: str) -> np.ndarray:
     """int64 ``[K, frames]`` codes of one file: from the disk cache, or encoded (and cached)."""
     from .. import audio as audio_io
+    from .._util.files import write_atomic
 
     path = root / f"{item.sha256}.npy"
-    codes = np.load(path) if cache and path.exists() else None
+    codes = _cached(path, s) if cache else None
     if codes is None:
-        wav, _ = audio_io.load(item.file, sr=s.sample_rate)
-        codes = s.encode(wav, s.sample_rate)[0].astype(np.int16)
+        try:
+            wav, _ = audio_io.load(item.file, sr=s.sample_rate)
+            codes = s.encode(wav, s.sample_rate)[0].astype(np.int16)
+        except (ValueError, MemoryError, RuntimeError) as err:
+            raise DataError(f"{name}: could not encode it ({err})") from err
         if cache:
             root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".{item.sha256}.{os.getpid()}.npy"
-            np.save(tmp, codes)
-            os.replace(tmp, path)
+            buf = io.BytesIO()
+            np.save(buf, codes)
+            write_atomic(path, buf.getvalue(), overwrite=True)
     return codes.astype(np.int64)
 
 
@@ -181,7 +214,9 @@ class Dataset:
 
         Codes are cached on disk (``cache_dir``, by default ``$MUSICGEN_NB_CACHE/codes``)
         under the file's SHA-256 and a hash of the codec, so a second call (or a second
-        session) reads them back instead of running EnCodec again.
+        session) reads them back instead of running EnCodec again. A damaged cache file
+        (unreadable, or not codes of this codec) is named in a warning and encoded again.
+        A file that fails to encode raises :class:`DataError` naming it.
 
         Parameters
         ----------
@@ -222,16 +257,16 @@ class Dataset:
             items = tqdm(items, desc="encoding", unit="file", leave=False)
         windows = []
         for item in items:
-            codes = _file_codes(s, item, root, cache=cache)
             name = item.file.relative_to(self.folder).as_posix()
+            codes = _file_codes(s, item, root, cache=cache, name=name)
             for a in _starts(codes.shape[-1], frames, hop):
                 windows.append(Window(codes[:, a : a + frames], item.text, name, a))
         self._encoded[memo] = windows
         return windows
 
 
-def _check_args(folder, window, hop, min_duration, strict):
-    """(folder as a Path, window, hop, min_duration) checked; the errors name the argument."""
+def _check_args(folder, window, hop, min_duration, max_duration, silence_db, strict):
+    """(folder as a Path, window, hop, min_duration, max_duration, silence_db), checked by name."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path, got {type(folder).__name__}")
     folder = Path(folder)
@@ -242,36 +277,52 @@ def _check_args(folder, window, hop, min_duration, strict):
     if window is not None and hop is not None and hop > window:
         raise ValueError(f"hop must be at most the window ({window:g} s), got {hop!r}")
     min_duration = check_positive(min_duration, "min_duration")
+    max_duration = check_positive(max_duration, "max_duration")
+    if max_duration < min_duration:
+        raise ValueError(
+            f"max_duration must be at least min_duration ({min_duration:g} s), got {max_duration!r}"
+        )
+    silence_db = check_number(silence_db, "silence_db", allowed="a level in dBFS, <= 0")
+    if silence_db > 0:
+        raise ValueError(f"silence_db must be a level in dBFS, <= 0 (e.g. -60), got {silence_db!r}")
     check_bool(strict, "strict")
-    return folder, window, hop, min_duration
+    return folder, window, hop, min_duration, max_duration, silence_db
 
 
-def _listing(folder: Path) -> tuple[str, dict, list[str]]:
-    """(layout, captions, every audio file name to check); a folder without audio is refused."""
-    layout, captions, uncaptioned = read_captions(folder)
+def _listing(folder: Path) -> tuple[str, dict, list[str], list]:
+    """(layout, captions, every audio file name to check, bad entries); no audio is refused."""
+    layout, captions, uncaptioned, bad = read_captions(folder)
     names = list(captions) + [p.relative_to(folder).as_posix() for p in uncaptioned]
-    if not names:
+    if not names and not bad:
         raise ValueError(
             f"folder {str(folder)!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"
         )
-    return layout, captions, names
+    return layout, captions, names, bad
 
 
 def dataset(
     folder: str | os.PathLike, *, window: float | None=None, hop: float | None=None, min_duration: float=1.0, silence_db: float=-60.0, strict: bool=False,
-    cache_dir: str | os.PathLike | None=None,
+    cache_dir: str | os.PathLike | None=None, max_duration: float=MAX_FILE_SECONDS,
 ) -> Dataset:  # fmt: skip
     """Read a folder of audio with captions for fine-tuning.
 
     Two layouts are accepted:
 
     - Hugging Face's *audiofolder*: a ``metadata.csv`` or ``metadata.jsonl`` with the
-      columns ``file_name`` (relative to the folder) and ``text``;
+      columns ``file_name`` (relative to the folder) and ``text``, in UTF-8 (a
+      byte-order mark, as Excel writes, is fine);
     - same-stem text files: ``song.wav`` with its caption in ``song.txt``.
 
-    Every file is read once to check it. A file that is unreadable, silent, too
-    short, or has no caption raises :class:`DataError` naming it when ``strict``;
-    otherwise it is skipped with a warning (and listed in ``skipped``).
+    Every file is read once to check it. A file that is unreadable, silent, holds
+    NaN or infinite samples, is too short or too long, or has no caption, and a
+    metadata line that is not UTF-8, has no ``file_name`` or repeats a file, raises
+    :class:`DataError` naming the file (and line) when ``strict``; otherwise it is
+    skipped with a warning and listed in ``skipped``.
+
+    Nothing outside ``folder`` is read: a metadata path that is absolute, uses
+    ``..`` or resolves outside the folder through a symlink (and any audio or
+    caption file that is such a symlink) raises :class:`DataError` naming the
+    metadata file, the line and the path, whatever ``strict`` says.
 
     Parameters
     ----------
@@ -284,11 +335,16 @@ def dataset(
     min_duration : float
         Shorter files are "too short".
     silence_db : float
-        Files whose peak is at or below this level (dBFS) are "silent".
+        Files whose peak is at or below this level (dBFS, <= 0) are "silent".
     strict : bool
         Raise on the first bad file instead of skipping it.
     cache_dir : path, optional
         Where encoded codes are cached; default ``$MUSICGEN_NB_CACHE/codes``.
+    max_duration : float
+        Longer files are "too long", checked from the file's header before it is
+        decoded. The default, 600 s, bounds the memory of :meth:`Dataset.encode`,
+        which encodes a file in one pass (about 44 MB per second of audio for the
+        released checkpoints).
 
     Returns
     -------
@@ -303,63 +359,15 @@ def dataset(
     0  tune0.wav       1.0
     1  tune1.wav       1.0
     """
-    folder, window, hop, min_duration = _check_args(folder, window, hop, min_duration, strict)
-    layout, captions, names = _listing(folder)
+    folder, window, hop, min_duration, max_duration, silence_db = _check_args(
+        folder, window, hop, min_duration, max_duration, silence_db, strict
+    )
+    layout, captions, names, bad = _listing(folder)
     items, skipped = check_items(
-        folder, names, captions, min_duration=min_duration, silence_db=float(silence_db),
-        strict=strict,
+        folder, names, captions, min_duration=min_duration, silence_db=silence_db,
+        strict=strict, bad=bad, max_duration=max_duration,
     )  # fmt: skip
     if not items:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped)
         raise ValueError(f"folder {str(folder)!r} holds no usable file: {reasons}")
     return Dataset(folder, layout, items, skipped, window=window, hop=hop, cache_dir=cache_dir)
-
-
-_STYLES = (
-    ([60, 64, 67, 72], "bright rising arpeggio in C major, quick plucked notes"),
-    ([57, 53, 50, 45], "dark falling arpeggio in A minor, slow low notes"),
-)
-
-
-def synth_dataset(
-    folder: str | os.PathLike, *, seconds: float = 2.0, sr: int = 32000, per_style: int = 1
-) -> Path:
-    """Write a small captioned dataset of two "styles" of tunes (audiofolder layout).
-
-    Style 0 is a bright rising arpeggio in C major, style 1 a low falling one in
-    A minor; ``per_style`` tunes of each, transposed by a tone each time.
-
-    Returns
-    -------
-    Path
-        ``folder``, with ``tune<i>.wav`` files and a ``metadata.csv``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> sorted(p.name for p in synth_dataset(tempfile.mkdtemp()).iterdir())
-    ['metadata.csv', 'tune0.wav', 'tune1.wav']
-    """
-    from .. import audio as audio_io
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(per_style):
-        for j, (notes, text) in enumerate(_STYLES):
-            note = 0.125 if j == 0 else 0.25
-            n = max(1, int(round(seconds / note)))
-            seq = [notes[k % len(notes)] + 2 * i for k in range(n)]
-            wav = audio_io.melody_tone(seq, note, sr)
-            wav = np.pad(wav, (0, max(0, int(round(seconds * sr)) - wav.shape[-1])))
-            name = f"tune{len(rows)}.wav"
-            target = folder / name
-            if target.exists():
-                raise FileExistsError(f"{target} exists; give synth_dataset an empty folder")
-            audio_io.write(target, wav[: int(round(seconds * sr))], sr)
-            rows.append(dict(file_name=name, text=text))
-    with open(folder / "metadata.csv", "x", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["file_name", "text"])
-        w.writeheader()
-        w.writerows(rows)
-    return folder

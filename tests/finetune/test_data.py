@@ -103,7 +103,61 @@ def test_encode_resamples_windows_and_caches(s, tmp_path):
         FT.dataset(d, window=10.0, cache_dir=cache).encode(s)
 
 
-def test_synth_dataset_refuses_a_used_folder(tmp_path):
-    FT.synth_dataset(tmp_path, seconds=0.5)
-    with pytest.raises(FileExistsError, match="tune0.wav exists"):
-        FT.synth_dataset(tmp_path, seconds=0.5)
+def test_silence_db_and_max_duration_are_checked_by_name(tmp_path):
+    _write(tmp_path / "a.wav")
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(TypeError, match="silence_db must be a number"):
+        FT.dataset(tmp_path, silence_db="x")
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="silence_db must be a finite number"):
+            FT.dataset(tmp_path, silence_db=bad)
+    with pytest.raises(ValueError, match=r"silence_db must be a level in dBFS, <= 0"):
+        FT.dataset(tmp_path, silence_db=6)
+    with pytest.raises(ValueError, match="max_duration must be a positive number"):
+        FT.dataset(tmp_path, max_duration=float("nan"))
+    with pytest.raises(ValueError, match=r"max_duration must be at least min_duration \(1 s\)"):
+        FT.dataset(tmp_path, max_duration=0.5)
+
+
+def test_a_long_file_is_refused_up_front_not_in_encode(tmp_path):
+    _write(tmp_path / "a.wav")
+    _write(tmp_path / "long.wav", seconds=4.0)
+    (tmp_path / "metadata.csv").write_text("file_name,text\na.wav,x\nlong.wav,y\n")
+    with pytest.warns(UserWarning, match=r"skipping long.wav: too long \(4 s; max_duration is 3 s"):
+        data = FT.dataset(tmp_path, max_duration=3.0)
+    assert [i.file.name for i in data.items] == ["a.wav"]
+
+
+def test_a_file_that_fails_to_encode_is_named(s, tmp_path):
+    _write(tmp_path / "a.wav")
+    (tmp_path / "a.txt").write_text("x")
+    data = FT.dataset(tmp_path, cache_dir=tmp_path / "cache")
+    (tmp_path / "a.wav").write_bytes(b"RIFF garbage")  # damaged after the check
+    with pytest.raises(FT.DataError, match=r"^a.wav: could not encode it"):
+        data.encode(s)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickle", "wrong codes", "empty"])
+def test_a_damaged_code_cache_is_named_and_rebuilt(s, tmp_path, damage):
+    d, cache = tmp_path / "d", tmp_path / "cache"
+    d.mkdir()
+    _write(d / "x.wav")
+    (d / "x.txt").write_text("tune")
+    data = FT.dataset(d, cache_dir=cache)
+    want = [w.codes for w in data.encode(s)]
+    cached = cache / FT.codec_key(s) / f"{data.items[0].sha256}.npy"
+    good = cached.read_bytes()
+    if damage == "truncated":
+        cached.write_bytes(good[: len(good) // 2])
+    elif damage == "pickle":
+        np.save(cached, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif damage == "wrong codes":
+        np.save(cached, np.full((4, 10), 99999, dtype=np.int64))
+    else:
+        cached.write_bytes(b"")
+    fresh = FT.dataset(d, cache_dir=cache)
+    with pytest.warns(UserWarning, match=rf"the code cache file {cached} is damaged") as rec:
+        got = [w.codes for w in fresh.encode(s)]
+    assert rec[0].filename == __file__
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert cached.read_bytes() == good  # rebuilt
