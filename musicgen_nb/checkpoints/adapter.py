@@ -70,6 +70,40 @@ def decoder_config(model) -> dict:
     return {k: cfg.get(k) for k in DECODER_KEYS}
 
 
+#: What a ``training_config.json`` must hold to be read.
+_NEEDED = ("lora_rank", "checkpoint", "data", "decoder_config", "status")
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    """The ``training_config.json`` of a fine-tune folder; a damaged one raises naming the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / CONFIG_FILE).write_text("{oops")
+    >>> read_config(d)
+    Traceback (most recent call last):
+    ...
+    ValueError: adapter folder ...: training_config.json is damaged (not JSON: ...); ...
+    """
+    directory = Path(directory)
+    fix = "train it again, or restore the folder from a copy"
+    try:
+        cfg = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"adapter folder {str(directory)!r}: {CONFIG_FILE} is damaged (not JSON: {err}); {fix}"
+        ) from None
+    missing = [k for k in _NEEDED if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise ValueError(
+            f"adapter folder {str(directory)!r}: {CONFIG_FILE} is damaged (no "
+            f"{', '.join(missing)}); {fix}"
+        )
+    return cfg
+
+
 def adapter_provenance(directory: str | os.PathLike) -> dict:
     """What sidecars record about an adapter folder: path, hash, kind, base, steps.
 
@@ -77,14 +111,15 @@ def adapter_provenance(directory: str | os.PathLike) -> dict:
     --------
     >>> import json, tempfile
     >>> d = Path(tempfile.mkdtemp())
-    >>> cfg = dict(lora_rank=4, checkpoint="tiny", data="abc", steps_done=2)
+    >>> cfg = dict(lora_rank=4, checkpoint="tiny", data="abc", steps_done=2, decoder_config={},
+    ...            status="done")
     >>> _ = (d / CONFIG_FILE).write_text(json.dumps(cfg))
     >>> p = adapter_provenance(d)
     >>> p["kind"], p["base"], p["steps"], p["sha256"]
     ('lora', 'tiny', 2, None)
     """
     directory = Path(directory)
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    cfg = read_config(directory)
     weights = directory / weights_file(cfg["lora_rank"])
     return dict(
         path=str(directory.resolve()), sha256=sha256_file(weights) if weights.exists() else None,
@@ -99,20 +134,79 @@ def _read_finished(adapter) -> tuple[Path, dict, Path]:
     if not isinstance(adapter, (str, os.PathLike)):
         raise TypeError(f"adapter must be a folder written by mg.finetune.train, got {adapter!r}")
     directory = Path(adapter)
-    cfg_file = directory / CONFIG_FILE
-    if not cfg_file.exists():
+    if not (directory / CONFIG_FILE).exists():
         raise ValueError(
             f"adapter={str(adapter)!r} is not a fine-tune folder (no {CONFIG_FILE}); "
             "give the out= folder of mg.finetune.train"
         )
-    cfg = json.loads(cfg_file.read_text())
+    cfg = read_config(directory)
     weights = directory / weights_file(cfg["lora_rank"])
-    if cfg.get("status") != "done" or not weights.exists():
+    if cfg["status"] == "diverged":
+        raise ValueError(
+            f"adapter={str(adapter)!r} holds a run that diverged at step {cfg.get('diverged_at')} "
+            "(its loss became NaN or infinite); it is not an adapter. Resume it with a lower lr"
+        )
+    if cfg["status"] != "done" or not weights.exists():
         raise ValueError(
             f"adapter={str(adapter)!r} holds an unfinished run (no {weights.name}); resume it "
             "with mg.finetune.train(..., out=...) first"
         )
     return directory, cfg, weights
+
+
+def _check_base(model, adapter, cfg: dict, meta: dict) -> None:
+    """Refuse a model other than the one the adapter was trained on, naming both."""
+    mine = meta.get("checkpoint", meta.get("name"))
+    arch = cfg.get("architecture")
+    if (mine is not None and cfg["checkpoint"] != mine) or (
+        arch is not None and arch != type(model).__name__
+    ):
+        raise ValueError(
+            f"adapter={str(adapter)!r} was trained on {cfg['checkpoint']!r}"
+            f"{f' ({arch})' if arch else ''}; this model is {mine!r} ({type(model).__name__}). "
+            f"Load it with mg.load({cfg['checkpoint']!r}, adapter=...)"
+        )
+    if decoder_config(model) != cfg["decoder_config"]:
+        raise ValueError(
+            f"adapter={str(adapter)!r} was trained on {cfg['checkpoint']!r}, whose decoder "
+            f"differs from this model's ({decoder_config(model)} vs {cfg['decoder_config']})"
+        )
+
+
+def _load_full(model, directory: Path, weights: Path) -> None:
+    """Load a full fine-tune's decoder weights; a damaged or foreign file is named."""
+    from safetensors.torch import load_file
+
+    try:
+        sd = load_file(weights)
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise ValueError(
+            f"adapter folder {str(directory)!r}: {weights.name} is damaged ({str(err)[:120]})"
+        ) from None
+    want = model.decoder.state_dict()
+    wrong = sorted(set(sd) ^ set(want)) or sorted(k for k in sd if sd[k].shape != want[k].shape)
+    if wrong:
+        raise ValueError(
+            f"adapter folder {str(directory)!r}: {weights.name} holds the weights of another "
+            f"decoder architecture (first mismatch: {wrong[0]!r}); it does not fit this model"
+        )
+    model.decoder.load_state_dict(sd)
+
+
+def _load_lora(model, directory: Path) -> None:
+    """Merge a LoRA adapter into ``model.decoder``; a damaged adapter file is named."""
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wrapped = PeftModel.from_pretrained(model.decoder, directory)
+    except Exception as err:  # noqa: BLE001 - peft, json and safetensors errors alike
+        raise ValueError(
+            f"adapter folder {str(directory)!r}: {LORA_WEIGHTS} or adapter_config.json is "
+            f"damaged ({type(err).__name__}: {str(err)[:160]})"
+        ) from None
+    model.decoder = wrapped.merge_and_unload()
 
 
 def apply_adapter(model: Any, adapter: str | os.PathLike, meta: dict) -> tuple[object, dict]:
@@ -122,6 +216,11 @@ def apply_adapter(model: Any, adapter: str | os.PathLike, meta: dict) -> tuple[o
     so the engine sees plain ``nn.Linear`` weights at every precision. ``meta``
     gains ``"adapter"``: the provenance that every sidecar records.
 
+    Refused with a ValueError naming the folder and the file: a damaged
+    ``training_config.json`` or weights file, an unfinished or diverged run, and a
+    model other than the one it was trained on (another checkpoint, even with the
+    same decoder shape, e.g. ``tiny`` into ``tiny-melody``; or another architecture).
+
     Examples
     --------
     >>> apply_adapter(None, 3, {})
@@ -130,22 +229,10 @@ def apply_adapter(model: Any, adapter: str | os.PathLike, meta: dict) -> tuple[o
     TypeError: adapter must be a folder written by mg.finetune.train, got 3
     """
     directory, cfg, weights = _read_finished(adapter)
-    mine = decoder_config(model)
-    if mine != cfg["decoder_config"]:
-        raise ValueError(
-            f"adapter={str(adapter)!r} was trained on {cfg['checkpoint']!r}, whose decoder "
-            f"differs from this model's ({mine} vs {cfg['decoder_config']})"
-        )
+    _check_base(model, adapter, cfg, meta)
     if cfg["lora_rank"] is None:
-        from safetensors.torch import load_file
-
-        model.decoder.load_state_dict(load_file(weights))
+        _load_full(model, directory, weights)
     else:
-        from peft import PeftModel
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            wrapped = PeftModel.from_pretrained(model.decoder, directory)
-        model.decoder = wrapped.merge_and_unload()
+        _load_lora(model, directory)
     model.decoder.eval()
     return model, dict(meta, adapter=adapter_provenance(directory))

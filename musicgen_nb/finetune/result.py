@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._util.files import write_atomic
+from .._util.files import disk_error, write_atomic
 from ..checkpoints.adapter import (
     CARD_FILE,
     CONFIG_FILE,
@@ -126,6 +126,11 @@ class FineTune:
         """
         from ..models import MusicGen
 
+        if directory is not None and not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(
+                f"directory must be a folder path to save the merged model in, or None; got "
+                f"{type(directory).__name__} {directory!r}"
+            )
         decoder = copy.deepcopy(self.model)
         if self.config["lora_rank"] is not None:
             decoder = decoder.merge_and_unload()
@@ -179,17 +184,29 @@ def write_history(out: Path, history: list) -> None:
 
 
 def _save_weights(ft: FineTune) -> None:
-    """The adapter (peft ``save_pretrained``) or the full decoder weights, into ``ft.out``."""
-    from safetensors.torch import save_file
+    """The adapter (peft ``save_pretrained``) or the full decoder weights, into ``ft.out``.
+
+    Each file is written atomically through ``write_atomic``, so it follows the umask
+    like every other file of the folder (safetensors alone would make it 0600), and a
+    failure (a full disk) leaves no temporary file or folder behind.
+    """
+    from safetensors.torch import save
 
     out = ft.out
     if ft.config["lora_rank"] is None:
-        tmp = out / f".{FULL_WEIGHTS}.tmp{os.getpid()}"
         sd = {k: v.detach().cpu().contiguous() for k, v in ft.model.state_dict().items()}
-        save_file(sd, tmp)
-        os.replace(tmp, out / FULL_WEIGHTS)
-    else:
-        ft.model.save_pretrained(out, safe_serialization=True)
+        write_atomic(out / FULL_WEIGHTS, save(sd), overwrite=True)
+        return
+    tmp = out / f".adapter.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        ft.model.save_pretrained(tmp, safe_serialization=True)
+        for f in sorted(tmp.iterdir()):
+            write_atomic(out / f.name, f.read_bytes(), overwrite=True)
+    except OSError as err:
+        raise disk_error(err, out) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _summary(ft: FineTune, windows) -> dict:

@@ -18,24 +18,30 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import json
-import numbers
+import math
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from .._util.checks import check_int, check_number, check_positive
-from .._util.files import write_atomic
-from ..checkpoints.adapter import CHECKPOINT, CONFIG_FILE, decoder_config, weights_file
+from ..checkpoints.adapter import CHECKPOINT, decoder_config, weights_file
 from ..conditioning import stack_states, text_states
 from .batches import batch_indices, data_fingerprint, forward, masked_loss, sequences, step_seed
 from .data import Dataset, Window
+from .options import TRAIN_PRECISIONS as TRAIN_PRECISIONS
+from .options import Precision, auto_precision, check_session, check_train_args
 from .result import FineTune, finish, write_history
+from .runfolder import (
+    check_out,
+    claim,
+    compare_runs,
+    has_checkpoint,
+    mark_diverged,
+    read_config,
+    write_config,
+)
 from .weights import (
     LORA_TARGETS,
     load_checkpoint,
@@ -48,105 +54,41 @@ from .weights import (
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
     from ..models import MusicGen
 
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 # What must agree to resume a run in the same ``out`` (``steps`` may grow).
 _RUN_KEYS = ("base", "decoder_config", "data", "lora_rank", "lora_alpha", "lr", "batch_size",
              "condition_dropout", "seed", "precision", "weight_decay", "targets")  # fmt: skip
 
 
 # ------------------------------------------------------------------------- checks
-def _check_session(s, data) -> None:
-    from ..models import MusicGen
-
-    if not isinstance(s, MusicGen):
-        raise TypeError(f"s must be a MusicGen from mg.load(), got {type(s).__name__}")
-    if s.precision in ("int8", "int4"):
-        raise ValueError(
-            f"s was loaded with precision={s.precision!r}, which cannot be trained; load it with "
-            "precision='fp32' (or 'auto'), then load the result at any precision"
-        )
-    if s.is_melody:
-        raise ValueError(
-            f"fine-tuning supports the text-only checkpoints; {s.name!r} is a melody model"
-        )
-    if not isinstance(data, Dataset) and not (
-        isinstance(data, (list, tuple)) and data and all(isinstance(w, Window) for w in data)
-    ):
-        raise TypeError(
-            f"data must be a Dataset from mg.finetune.dataset() or a list of Window, got {type(data).__name__}"
-        )
-
-
-def _check_train_args(steps, lr, batch_size, lora_rank, condition_dropout, seed, precision):
-    check_int(steps, "steps", minimum=1)
-    check_int(batch_size, "batch_size", minimum=1)
-    check_positive(lr, "lr")
-    if lora_rank is not None and (
-        isinstance(lora_rank, bool) or not isinstance(lora_rank, numbers.Integral) or lora_rank < 1
-    ):
-        raise ValueError(
-            f"lora_rank must be an int >= 1, or None for a full fine-tune; got {lora_rank!r}"
-        )
-    check_number(condition_dropout, "condition_dropout", allowed="in [0, 1)")
-    if not 0 <= condition_dropout < 1:
-        raise ValueError(
-            f"condition_dropout must be in [0, 1) (0.1 keeps guidance working), got {condition_dropout!r}"
-        )
-    check_int(seed, "seed", minimum=0)
-    if precision not in TRAIN_PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {TRAIN_PRECISIONS} (fp16 training needs loss scaling; "
-            f"use bf16), got {precision!r}"
-        )
-
-
-def _resolve_train_precision(precision, device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "fp32"
-
-
 # ------------------------------------------------------------------------- the run folder
 def _run_config(s, windows, *, steps, lr, batch_size, lora_rank, lora_alpha, condition_dropout,
-                seed, precision, weight_decay) -> dict:  # fmt: skip
+                seed, precision, weight_decay, gradient_checkpointing) -> dict:  # fmt: skip
     return dict(
-        base=s.name, checkpoint=s.meta.get("checkpoint", s.name),
+        base=s.name, checkpoint=s.meta.get("checkpoint", s.name), architecture=type(s.model).__name__,
         decoder_config=decoder_config(s.model), data=data_fingerprint(windows),
-        lora_rank=None if lora_rank is None else int(lora_rank),
-        lora_alpha=None if lora_rank is None else float(lora_alpha or lora_rank),
+        lora_rank=None if lora_rank is None else int(lora_rank), lora_alpha=lora_alpha,
         lr=float(lr), batch_size=int(batch_size), condition_dropout=float(condition_dropout),
         seed=int(seed), precision=precision, weight_decay=float(weight_decay),
         targets=LORA_TARGETS if lora_rank is not None else "all decoder weights",
-        steps=int(steps),
+        steps=int(steps), base_dtype=str(s.dtype).removeprefix("torch."),
+        gradient_checkpointing=bool(gradient_checkpointing),
     )  # fmt: skip
 
 
-def _open_run(out, config: dict) -> Path:
-    """The run folder, made if new; a folder of a different run is refused."""
-    if out is None:
-        import tempfile
-
-        out = tempfile.mkdtemp(prefix="musicgen-finetune-")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    previous = out / CONFIG_FILE
-    if previous.exists():
-        old = json.loads(previous.read_text())
-        differ = [k for k in _RUN_KEYS if old.get(k) != config.get(k)]
-        if differ:
-            raise ValueError(
-                f"out={str(out)!r} holds a different run (it differs in {', '.join(differ)}); "
-                "give a new folder, or delete this one to start over"
-            )
+def _open_run(out: Path | None, config: dict) -> Path:
+    """The run folder, claimed (``out`` was checked by ``check_out``); another run is refused."""
+    old = read_config(out) if out is not None and out.exists() else None
+    if old is not None:
+        compare_runs(out, old, config, _RUN_KEYS, started=has_checkpoint(out))
         if old.get("status") == "done" and (old.get("steps_done") or 0) >= config["steps"]:
             return out  # finished, nothing more to train: the folder stays loadable as it is
-    write_atomic(previous, json.dumps(config | dict(status="training"), indent=1), overwrite=True)
+    out = claim(out)
+    write_config(out, config | dict(status="training"))
     return out
 
 
@@ -190,32 +132,68 @@ class _Run:
     seed: int
     condition_dropout: float
     save_every: int
-    autocast: object
+    precision: Precision
+    dtype: torch.dtype
 
 
-def _step(run: _Run) -> dict:
-    """One optimizer step; weights, ``ft.step`` and ``ft.history`` move together."""
-    ft, windows = run.ft, run.windows
-    s, step, device = ft.base, ft.step, ft.base.device
-    torch.manual_seed(step_seed(run.seed, step, 2))  # decoder dropout, if any
+class _Diverged(Exception):
+    """The loss, the gradients or the new weights of step ``step`` are not finite."""
+
+    def __init__(self, why: str, step: int) -> None:
+        super().__init__(why)
+        self.step = step
+
+
+def _batch(run: _Run) -> tuple:
+    """(inputs, labels, text states, mask) of step ``ft.step``, on the device."""
+    ft, windows, device = run.ft, run.windows, run.ft.base.device
+    step = ft.step
     idx = batch_indices(len(windows), run.batch_size, run.seed, step)
     g = torch.Generator().manual_seed(step_seed(run.seed, step, 3))
     drop = torch.rand(len(idx), generator=g) < run.condition_dropout
     texts = [None if d else windows[i].text for i, d in zip(idx, drop.tolist(), strict=True)]
-    inputs, labels = sequences(s, [windows[i].codes for i in idx])
+    inputs, labels = sequences(ft.base, [windows[i].codes for i in idx])
     h, m = stack_states(run.states, texts, device)
-    with run.autocast:
-        lg = forward(ft.model, inputs.to(device), h, m)
-    loss, correct, count = masked_loss(lg, labels.to(device), s.special_id)
+    return inputs.to(device), labels.to(device), h.to(run.dtype), m
+
+
+def _loss(run: _Run, batch: tuple) -> tuple:
+    inputs, labels, h, m = batch
+    with run.precision.autocast:
+        lg = forward(run.ft.model, inputs, h, m)
+    return masked_loss(lg, labels, run.ft.base.special_id)
+
+
+def _step(run: _Run, check: bool) -> dict:
+    """One optimizer step; weights, ``ft.step`` and ``ft.history`` move together.
+
+    A loss or (without loss scaling) a gradient norm that is not finite raises
+    ``_Diverged`` before the weights change. ``check``: also compute the loss of the
+    new weights on the same batch (before a checkpoint), so no checkpoint holds
+    weights that give NaN.
+    """
+    ft = run.ft
+    torch.manual_seed(step_seed(run.seed, ft.step, 2))  # decoder dropout, if any
+    batch = _batch(run)
+    loss, correct, count = _loss(run, batch)
+    if not math.isfinite(value := float(loss.detach())):
+        raise _Diverged(f"the loss is {value}", ft.step + 1)
     run.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(run.params, 1.0)
-    row = dict(loss=float(loss.detach()), accuracy=int(correct) / max(1, int(count)))
+    run.precision.backward(loss, run.opt)
+    norm = float(torch.nn.utils.clip_grad_norm_(run.params, 1.0))
+    if not math.isfinite(norm) and run.precision.scaler is None:
+        raise _Diverged(f"the gradient norm is {norm}", ft.step + 1)
+    row = dict(loss=value, accuracy=int(correct) / max(1, int(count)))
     with _DeferInterrupt():  # weights, step and history move together
-        run.opt.step()
+        run.precision.step(run.opt)
         ft.step += 1
         row = dict(step=ft.step, **row)
         ft.history.append(row)
+    if check:
+        with torch.no_grad():
+            after = float(_loss(run, batch)[0])
+        if not math.isfinite(after):
+            raise _Diverged(f"its weights give a loss of {after}", ft.step)
     return row
 
 
@@ -242,9 +220,11 @@ def _loop(run: _Run, steps: int, *, progress: bool, plot, callback) -> None:
     ft.model.train()
     try:
         while ft.step < steps:
-            row = _step(run)
-            if ft.step % run.save_every == 0 or ft.step == steps:
-                save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history)
+            due = (ft.step + 1) % run.save_every == 0 or ft.step + 1 == steps
+            row = _step(run, check=due)
+            if due:
+                save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history,
+                                run.precision.state_dict())  # fmt: skip
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -254,7 +234,7 @@ def _loop(run: _Run, steps: int, *, progress: bool, plot, callback) -> None:
                 callback(ft.step, row["loss"])
     except KeyboardInterrupt:
         ft.interrupted = True
-        save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history)
+        save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history, run.precision.state_dict())
     finally:
         if bar is not None:
             bar.close()
@@ -268,21 +248,27 @@ def _fit(s, windows, out: Path, config: dict, *, steps, save_every, progress, pl
     device, lora_rank = s.device, config["lora_rank"]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(step_seed(config["seed"], 0, 0))
-        model = trainable_decoder(s, lora_rank, config["lora_alpha"])
+        model = trainable_decoder(s, lora_rank, config["lora_alpha"],
+                                  gradient_checkpointing=config["gradient_checkpointing"])  # fmt: skip
         params = list(trainable(model).values())
         opt = torch.optim.AdamW(params, lr=config["lr"], weight_decay=config["weight_decay"])
-        start, history = load_checkpoint(out, model, opt)
+        precision = Precision(config["precision"], device)
+        start, history = load_checkpoint(out, model, opt, precision)
+        for group in opt.param_groups:  # a diverged run resumes with a lower lr
+            group["lr"] = config["lr"]
         ft = FineTune(base=s, model=model, out=out, config=config, history=history, step=start)
         if start >= steps:
             return finish(ft, windows, write=not (out / weights_file(lora_rank)).exists())
-        bf16 = config["precision"] == "bf16"
         run = _Run(
             ft, opt, params, windows, text_states(s, sorted({w.text for w in windows}) + [None]),
             batch_size=config["batch_size"], seed=config["seed"],
             condition_dropout=config["condition_dropout"], save_every=save_every,
-            autocast=torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext(),
+            precision=precision, dtype=next(model.parameters()).dtype if lora_rank is None else s.dtype,
         )  # fmt: skip
-        _loop(run, steps, progress=progress, plot=plot, callback=callback)
+        try:
+            _loop(run, steps, progress=progress, plot=plot, callback=callback)
+        except _Diverged as err:
+            raise mark_diverged(ft, str(err), err.step) from None
     if ft.interrupted:
         warnings.warn(
             f"training stopped at step {ft.step}/{steps}; the checkpoint is in {out / CHECKPOINT}. "
@@ -297,17 +283,24 @@ def _fit(s, windows, out: Path, config: dict, *, steps, save_every, progress, pl
 def train(
     s: MusicGen, data: Dataset | list[Window], *, steps: int=300, lr: float=2e-4, batch_size: int=4, lora_rank: int | None=16, lora_alpha: float | None=None,
     condition_dropout: float=0.1, out: str | os.PathLike | None=None, seed: int=0, precision: str="auto", weight_decay: float=0.0,
-    save_every: int=50, progress: bool=True, plot: bool | str="auto", callback: Callable[..., Any] | None=None,
+    save_every: int=50, progress: bool=True, plot: bool | str="auto", callback: Callable[..., Any] | None=None, gradient_checkpointing: bool=False,
 ) -> FineTune:  # fmt: skip
     """Fine-tune the decoder of ``s`` on ``data``; write an adapter into ``out``.
 
     ``s`` itself is never changed: training runs on a copy of its decoder. Text
     states come from ``s``'s frozen text encoder, computed once per caption.
 
+    What is guaranteed: every argument is checked before anything is written; ``out``
+    must be new, empty or a run folder of ours, else it is refused naming its files
+    and nothing in it is touched; every file is written atomically and follows the
+    umask; a run whose loss or gradients stop being finite is stopped, marked
+    ``"diverged"``, and never saved as an adapter; the checkpoint is never one whose
+    weights give a non-finite loss.
+
     Parameters
     ----------
     s : MusicGen
-        A text-only model loaded in fp32 (or bf16/fp16 on a GPU); not int8.
+        A text-only model (fp32, or bf16/fp16 on a GPU); not int8/int4.
     data : Dataset or list of Window
         From :func:`dataset` (encoded here with ``s``'s codec, once).
     steps : int
@@ -318,26 +311,30 @@ def train(
         Windows per step.
     lora_rank : int or None
         LoRA rank on every attention and feed-forward linear of the decoder
-        (needs peft). None trains every decoder weight (a full fine-tune).
+        (needs peft). The frozen base weights stay the session's own, in its dtype;
+        the LoRA weights train in fp32. None trains every decoder weight in fp32
+        (a full fine-tune: a copy of the decoder).
     lora_alpha : float, optional
-        LoRA scale numerator; default ``lora_rank`` (scale 1).
+        LoRA scale numerator, a finite number > 0; default ``lora_rank`` (scale 1).
     condition_dropout : float
         Share of items trained without their caption (unconditional), in [0, 1).
         It keeps the unconditional branch alive so guidance still works.
     out : path, optional
-        Run folder: checkpoint, adapter, config, model card, history. A folder
-        that holds a checkpoint of the same run resumes from it; one of a
+        Run folder: checkpoint, adapter, config, model card, history. It must be new,
+        empty or one this function wrote (it holds a hidden ``.musicgen-nb-run``).
+        A folder that holds a checkpoint of the same run resumes from it; one of a
         different run is refused. Default: a new temporary folder.
     seed : int
         Seeds the LoRA init, data order, condition dropout and decoder dropout:
         on the CPU the same seed gives the same adapter, resumed or not.
-    precision : {"auto", "fp32", "bf16"}
-        Autocast precision (weights stay fp32); "auto" is bf16 on a CUDA GPU that
-        has it, else fp32.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast precision of the forward pass. "fp16" scales the loss (a
+        ``torch.amp.GradScaler``: steps whose gradients overflow are skipped).
+        "auto" is fp32 on a CPU, bf16 on a GPU with native bf16, else fp16.
     weight_decay : float
-        AdamW weight decay.
+        AdamW weight decay, a finite number >= 0.
     save_every : int
-        Steps between checkpoints (an interrupt also writes one).
+        Steps between checkpoints, >= 1 (an interrupt also writes one).
     progress : bool
         A tqdm bar with the running loss.
     plot : bool or "auto"
@@ -346,12 +343,21 @@ def train(
     callback : callable, optional
         ``callback(step, loss)`` after each step. Raising KeyboardInterrupt
         there stops training like Ctrl-C: the checkpoint is written first.
+    gradient_checkpointing : bool
+        Recompute activations in the backward pass instead of keeping them: less
+        memory for long windows or big batches, the same loss and gradients.
 
     Returns
     -------
     FineTune
         ``interrupted`` is True when it stopped early; call ``train`` again with
         the same ``out`` to resume.
+
+    Raises
+    ------
+    FloatingPointError
+        The run diverged (a NaN or infinite loss or gradient): the message gives the
+        step, the last good checkpoint kept in ``out``, and how to resume.
 
     Examples
     --------
@@ -362,18 +368,24 @@ def train(
     >>> len(ft.history), sorted(p.name for p in ft.out.iterdir() if not p.name.startswith("."))[:3]
     (3, ['README.md', 'adapter_config.json', 'adapter_model.safetensors'])
     """
-    _check_session(s, data)
-    _check_train_args(steps, lr, batch_size, lora_rank, condition_dropout, seed, precision)
+    check_session(s, data)
+    args = check_train_args(
+        steps=steps, lr=lr, batch_size=batch_size, lora_rank=lora_rank, lora_alpha=lora_alpha,
+        condition_dropout=condition_dropout, seed=seed, precision=precision,
+        weight_decay=weight_decay, save_every=save_every, progress=progress, plot=plot,
+        callback=callback, gradient_checkpointing=gradient_checkpointing, out=out,
+    )  # fmt: skip
     if lora_rank is not None:
         require_peft()
-    save_every = max(1, int(save_every))
-    prec = _resolve_train_precision(precision, s.device)
+    folder = check_out(out)  # before the (slow) encoding; nothing is written yet
+    prec = auto_precision(s.device) if precision == "auto" else precision
     windows = data.encode(s, progress=progress) if isinstance(data, Dataset) else list(data)
     config = _run_config(
         s, windows, steps=steps, lr=lr, batch_size=batch_size, lora_rank=lora_rank,
-        lora_alpha=lora_alpha, condition_dropout=condition_dropout, seed=seed, precision=prec,
-        weight_decay=weight_decay,
+        lora_alpha=args["lora_alpha"], condition_dropout=condition_dropout, seed=seed,
+        precision=prec, weight_decay=args["weight_decay"],
+        gradient_checkpointing=gradient_checkpointing,
     )  # fmt: skip
-    out = _open_run(out, config)
-    return _fit(s, windows, out, config, steps=steps, save_every=save_every, progress=progress,
-                plot=plot, callback=callback)  # fmt: skip
+    out = _open_run(folder, config)
+    return _fit(s, windows, out, config, steps=steps, save_every=args["save_every"],
+                progress=progress, plot=plot, callback=callback)  # fmt: skip

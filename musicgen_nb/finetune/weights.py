@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .._util.files import replace_dir
+from .._util.files import disk_error, replace_dir
 from ..checkpoints.adapter import CHECKPOINT
 
 #: The linears of every decoder layer that get a LoRA adapter (peft regex, full match).
@@ -69,8 +69,15 @@ def trainable(model) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(out: Path, model, opt, step: int, history: list) -> None:
-    """Write ``out/checkpoint`` atomically: trainable weights, optimizer, step and history.
+def save_checkpoint(
+    out: Path, model, opt, step: int, history: list, scaler: dict | None = None
+) -> None:
+    """Write ``out/checkpoint`` atomically: trainable weights, optimizer, step, history (and scaler).
+
+    The files are built in a hidden ``.checkpoint.tmp<pid>`` folder, then moved into
+    place. Any failure (a full disk: an ``OSError`` naming the checkpoint) removes that
+    folder first, so the previous checkpoint stays and nothing half-written is left.
+    Files follow the umask, like every other file of the run folder.
 
     Examples
     --------
@@ -81,22 +88,49 @@ def save_checkpoint(out: Path, model, opt, step: int, history: list) -> None:
     >>> load_checkpoint(out, m, opt)
     (3, [])
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tmp = out / f".{CHECKPOINT}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(
-        {n: p.detach().cpu().contiguous() for n, p in trainable(model).items()},
-        tmp / "trainable.safetensors",
-    )
-    torch.save(opt.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(dict(step=step, history=history)))
-    replace_dir(tmp, out / CHECKPOINT)
+    try:
+        tmp.mkdir()
+        weights = {n: p.detach().cpu().contiguous() for n, p in trainable(model).items()}
+        (tmp / "trainable.safetensors").write_bytes(save(weights))
+        torch.save(opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(dict(step=step, history=history, scaler=scaler)))
+        replace_dir(tmp, out / CHECKPOINT)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise disk_error(err, out / CHECKPOINT) from err
+        raise
 
 
-def load_checkpoint(out: Path, model, opt) -> tuple[int, list]:
+def _checkpoint_files(ck: Path) -> tuple[dict, dict, dict]:
+    """(weights, optimizer state, state.json) of a checkpoint folder; a damaged one is named."""
+    from safetensors.torch import load_file
+
+    name = "trainable.safetensors"
+    try:
+        weights = load_file(ck / name)
+        name = "optimizer.pt"
+        optim = torch.load(ck / name, weights_only=True)
+        name = "state.json"
+        state = json.loads((ck / name).read_text())
+        int(state["step"]), list(state["history"])
+    except Exception as err:  # noqa: BLE001 - every reader's error means "damaged"
+        raise ValueError(
+            f"the checkpoint {ck} is damaged ({name}: {type(err).__name__}: {str(err)[:120]}); "
+            "delete it to start the run over"
+        ) from None
+    return weights, optim, state
+
+
+def load_checkpoint(out: Path, model, opt, precision=None) -> tuple[int, list]:
     """Restore the checkpoint of ``out`` into ``model`` and ``opt``; (step, history), or (0, []).
+
+    ``precision`` (a :class:`~musicgen_nb.finetune.options.Precision`) gets its loss
+    scaler's state back too.
 
     Examples
     --------
@@ -105,31 +139,38 @@ def load_checkpoint(out: Path, model, opt) -> tuple[int, list]:
     >>> load_checkpoint(pathlib.Path(tempfile.mkdtemp()), m, torch.optim.AdamW(m.parameters()))
     (0, [])
     """
-    from safetensors.torch import load_file
-
+    for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # a process of ours killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     ck = out / CHECKPOINT
     if not ck.exists() and (out / f".{CHECKPOINT}.old").exists():
         ck = out / f".{CHECKPOINT}.old"  # killed between the two renames
     if not ck.exists():
         return 0, []
-    weights = load_file(ck / "trainable.safetensors")
+    weights, optim, state = _checkpoint_files(ck)
     params = trainable(model)
     if set(weights) != set(params):
         raise ValueError(f"the checkpoint in {ck} does not match this model's trainable weights")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n])
-    opt.load_state_dict(torch.load(ck / "optimizer.pt", weights_only=True))
-    state = json.loads((ck / "state.json").read_text())
+    opt.load_state_dict(optim)
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler"))
     return int(state["step"]), list(state["history"])
 
 
-def trainable_decoder(s, lora_rank, lora_alpha):
-    """A copy of ``s``'s decoder (fp32) with LoRA layers, or every weight, trainable.
+def trainable_decoder(s, lora_rank, lora_alpha, *, gradient_checkpointing: bool = False):
+    """A copy of ``s``'s decoder with LoRA layers, or every weight (fp32), trainable.
 
-    A full fine-tune copies every weight. LoRA copies only the module tree: the
-    frozen fp32 base weights are shared with ``s`` (never written to), so
-    training ``small`` does not hold its decoder twice.
+    A full fine-tune copies every weight, in fp32. LoRA copies only the module
+    tree: the frozen base weights are the session's own tensors, in the session's
+    dtype (never written to, never copied or cast), and only the LoRA weights are
+    new, in fp32 (peft's ``autocast_adapter_dtype``). So LoRA on ``large`` in fp16
+    adds the adapter's few MB, not a 13 GB fp32 copy of the decoder.
+
+    ``gradient_checkpointing`` recomputes each layer's activations in the backward
+    pass instead of keeping them (transformers' non-reentrant checkpointing): less
+    memory, the same loss and gradients, about a third more compute.
 
     Examples
     --------
@@ -146,14 +187,18 @@ def trainable_decoder(s, lora_rank, lora_alpha):
         decoder = copy.deepcopy(src).float()
         for p in decoder.parameters():
             p.requires_grad_(True)
-        return decoder
-    peft = require_peft()
-    shared = [*src.parameters(), *src.buffers()]
-    decoder = copy.deepcopy(src, {id(t): t for t in shared if t.dtype == torch.float32}).float()
-    cfg = peft.LoraConfig(
-        r=int(lora_rank), lora_alpha=float(lora_alpha), target_modules=LORA_TARGETS,
-        lora_dropout=0.0, bias="none",
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers' own deprecations
-        return peft.get_peft_model(decoder, cfg)
+    else:
+        peft = require_peft()
+        shared = {id(t): t for t in [*src.parameters(), *src.buffers()]}
+        decoder = copy.deepcopy(src, shared)
+        cfg = peft.LoraConfig(
+            r=int(lora_rank), lora_alpha=float(lora_alpha), target_modules=LORA_TARGETS,
+            lora_dropout=0.0, bias="none",
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers' own deprecations
+            decoder = peft.get_peft_model(decoder, cfg, autocast_adapter_dtype=True)
+    if gradient_checkpointing:
+        base = decoder if lora_rank is None else decoder.get_base_model()
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return decoder

@@ -152,7 +152,7 @@ def test_bad_arguments_name_themselves(s, data, tmp_path):
         (dict(steps=0), "steps must be an int >= 1"),
         (dict(lora_rank=0), "lora_rank must be an int >= 1, or None"),
         (dict(condition_dropout=1.0), "condition_dropout must be in"),
-        (dict(precision="fp16"), "precision must be one of"),
+        (dict(precision="fp8"), "precision must be one of"),
         (dict(lr=-1.0), "lr must be a positive number, got -1.0"),
     ]
     for kw, msg in cases:

@@ -1,0 +1,201 @@
+"""The run folder of :func:`~musicgen_nb.finetune.train`: claimed before anything is written.
+
+Guarantee: training writes only into a folder that is new, empty, or marked as a
+run folder of ours (a hidden ``.musicgen-nb-run`` file written when the folder is
+claimed). A folder holding anything else (your own ``README.md``, ``history.csv``,
+``adapter_config.json``, ...) is refused before training starts, naming the files,
+and nothing in it is touched. Inside a folder of ours, only the files of the run
+format are written (:mod:`musicgen_nb.checkpoints.adapter`), each atomically.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "notes.txt").write_text("mine")
+>>> check_out(d)
+Traceback (most recent call last):
+...
+FileExistsError: out=... holds files that mg.finetune.train did not write (notes.txt); ...
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .._util.files import write_atomic
+from ..checkpoints.adapter import CONFIG_FILE
+
+#: The hidden file that marks a folder as a run folder of mg.finetune.train.
+MARKER = ".musicgen-nb-run"
+
+
+def _ours_before_markers(out: Path, names: list[str]) -> bool:
+    """A run folder written before the marker existed: our config and our files only."""
+    from ..checkpoints.adapter import (
+        CARD_FILE,
+        CHECKPOINT,
+        FULL_WEIGHTS,
+        HISTORY_FILE,
+        LORA_WEIGHTS,
+    )
+
+    known = {CONFIG_FILE, CARD_FILE, HISTORY_FILE, FULL_WEIGHTS, LORA_WEIGHTS, CHECKPOINT,
+             "adapter_config.json"}  # fmt: skip
+    if CONFIG_FILE not in names or not all(n in known or n.startswith(".") for n in names):
+        return False
+    try:
+        cfg = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and {"decoder_config", "data", "status"} <= set(cfg)
+
+
+def check_out(out) -> Path | None:
+    """``out`` as a Path (None stays None) if training may write there; else the error. Writes nothing.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> check_out(None) is None, check_out(pathlib.Path(tempfile.mkdtemp())).is_dir()
+    (True, True)
+    """
+    if out is None:
+        return None
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out={str(out)!r} is a file; give a folder for the run")
+    if not out.exists() or (out / MARKER).is_file():
+        return out
+    names = sorted(p.name for p in out.iterdir())
+    if names and not _ours_before_markers(out, names):
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        raise FileExistsError(
+            f"out={str(out)!r} holds files that mg.finetune.train did not write ({shown}); "
+            "nothing was changed. Give a new or empty folder for the run"
+        )
+    return out
+
+
+def claim(out: Path | None) -> Path:
+    """Make the run folder (a new temporary one for None) and mark it as ours.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = claim(pathlib.Path(tempfile.mkdtemp()) / "run")
+    >>> (d / MARKER).is_file()
+    True
+    """
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="musicgen-finetune-"))
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / MARKER).exists():
+        write_atomic(out / MARKER, json.dumps(dict(written_by="musicgen_nb.finetune.train")),
+                     overwrite=True)  # fmt: skip
+    return out
+
+
+def read_config(out: Path) -> dict | None:
+    """The ``training_config.json`` of a run folder, None if there is none; a damaged one is named.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> read_config(pathlib.Path(tempfile.mkdtemp())) is None
+    True
+    """
+    path = out / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is damaged ({err}); delete the folder {out} to start over"
+        ) from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} is damaged (not a JSON object); delete {out} to start over")
+    return cfg
+
+
+def compare_runs(out: Path, old: dict, config: dict, keys: tuple, *, started: bool) -> None:
+    """Refuse ``out`` when its run differs from ``config`` in one of ``keys``.
+
+    A run that never saved a checkpoint (``started=False``) is not a run to resume:
+    its config is replaced, so a failed start never locks out a corrected call. A
+    run that diverged may resume from its last good checkpoint with another ``lr``.
+
+    Examples
+    --------
+    >>> import pathlib
+    >>> compare_runs(pathlib.Path("run"), dict(lr=1.0), dict(lr=2.0), ("lr",), started=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: out='run' holds a different run (it differs in lr); give a new folder, or delete this one to start over
+    """
+    if not started:
+        return
+    loose = ("lr",) if old.get("status") == "diverged" else ()
+    differ = [k for k in keys if k not in loose and old.get(k) != config.get(k)]
+    if differ:
+        raise ValueError(
+            f"out={str(out)!r} holds a different run (it differs in {', '.join(differ)}); "
+            "give a new folder, or delete this one to start over"
+        )
+
+
+def write_config(out: Path, config: dict) -> None:
+    """Write ``training_config.json`` atomically (the folder is ours: see :func:`claim`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_config(d, dict(status="training")); read_config(d)["status"]
+    'training'
+    """
+    write_atomic(out / CONFIG_FILE, json.dumps(config, indent=1), overwrite=True)
+
+
+def has_checkpoint(out: Path) -> bool:
+    """True when ``out`` holds a resumable checkpoint (also one caught between two renames).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> has_checkpoint(pathlib.Path(tempfile.mkdtemp()))
+    False
+    """
+    from ..checkpoints.adapter import CHECKPOINT
+
+    return (out / CHECKPOINT).is_dir() or (out / f".{CHECKPOINT}.old").is_dir()
+
+
+def mark_diverged(ft, why: str, at: int) -> FloatingPointError:
+    """Mark ``ft``'s run folder diverged (its last good checkpoint stays); return the error to raise.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from types import SimpleNamespace
+    >>> ft = SimpleNamespace(out=pathlib.Path(tempfile.mkdtemp()), config=dict(lr=0.1), history=[])
+    >>> str(mark_diverged(ft, "the loss is nan", 1))[:45]
+    'training diverged at step 1: the loss is nan.'
+    """
+    from ..checkpoints.adapter import CHECKPOINT
+    from .result import write_history
+
+    state = ft.out / CHECKPOINT / "state.json"
+    good = json.loads(state.read_text())["step"] if state.exists() else None
+    write_config(ft.out, ft.config | dict(status="diverged", diverged_at=at, last_good=good))
+    write_history(ft.out, ft.history)
+    kept = (f"the last good checkpoint (step {good}) is kept in {ft.out / CHECKPOINT}"
+            if good else "no checkpoint was good enough to keep")  # fmt: skip
+    return FloatingPointError(
+        f"training diverged at step {at}: {why}. Nothing was saved as an adapter: {kept}, and "
+        f"{ft.out} is marked diverged (mg.load refuses it). Lower lr (now {ft.config['lr']:g}) "
+        "and call train() again with the same out= to resume from that checkpoint, or start "
+        "over in a new folder"
+    )
