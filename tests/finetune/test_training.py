@@ -201,3 +201,123 @@ def test_bench_train_measures_both_modes():
     lora, full = rows
     assert lora["trainable_params"] < full["trainable_params"] == full["decoder_params"]
     assert all(r["steps_per_s"] > 0 and r["peak_rss_gb"] > 0 for r in rows)
+
+
+# ---------------------------------------------------------------------------- hardening
+QUICK = dict(lr=1e-2, batch_size=2, seed=0, progress=False)
+
+
+def test_every_argument_is_checked_before_anything_is_written(s, data, tmp_path):
+    out = tmp_path / "run"
+    bad = [dict(weight_decay=-1.0), dict(weight_decay=float("nan")), dict(callback=5),
+           dict(lora_alpha=float("nan")), dict(lora_alpha=-5), dict(lora_alpha=0),
+           dict(save_every=0), dict(gradient_checkpointing="yes")]  # fmt: skip
+    for kw in bad:
+        with pytest.raises((ValueError, TypeError), match=next(iter(kw))):
+            FT.train(s, data, out=out, steps=2, **(QUICK | kw))
+        assert not out.exists()
+    ft = FT.train(s, data, out=out, steps=2, weight_decay=0.01, lora_alpha=8, **QUICK)
+    assert ft.config["weight_decay"] == 0.01 and ft.config["lora_alpha"] == 8.0
+
+
+def test_a_failed_start_does_not_lock_out_the_corrected_call(s, data, tmp_path):
+    def boom(step, loss):
+        raise RuntimeError("my callback failed")
+
+    with pytest.raises(RuntimeError, match="my callback failed"):
+        FT.train(s, data, out=tmp_path, steps=3, callback=boom, **QUICK)
+    assert json.loads((tmp_path / "training_config.json").read_text())["status"] == "training"
+    ft = FT.train(s, data, out=tmp_path, steps=2, **(QUICK | dict(lr=5e-3)))  # no checkpoint yet
+    assert ft.step == 2 and ft.config["lr"] == 5e-3
+
+
+def test_out_with_the_users_own_files_is_refused_before_training(s, data, tmp_path):
+    mine = {"README.md": "# my project", "history.csv": "x\n", "adapter_config.json": "{}"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(FileExistsError, match="README.md, adapter_config.json, history.csv"):
+        FT.train(s, data, out=tmp_path, steps=1, **QUICK)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == mine
+
+
+def test_files_follow_the_umask(s, data, tmp_path):
+    old = os.umask(0o027)
+    try:
+        FT.train(s, data, out=tmp_path, steps=2, save_every=1, **QUICK)
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {LORA_WEIGHTS, "trainable.safetensors", "README.md"}
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in files}
+    assert set(modes.values()) == {"0o640"}, modes
+
+
+class _BlowUp:
+    """From ``at`` on, every LM head of the decoder outputs NaN: a run that diverges."""
+
+    def __init__(self, at):
+        self.at, self.on = at, False
+        self.handle = torch.nn.modules.module.register_module_forward_hook(self.hook)
+
+    def hook(self, module, args, output):
+        if self.on and isinstance(module, torch.nn.Linear) and output.shape[-1] == 2048:
+            return output * float("nan")
+        return None
+
+    def callback(self, step, loss):
+        self.on = step >= self.at
+
+
+def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(s, data, tmp_path):
+    blow = _BlowUp(at=3)
+    try:
+        with pytest.raises(FloatingPointError, match=r"diverged at step 4: the loss is nan") as err:
+            FT.train(s, data, out=tmp_path, steps=10, save_every=1, callback=blow.callback, **QUICK)
+    finally:
+        blow.handle.remove()
+    assert "the last good checkpoint (step 3) is kept" in str(err.value)
+    cfg = json.loads((tmp_path / "training_config.json").read_text())
+    assert (cfg["status"], cfg["diverged_at"], cfg["last_good"]) == ("diverged", 4, 3)
+    assert json.loads((tmp_path / CHECKPOINT / "state.json").read_text())["step"] == 3
+    assert not (tmp_path / LORA_WEIGHTS).exists()  # never saved as an adapter
+    with pytest.raises(ValueError, match="diverged at step 4"):
+        mg.load("tiny", adapter=tmp_path)
+    # Resumed from step 3 with a lower lr, it finishes and the adapter generates.
+    ft = FT.train(s, data, out=tmp_path, steps=5, **(QUICK | dict(lr=5e-3)))
+    assert ft.step == 5 and [r["step"] for r in ft.history] == [1, 2, 3, 4, 5]
+    tuned = mg.load("tiny", adapter=tmp_path)
+    assert np.isfinite(tuned.generate("x", duration=0.2, seed=0, progress=False).audio).all()
+
+
+def test_weights_that_blow_up_are_never_checkpointed(s, data, tmp_path):
+    # lr 1e30: the first step's loss and gradients are finite, its new weights give NaN.
+    with pytest.raises(FloatingPointError, match=r"diverged at step 1: its weights give a loss of") as err:
+        FT.train(s, data, out=tmp_path, steps=3, save_every=1, **(QUICK | dict(lr=1e30)))
+    assert "no checkpoint was good enough to keep" in str(err.value)
+    assert not (tmp_path / CHECKPOINT).exists()
+    assert json.loads((tmp_path / "training_config.json").read_text())["last_good"] is None
+    # A gradient that is not finite stops the run before the weights change.
+    with pytest.raises(FloatingPointError, match=r"diverged at step 1: the gradient norm is inf"):
+        FT.train(s, data, out=tmp_path / "b", steps=3, lora_alpha=1e38, **QUICK)
+
+
+def test_fp16_training_with_loss_scaling_runs(s, data, tmp_path):
+    ft = FT.train(s, data, out=tmp_path, precision="fp16", **(TRAIN | dict(steps=12)))
+    assert ft.config["precision"] == "fp16" and all(np.isfinite(r["loss"]) for r in ft.history)
+    assert ft.history[-1]["loss"] < ft.history[0]["loss"]
+    state = json.loads((tmp_path / CHECKPOINT / "state.json").read_text())
+    assert state["scaler"]["scale"] > 0 and "_growth_tracker" in state["scaler"]  # for a resume
+    assert np.isfinite(mg.load("tiny", adapter=tmp_path).generate("x", duration=0.2, progress=False).audio).all()
+
+
+def test_gradient_checkpointing_trains_the_same_run(s, data, tmp_path):
+    a = FT.train(s, data, out=tmp_path / "a", steps=4, **QUICK)
+    b = FT.train(s, data, out=tmp_path / "b", steps=4, gradient_checkpointing=True, **QUICK)
+    assert b.config["gradient_checkpointing"] is True
+    np.testing.assert_allclose([r["loss"] for r in b.history], [r["loss"] for r in a.history],
+                               rtol=1e-5)  # fmt: skip
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(tmp_path / "a" / LORA_WEIGHTS), load_file(tmp_path / "b" / LORA_WEIGHTS)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-6)

@@ -77,3 +77,87 @@ def test_lora_copy_shares_the_frozen_base_weights(s):
     assert all("lora_" in n for n in trainable(lora))
     assert all(p.requires_grad and id(p) not in base for p in full.parameters())
     assert len(trainable(full)) == len(list(s.model.decoder.parameters()))
+
+
+def test_a_full_disk_leaves_no_temporary_checkpoint_folder(folder, data, tmp_path):
+    from pathlib import Path
+
+    from _capped import on_small_disk
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys, json, pathlib\n"
+        "import musicgen_nb as mg\n"
+        "from musicgen_nb import finetune as FT\n"
+        "out = pathlib.Path(sys.argv[1]) / 'run'\n"
+        f"data = FT.dataset({str(folder)!r}, cache_dir={str(data.cache_dir)!r})\n"
+        "try:\n"
+        "    FT.train(mg.load('tiny'), data, out=out, steps=2, save_every=1, progress=False)\n"
+        "except OSError as e:\n"
+        "    print('ERR', e)\n"
+        "print('LEFT', json.dumps(sorted(p.name for p in out.iterdir())))\n"
+    )
+    # 256 KiB: the marker and the config fit, the checkpoint (2 MB with the optimizer) does not.
+    mnt, got = on_small_disk(tmp_path, "256k", code, env=f"PYTHONPATH={root}")
+    assert got["ERR"] == f"no space left on device writing {mnt}/run/{CHECKPOINT}"
+    assert json.loads(got["LEFT"]) == [".musicgen-nb-run", "training_config.json"]
+
+
+def test_a_damaged_checkpoint_is_named(tmp_path):
+    m, opt = _model_and_opt()
+    save_checkpoint(tmp_path, m, opt, 1, [])
+    (tmp_path / CHECKPOINT / "trainable.safetensors").write_bytes(b"\x00" * 7)
+    with pytest.raises(ValueError, match=r"the checkpoint .* is damaged \(trainable.safetensors: "):
+        load_checkpoint(tmp_path, m, opt)
+    save_checkpoint(tmp_path, m, opt, 1, [])
+    (tmp_path / CHECKPOINT / "state.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"is damaged \(state.json: KeyError"):
+        load_checkpoint(tmp_path, m, opt)
+    (tmp_path / f".{CHECKPOINT}.tmp999999").mkdir()  # left by a process that was killed
+    save_checkpoint(tmp_path, m, opt, 2, [])
+    assert load_checkpoint(tmp_path, m, opt)[0] == 2
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
+
+
+def test_lora_keeps_the_base_weights_in_the_sessions_dtype_without_a_copy():
+    pytest.importorskip("peft")
+    import musicgen_nb as mg
+
+    s = mg.load("tiny", precision="bf16")
+    src = s.model.decoder
+    base_bytes = sum(p.numel() * p.element_size() for p in src.parameters())
+    lora = trainable_decoder(s, 4, 4.0)
+    ptrs = {p.data_ptr() for p in [*src.parameters(), *src.buffers()]}
+    frozen = [p for p in lora.parameters() if not p.requires_grad]
+    assert frozen and all(p.data_ptr() in ptrs and p.dtype == torch.bfloat16 for p in frozen)
+    new = [t for t in [*lora.parameters(), *lora.buffers()] if t.data_ptr() not in ptrs]
+    assert new and all(t.dtype == torch.float32 and t.requires_grad for t in new)  # LoRA only
+    new_bytes = sum(t.numel() * t.element_size() for t in new)
+    assert new_bytes == sum(p.numel() * 4 for p in trainable(lora).values())
+    assert new_bytes < base_bytes / 4  # the old fp32 copy added 2x base_bytes
+    full = trainable_decoder(s, None, None)
+    assert all(p.dtype == torch.float32 for p in full.parameters())  # a full fine-tune: fp32
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(s):
+    pytest.importorskip("peft")
+    import numpy as np
+
+    from musicgen_nb.conditioning import stack_states, text_states
+    from musicgen_nb.finetune.batches import forward, masked_loss, sequences
+
+    codes = [np.random.default_rng(0).integers(0, 2048, (4, 30))]
+    x, y = sequences(s, codes)
+    h, m = stack_states(text_states(s, ["pad"]), ["pad"], s.device)
+    result = []
+    for gc in (False, True):
+        torch.manual_seed(0)
+        model = trainable_decoder(s, 4, 4.0, gradient_checkpointing=gc).train()
+        loss = masked_loss(forward(model, x, h, m), y, s.special_id)[0]
+        loss.backward()
+        result.append((loss.detach(), {n: p.grad.clone() for n, p in trainable(model).items()}))
+    (la, ga), (lb, gb) = result
+    assert torch.equal(la, lb) and set(ga) == set(gb)
+    for n in ga:
+        torch.testing.assert_close(gb[n], ga[n], rtol=1e-5, atol=1e-7)
+    assert model.get_base_model().is_gradient_checkpointing
