@@ -125,3 +125,12 @@ def test_a_finished_run_stays_loadable_after_a_rerun_with_nothing_to_do(trained,
     again = FT.train(ft.base, data, out=ft.out, **(TRAIN | dict(steps=STEPS - 20)))
     assert again.step == STEPS and (ft.out / CONFIG_FILE).read_text() == before
     assert mg.load("tiny", adapter=ft.out).provenance["adapter"]["steps"] == STEPS
+
+
+def test_merge_names_a_bad_directory(trained):
+    ft, _, _ = trained
+    with pytest.raises(
+        TypeError,
+        match="directory must be a folder path to save the merged model in, or None; got int 5",
+    ):
+        ft.merge(5)

@@ -85,7 +85,9 @@ def test_mark_diverged_records_the_step_and_the_last_good_checkpoint(tmp_path):
 
     (tmp_path / CHECKPOINT).mkdir()
     (tmp_path / CHECKPOINT / "state.json").write_text(json.dumps(dict(step=3, history=[])))
-    ft = SimpleNamespace(out=tmp_path, config=dict(lr=0.5), history=[dict(step=1, loss=1.0, accuracy=0.0)])
+    ft = SimpleNamespace(
+        out=tmp_path, config=dict(lr=0.5), history=[dict(step=1, loss=1.0, accuracy=0.0)]
+    )
     err = mark_diverged(ft, "the loss is nan", 4)
     assert isinstance(err, FloatingPointError)
     assert str(err).startswith("training diverged at step 4: the loss is nan. Nothing was saved")

@@ -291,7 +291,9 @@ def test_a_diverged_run_stops_and_keeps_its_last_good_checkpoint(s, data, tmp_pa
 
 def test_weights_that_blow_up_are_never_checkpointed(s, data, tmp_path):
     # lr 1e30: the first step's loss and gradients are finite, its new weights give NaN.
-    with pytest.raises(FloatingPointError, match=r"diverged at step 1: its weights give a loss of") as err:
+    with pytest.raises(
+        FloatingPointError, match=r"diverged at step 1: its weights give a loss of"
+    ) as err:
         FT.train(s, data, out=tmp_path, steps=3, save_every=1, **(QUICK | dict(lr=1e30)))
     assert "no checkpoint was good enough to keep" in str(err.value)
     assert not (tmp_path / CHECKPOINT).exists()
@@ -307,7 +309,9 @@ def test_fp16_training_with_loss_scaling_runs(s, data, tmp_path):
     assert ft.history[-1]["loss"] < ft.history[0]["loss"]
     state = json.loads((tmp_path / CHECKPOINT / "state.json").read_text())
     assert state["scaler"]["scale"] > 0 and "_growth_tracker" in state["scaler"]  # for a resume
-    assert np.isfinite(mg.load("tiny", adapter=tmp_path).generate("x", duration=0.2, progress=False).audio).all()
+    assert np.isfinite(
+        mg.load("tiny", adapter=tmp_path).generate("x", duration=0.2, progress=False).audio
+    ).all()
 
 
 def test_gradient_checkpointing_trains_the_same_run(s, data, tmp_path):
