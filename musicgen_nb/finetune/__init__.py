@@ -15,6 +15,23 @@ Three steps:
    weights (so every precision, int8 included, runs it), and every saved clip's
    sidecar names the adapter. :meth:`FineTune.merge` gives the same plain model.
 
+What is guaranteed:
+
+- :func:`dataset` reads nothing outside its folder: a metadata path that is absolute,
+  uses ``..`` or resolves outside through a symlink (and any audio or caption file
+  that is such a symlink) raises :class:`DataError` naming the metadata file, the
+  line and the path, in strict and non-strict mode alike.
+- :func:`train` checks every argument before it writes anything, and writes only
+  into an ``out`` folder that is new, empty or one of its own run folders (marked by
+  a hidden ``.musicgen-nb-run``); any other folder is refused before training,
+  naming its files, and nothing in it is touched. Files are written atomically and
+  follow the umask. A run that diverges (a NaN or infinite loss or gradient) stops
+  with a ``FloatingPointError``, keeps its last good checkpoint, is marked
+  ``"diverged"`` and is never saved as an adapter.
+- ``mg.load(name, adapter=out)`` refuses, naming the folder and the file, a damaged
+  ``training_config.json`` or weights file, an unfinished or diverged run, and a
+  model other than the one the adapter was trained on.
+
 The training targets are transformers' own: position 0 of every codebook holds
 the special token (BOS), codebook ``k``'s frame ``t`` sits at position
 ``t + delay[k] + 1``, step ``i`` predicts position ``i + 1``, and the loss skips
@@ -22,6 +39,8 @@ every position that holds the special token (delay padding and batch padding),
 exactly as ``MusicgenForCausalLM`` does when given ``labels``.
 
 Modules: :mod:`~musicgen_nb.finetune.data` (datasets, windows, the code cache),
+:mod:`~musicgen_nb.finetune.options` (argument checks, precisions),
+:mod:`~musicgen_nb.finetune.runfolder` (the run folder: claimed, compared, marked),
 :mod:`~musicgen_nb.finetune.folder` (captions, file checks), :mod:`~musicgen_nb.finetune.batches` (targets,
 loss, logits), :mod:`~musicgen_nb.finetune.weights` (the trainable copy, checkpoints),
 :mod:`~musicgen_nb.finetune.training` (:func:`train`), :mod:`~musicgen_nb.finetune.result`

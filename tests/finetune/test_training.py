@@ -22,6 +22,7 @@ from _finetune import SHORT, STEPS, TRAIN, assert_same_weights
 import musicgen_nb as mg
 from musicgen_nb import finetune as FT
 from musicgen_nb.checkpoints.adapter import CHECKPOINT, FULL_WEIGHTS, LORA_WEIGHTS
+from musicgen_nb.finetune.weights import trainable
 
 pytest.importorskip("peft")
 
@@ -325,3 +326,14 @@ def test_gradient_checkpointing_trains_the_same_run(s, data, tmp_path):
     wa, wb = load_file(tmp_path / "a" / LORA_WEIGHTS), load_file(tmp_path / "b" / LORA_WEIGHTS)
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-6)
+
+
+def test_lora_trains_on_a_bf16_session_without_an_fp32_copy(data, tmp_path):
+    s16 = mg.load("tiny", precision="bf16")
+    before = {k: v.clone() for k, v in s16.model.decoder.state_dict().items()}
+    ft = FT.train(s16, data, out=tmp_path, steps=8, **QUICK)
+    assert ft.config["base_dtype"] == "bfloat16" and ft.history[-1]["loss"] < ft.history[0]["loss"]
+    assert all(p.dtype == torch.float32 for p in trainable(ft.model).values())
+    assert all(torch.equal(v, before[k]) for k, v in s16.model.decoder.state_dict().items())
+    tuned = mg.load("tiny", adapter=tmp_path, precision="bf16")
+    assert tuned.generate("x", duration=0.2, seed=0, progress=False).codes.shape == (1, 4, 10)
