@@ -200,5 +200,9 @@ def trainable_decoder(s, lora_rank, lora_alpha, *, gradient_checkpointing: bool 
             decoder = peft.get_peft_model(decoder, cfg, autocast_adapter_dtype=True)
     if gradient_checkpointing:
         base = decoder if lora_rank is None else decoder.get_base_model()
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(base, "activation_checkpointing_enable"):  # the newer name (transformers 5)
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     return decoder
