@@ -199,6 +199,13 @@ class Stream:
         so it always ends: those chunks are not returned, but ``generation`` holds the whole
         clip. ``timeout`` is then checked between chunks. KeyboardInterrupt stops generation
         and keeps what was made, as in a loop over the stream.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg
+        >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0, chunk=0.5)
+        >>> st.wait().audio.shape, len(st.chunks)   # nothing consumed it: wait() ran it
+        ((1, 1, 32000), 2)
         """
         if self._finished.is_set() or self.error is not None:
             return self.generation

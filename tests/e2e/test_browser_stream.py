@@ -16,7 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _servers import ARGS, BOUND, CHROMIUM, audio_duration, jupyterlab, run_cell, write_notebook
+from _servers import (
+    ARGS,
+    BOUND,
+    CHROMIUM,
+    audio_duration,
+    cell_output,
+    jupyterlab,
+    run_cell,
+    write_notebook,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -30,6 +39,9 @@ STREAM_CELL = """import musicgen_nb as mg
 s = mg.load("tiny")
 st = s.stream("lo-fi beat", duration=4.0, seed=7, chunk=0.5)
 st"""
+# While the player plays it: st.wait() waits for the player (it used to raise).
+WAIT_CELL = """g = st.wait()
+print("waited", g.audio.shape, g is st.generation, len(st.chunks) > 1)"""
 STUDIO_CELL = """st2 = mg.studio(s, save_dir="outputs")
 st2.prompt.value = "ambient pads"
 st2.duration.value = 60.0  # long: Stop lands while it runs, however busy the machine"""
@@ -38,7 +50,7 @@ st2.duration.value = 60.0  # long: Stop lands while it runs, however busy the ma
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
-    write_notebook(root / "stream.ipynb", STREAM_CELL, STUDIO_CELL)
+    write_notebook(root / "stream.ipynb", STREAM_CELL, STUDIO_CELL, WAIT_CELL)
     with jupyterlab(root, tmp_path_factory) as server:
         yield server
 
@@ -76,9 +88,15 @@ def test_stream_plays_gaplessly_in_jupyterlab(lab):
             live.wait_for(timeout=BOUND)
 
             # While it plays: the playing state, then screenshots.
-            page.wait_for_function(_state(".mgnb-live", "playing", "done"), timeout=BOUND)
+            page.wait_for_function(  # playing, on a running AudioContext clock
+                "() => { const e = document.querySelector('.mgnb-live');"
+                " return !!e && e.dataset.state === 'playing' && e.mgnbLive.ctx.currentTime > 0; }",
+                timeout=BOUND,
+            )
             mid = live.evaluate(STATE)
             live.screenshot(path=str(shots / "stream-playing.png"))
+            run_cell(page, 2)  # st.wait() while the player plays
+            assert "waited (1, 1, 128000) True True" in cell_output(page, 2)
             page.wait_for_function(  # the Web Audio clock moved on (or the stream ended)
                 "t => { const s = document.querySelector('.mgnb-live').mgnbLive;"
                 " return s.status !== 'playing' || s.ctx.currentTime > t + 0.5; }",

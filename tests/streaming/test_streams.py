@@ -217,6 +217,13 @@ def test_wait_after_a_partial_iteration_consumes_the_rest(tiny):
     np.testing.assert_array_equal(g.codes, tiny.generate("x", duration=2.0, seed=6).codes)
 
 
+def test_wait_with_a_timeout_returns_none_and_goes_on_later(tiny):
+    st = tiny.stream("x", duration=2.0, seed=6, chunk=0.25)
+    assert st.wait(timeout=0) is None and 1 <= len(st.chunks) < 8  # stopped between chunks
+    g = st.wait()
+    assert g is not None and not g.interrupted and len(st.chunks) == 8
+
+
 @pytest.mark.parametrize(
     "value, exc",
     [
