@@ -129,7 +129,12 @@ class Worker:
         )
         with _RUNNING_LOCK:
             _RUNNING.add(self)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException:  # (e.g. no thread can be started): not running
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
+            raise
         return self.thread
 
     def _work(self, request: Any) -> None:
