@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 import anywidget
@@ -32,6 +33,30 @@ if TYPE_CHECKING:
 __all__ = ["LivePlayer", "live", "render_stream"]
 
 _UIDS = itertools.count(1)
+# stream -> weakref to its live player: one player per stream (two would pull chunks from one
+# iterator in two threads). Weak both ways, so neither keeps the other alive.
+_PLAYERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _player_of(stream: Stream) -> LivePlayer | None:
+    ref = _PLAYERS.get(stream)
+    return None if ref is None else ref()
+
+
+def _claim(stream: Stream, player: LivePlayer, item: int) -> None:
+    """Refuse an item outside the stream's batch, or a stream that has another live player."""
+    if item >= stream.batch:
+        raise ValueError(
+            f"item must be an int in [0, {stream.batch - 1}] (the stream's batch has "
+            f"{stream.batch} item{'s' if stream.batch > 1 else ''}), got {item}"
+        )
+    other = _player_of(stream)
+    if other is not None and other is not player:
+        raise ValueError(
+            "stream already has a live player (one player per stream): display that one "
+            "(displaying the stream again shows it), or make a new stream with s.stream(...)"
+        )
+    _PLAYERS[stream] = weakref.ref(player)
 
 
 class LivePlayer(anywidget.AnyWidget):
@@ -89,11 +114,13 @@ class LivePlayer(anywidget.AnyWidget):
         # streaming (and with it torch) loads with the first player, not with musicgen_nb.players.
         from ..streaming import START_MARGIN
 
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 0:
+            raise ValueError(f"item must be an int >= 0 (a batch item), got {item!r}")
+        if stream is not None:  # checked before the widget (and its comm) exists
+            _claim(stream, self, int(item))
         kwargs.setdefault("margin", START_MARGIN)
         # The uid must be in the state the front end is created with (initialize reads it).
         super().__init__(uid=f"mgnb-live-{next(_UIDS)}-{os.getpid()}", **kwargs)
-        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 0:
-            raise ValueError(f"item must be an int >= 0 (a batch item), got {item!r}")
         self.stream = stream
         self.item = int(item)
         self.show_final = show_final
@@ -116,10 +143,14 @@ class LivePlayer(anywidget.AnyWidget):
     # -- the kernel side
     def reset(self, stream: Stream | None = None, *, label: str | None = None) -> None:
         """Forget the last stream (and silence the browser) before a new one."""
+        if stream is not None:
+            _claim(stream, self, self.item)
         with self._lock:
             self._messages = []
             self.send({"type": "reset"})
         if stream is not None:
+            if self.stream is not None and self.stream is not stream:
+                _PLAYERS.pop(self.stream, None)  # the old stream may get a player again
             self.stream = stream
         st = self.stream
         self.sent = 0
@@ -198,7 +229,12 @@ class LivePlayer(anywidget.AnyWidget):
         """Run :meth:`play` in a background thread (what displaying the player does)."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("this player is already playing a stream")
+        if stream is not None:  # refused here, not in the thread
+            _claim(stream, self, self.item)
         self._thread = threading.Thread(target=self.play, args=(stream,), daemon=True)
+        st = stream if stream is not None else self.stream
+        if st is not None:  # st.wait() in the caller's thread now waits for this one
+            st.consumer = self._thread
         self._thread.start()
         return self._thread
 
@@ -231,9 +267,10 @@ def live(stream: Stream, *, item: int = 0) -> LivePlayer:
     Parameters
     ----------
     stream : musicgen_nb.streaming.Stream
-        From :meth:`MusicGen.stream`, not iterated yet.
+        From :meth:`MusicGen.stream`, not iterated yet, with no live player yet (one
+        player per stream; displaying the stream again shows its player again).
     item : int
-        Which batch item to play.
+        Which batch item to play, in ``[0, batch - 1]``.
 
     Returns
     -------
@@ -254,7 +291,7 @@ def live(stream: Stream, *, item: int = 0) -> LivePlayer:
         raise TypeError(
             f"stream must be a Stream from MusicGen.stream(...), got {type(stream).__name__}"
         )
-    if stream.started:
+    if stream.started and _player_of(stream) is None:  # (with a player: _claim says so)
         raise ValueError("stream was already iterated; make a new one with s.stream(...)")
     return LivePlayer(stream, item=item)
 
@@ -265,13 +302,20 @@ def render_stream(stream: Stream) -> LivePlayer:
     The top-level package registers this as the ``"stream"`` renderer of
     :mod:`musicgen_nb._util.display`; ``Stream._ipython_display_`` displays the
     player it returns (which starts the stream), so the core never imports widgets.
+    A stream displayed again shows the same player (it is not played twice).
 
     Examples
     --------
     >>> import musicgen_nb as mg
     >>> st = mg.load("tiny").stream("jazz", duration=0.5, seed=0)
     >>> p = render_stream(st)
-    >>> type(p).__name__, p.stream is st, p.sent
-    ('LivePlayer', True, 0)
+    >>> type(p).__name__, p.stream is st, p.sent, render_stream(st) is p
+    ('LivePlayer', True, 0, True)
     """
+    from ..streaming import Stream
+
+    if isinstance(stream, Stream):
+        player = _player_of(stream)
+        if player is not None:
+            return player
     return live(stream)

@@ -16,8 +16,10 @@ one-pass decode up to float rounding. A decoder of another shape falls back to
 decoding each chunk with a fixed left and right context (``method="context"``).
 
 Modules: :mod:`~musicgen_nb.streaming.streams` (Stream, stream),
+:mod:`~musicgen_nb.streaming.worker` (the generation thread, stopped when its stream
+is abandoned and at interpreter exit),
 :mod:`~musicgen_nb.streaming.chunk` (Chunk),
-:mod:`~musicgen_nb.streaming.chunk_decoder` (ChunkDecoder, snr_db) and
+:mod:`~musicgen_nb.streaming.chunk_decoder` (ChunkDecoder, snr_db, check_threads) and
 :mod:`~musicgen_nb.streaming.playback` (the live player's start rule).
 
 Examples

@@ -23,7 +23,8 @@ class Chunk:
     Attributes
     ----------
     audio : np.ndarray
-        float32 ``[batch, channels, n]``.
+        float32 ``[batch, channels, n]``, always with the stream's batch: a stream stopped
+        before its first frame ends with one final chunk of shape ``[batch, channels, 0]``.
     start : float
         Seconds from the start of the clip (the audio prompt, if any, comes first).
     final : bool

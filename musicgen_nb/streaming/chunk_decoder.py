@@ -20,6 +20,8 @@ True
 from __future__ import annotations
 
 import math
+import numbers
+import os
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike
 
-__all__ = ["ChunkDecoder", "snr_db"]
+__all__ = ["ChunkDecoder", "check_threads", "snr_db"]
 
 
 @contextmanager
@@ -143,7 +145,7 @@ class ChunkDecoder:
         self.codec = codec
         self.hop = int(s.hop_length)
         self.channels = int(s.audio_channels)
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.codes = None  # [B, K, n] int64 tensor of every frame pushed
         self.emitted = 0  # frames whose audio was pulled
         self.overlap_frames = 0
@@ -286,6 +288,29 @@ class ChunkDecoder:
         self.overlap_frames += (a - lo) + (hi - b)
         wav = decode(self.s, self.codes[..., lo:hi].cpu().numpy())
         return torch.from_numpy(wav[..., (a - lo) * self.hop : (b - lo) * self.hop])
+
+
+def check_threads(value: object, name: str = "threads") -> int | None:
+    """None, or an int from 1 to ``os.cpu_count()``: a count of intra-op threads, checked by name.
+
+    Examples
+    --------
+    >>> check_threads(None) is None, check_threads(1, "decode_threads")
+    (True, 1)
+    >>> check_threads(0, "decode_threads")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: decode_threads must be None or an int in [1, ...] (the CPU count), got 0
+    """
+    if value is None:
+        return None
+    cap = os.cpu_count() or 1
+    allowed = f"None or an int in [1, {cap}] (the CPU count)"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    if not 1 <= value <= cap:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
 
 
 def snr_db(reference: ArrayLike, estimate: ArrayLike) -> float:

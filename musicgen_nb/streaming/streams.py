@@ -23,6 +23,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,8 @@ import numpy as np
 
 from .._util.display import renderer
 from .chunk import Chunk
-from .chunk_decoder import ChunkDecoder
-from .playback import remaining_seconds
+from .chunk_decoder import ChunkDecoder, check_threads
+from .worker import Worker
 
 if TYPE_CHECKING:
     from ..generation import Generation
@@ -75,8 +76,11 @@ class Stream:
     ``generate`` would make, so the same codes for the same seed); chunks are decoded in the
     consumer's thread. ``stop()`` (or KeyboardInterrupt while waiting for a chunk) ends generation
     at the next step: the iteration then ends with a final chunk, and ``generation`` holds the
-    partial result, as ``generate`` does. In Jupyter, a stream renders itself as a live player
-    (:func:`musicgen_nb.players.live`).
+    partial result, as ``generate`` does. A stream left half way (``for c in st: break``) stops
+    its worker when it is garbage-collected, and at interpreter exit at the latest.
+    ``wait()`` gives the Generation whoever consumes the stream. In Jupyter, a stream displayed
+    on its own (``st`` as the last line of a cell) renders itself as a live player
+    (:func:`musicgen_nb.players.live`) that plays it in the background.
 
     Parameters
     ----------
@@ -87,8 +91,9 @@ class Stream:
         Seconds of audio per chunk (the last one holds the rest). A chunk is yielded once its frames
         and about 0.1 s after them (the decoder's right context) are complete in every codebook.
     decode_threads : int or None
-        Intra-op threads for decoding chunks in the consumer's thread (1 leaves
-        the other cores to generation); None keeps torch's setting.
+        Intra-op threads for decoding chunks in the consumer's thread, 1 to
+        ``os.cpu_count()`` (1 leaves the other cores to generation); None keeps
+        torch's setting.
     method : {"auto", "exact", "context"}
         The :class:`ChunkDecoder` method.
     **kwargs
@@ -102,6 +107,9 @@ class Stream:
     chunks : list of Chunk
         Metadata of the chunks so far (their audio is not kept).
     interrupted : bool
+    consumer : threading.Thread or None
+        The thread that pulls the chunks: the last one that did, or the one a live player
+        sets before it starts. ``wait()`` from another thread waits for it.
     decoder : ChunkDecoder
     request : musicgen_nb.generation.Request
         The checked request the worker runs.
@@ -129,18 +137,22 @@ class Stream:
         from ..generation import make_request
 
         _check_chunk(chunk)
+        decode_threads = check_threads(decode_threads, "decode_threads")
         defaults = _generate_options()
         _check_names(kwargs, defaults)
         kwargs.setdefault("progress", False)
         stop = kwargs.pop("stop", None)
-        self._user_callback = kwargs.pop("callback", None)
+        callback = kwargs.pop("callback", None)
         # The same checks generate() runs, once, so a bad argument raises here, not on next().
         options = {k: kwargs.get(k, v) for k, v in defaults.items()}
-        options.update(callback=self._user_callback, stop=stop)
-        req = make_request(s, prompts, **options, on_frames=self._on_frames)
-        self._stop = threading.Event() if stop is None else stop
-        # The worker runs it with the stream's stop and callback (which times the steps).
-        self.request = dataclasses.replace(req, callback=self._callback, stop=self._stop)
+        options.update(callback=callback, stop=stop)
+        # The worker holds no reference to the stream, so an abandoned stream can be collected.
+        w = self._worker = Worker(s, stop=stop, callback=callback, max_samples=self.max_samples)
+        req = make_request(s, prompts, **options, on_frames=w.on_frames)
+        self._stop = w.stop_event
+        # The worker runs it with the stream's stop and its callback (which times the steps).
+        self.request = dataclasses.replace(req, callback=w.callback, stop=w.stop_event)
+        self._abandoned = weakref.finalize(self, w.abandon)
         self.batch = req.batch
         self.s = s
         self.prompts = prompts
@@ -155,63 +167,16 @@ class Stream:
         self.chunks: list[Chunk] = []
         self.interrupted = False
         self.error = None
-        self.prompt_frames = None
-        # The worker hands over through a list and an attribute, not a queue of data: a
-        # KeyboardInterrupt in the consumer then loses nothing (an item taken from a queue
-        # is lost when the interrupt lands before it is stored, and queue.Queue's lock can
-        # be left released under the worker's put()). The bell only wakes the consumer.
-        self._inbox: list = []  # (first frame, codes [B, K, n]) or None once pushed
-        self._taken = 0  # inbox entries the decoder has
-        self._outcome = None  # ("done", Generation) or ("error", exc): set after every frame
-        self._bell: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = None
+        self._taken = 0  # worker.inbox entries the decoder has
         self._iter = None
+        self.consumer: threading.Thread | None = None
         self._t0 = None
-        self._total_steps = 0
-        self._times: list[tuple[int, float]] = []  # (steps done, time), thinned past max_samples
-        self._received = 0
         self._finished = threading.Event()
 
-    # -- the worker
-    def _on_frames(self, start, codes):
-        n = start + codes.shape[-1]
-        if self.prompt_frames is None:  # the first call gives the audio prompt's frames
-            self.prompt_frames = int(codes.shape[-1])
-        if n > self._received:
-            self._inbox.append((self._received, codes[..., self._received - start :].clone()))
-            self._received = n
-            self._bell.put(None)
-
-    def _callback(self, done, total):
-        self._total_steps = total  # set before the sample that _rate may read
-        times = self._times
-        times.append((done, time.perf_counter()))
-        if len(times) > self.max_samples:  # every other sample goes; the first and last stay
-            del times[1:-1:2]
-        if self._user_callback is not None:
-            self._user_callback(done, total)
-
-    def _work(self):
-        from ..generation import run
-
-        try:
-            self._outcome = ("done", run(self.s, self.request))
-        except BaseException as exc:  # handed to the consumer, which raises it
-            self._outcome = ("error", exc)
-        self._bell.put(None)
-
-    def _rate(self) -> tuple[float, float]:
-        """(steps/s so far, estimated seconds until the last frame)."""
-        times = self._times[:]  # the worker appends while we read
-        if not times:
-            return 0.0, math.inf
-        (d_first, t_first), (done, _) = times[0], times[-1]
-        total = self._total_steps
-        dt = time.perf_counter() - t_first
-        rate = (done - d_first) / dt if dt > 0 and done > d_first else 0.0
-        left = total - done
-        flat = left / rate if rate > 0 else (0.0 if left == 0 else math.inf)
-        return rate, max(flat, remaining_seconds(times, total))
+    @property
+    def prompt_frames(self) -> int | None:
+        """Frames of the audio prompt (0 without one), known once generation has begun."""
+        return self._worker.prompt_frames
 
     # -- the consumer
     def stop(self) -> None:
@@ -227,12 +192,36 @@ class Stream:
         return next(iter(self))
 
     def wait(self, timeout: float | None = None) -> Generation | None:
-        """Wait until the consumer (e.g. a live player) is done; ``generation``, None on a timeout."""
-        if self._iter is None:
-            raise RuntimeError(
-                "nothing is consuming this stream yet: iterate it, or display it (a live player)"
-            )
-        self._finished.wait(timeout)
+        """Wait for the stream to end and return its Generation (None on a timeout or an error).
+
+        When another thread consumes the stream (a live player), this waits for it. Otherwise
+        (never iterated, or iterated part way in this thread) ``wait`` consumes the rest here,
+        so it always ends: those chunks are not returned, but ``generation`` holds the whole
+        clip. ``timeout`` is then checked between chunks. KeyboardInterrupt stops generation
+        and keeps what was made, as in a loop over the stream.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg
+        >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0, chunk=0.5)
+        >>> st.wait().audio.shape, len(st.chunks)   # nothing consumed it: wait() ran it
+        ((1, 1, 32000), 2)
+        """
+        if self._finished.is_set() or self.error is not None:
+            return self.generation
+        consumer = self.consumer  # (ident None: a player's thread, about to start)
+        mine = consumer is None or consumer is threading.current_thread()
+        if not mine and (consumer.ident is None or consumer.is_alive()):
+            try:
+                self._finished.wait(timeout)
+            except KeyboardInterrupt:
+                self.stop()
+                self._finished.wait(timeout)
+            return self.generation
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in self:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
         return self.generation
 
     @property
@@ -266,6 +255,24 @@ class Stream:
             for _ in self._iter:
                 pass
 
+    def _settle(self) -> None:
+        """The iteration was left early: stop the worker and keep its outcome (no more chunks)."""
+        w = self._worker
+        w.stop()
+        if threading.current_thread() is w.thread:  # collected in the worker's own thread
+            return
+        while True:
+            try:
+                w.join()
+                break
+            except KeyboardInterrupt:
+                continue
+        kind, value = w.outcome if w.outcome is not None else ("error", None)
+        if kind == "done":
+            self.interrupted, self.generation = value.interrupted, value
+        else:
+            self.error = value
+
     def _total_frames(self) -> int:
         return (self.prompt_frames or 0) + self.new_frames
 
@@ -279,8 +286,10 @@ class Stream:
         The estimates are read before the pull, so that little runs between the decoder
         moving on and the chunk being returned (a KeyboardInterrupt there loses the audio).
         """
-        rate, left = self._rate()
+        rate, left = self._worker.rate()
         audio = pull()
+        if audio.shape[0] != self.batch:  # no frame yet (stopped before the first): keep B
+            audio = np.zeros((self.batch, self.decoder.channels, 0), dtype=np.float32)
         if final:
             self._final_sent = True
         if trim:
@@ -301,23 +310,23 @@ class Stream:
 
         Safe to repeat after an interrupt: only frames past ``decoder.frames`` go in.
         """
-        d = self.decoder
-        entry = self._inbox[self._taken]
+        d, inbox = self.decoder, self._worker.inbox
+        entry = inbox[self._taken]
         if entry is not None:
             first, codes = entry
             if first + codes.shape[-1] > d.frames:
                 d.push(codes[..., d.frames - first :])
-            self._inbox[self._taken] = None  # the decoder keeps the codes
+            inbox[self._taken] = None  # the decoder keeps the codes
         self._taken += 1
 
     def _next_chunk(self):
         """Block until the next chunk is ready; None when the stream is over."""
-        d = self.decoder
+        d, w = self.decoder, self._worker
         while True:
             if self.generation is not None:
                 return None
-            outcome = self._outcome  # read first: the worker sets it after its last frames
-            if self._taken < len(self._inbox):
+            outcome = w.outcome  # read first: the worker sets it after its last frames
+            if self._taken < len(w.inbox):
                 self._take()
                 if self._final_sent:
                     continue
@@ -328,7 +337,7 @@ class Stream:
                 continue
             if outcome is None:
                 try:
-                    self._bell.get(timeout=0.05)
+                    w.bell.get(timeout=0.05)
                 except queue.Empty:
                     pass
                 continue
@@ -352,10 +361,10 @@ class Stream:
         self._t0 = time.perf_counter()
         self._samples_out = 0
         self._final_sent = False
-        self._thread = threading.Thread(target=self._work, name="musicgen-stream", daemon=True)
-        self._thread.start()
+        self._worker.start(self.request)
         try:
             while True:
+                self.consumer = threading.current_thread()
                 try:
                     c = self._next_chunk()
                 except KeyboardInterrupt:  # keep what was made, as generate() does
@@ -365,16 +374,8 @@ class Stream:
                     break
                 yield c
         finally:
-            if self.generation is None:  # closed early (e.g. break + close()): stop the worker
-                self.stop()
-                while self.generation is None and self.error is None:
-                    try:
-                        self._next_chunk()
-                    except KeyboardInterrupt:
-                        continue
-                    except BaseException:
-                        break
-            self._thread.join()
+            if self.generation is None and self.error is None:  # closed or collected early
+                self._settle()
             self._finished.set()
 
 

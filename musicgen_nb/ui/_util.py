@@ -96,6 +96,16 @@ def spectrogram_payload(
     return base64.b64encode(np.ascontiguousarray(img).tobytes()).decode("ascii"), list(img.shape)
 
 
+def cell_number() -> int | None:
+    """The execution count of the IPython cell running now; None outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    shell = get_ipython()
+    return None if shell is None else getattr(shell, "execution_count", None)
+
+
 def one_line(exc: BaseException) -> str:
     """A readable one-line message for an exception."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

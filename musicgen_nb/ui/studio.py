@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..players.live_player import LivePlayer
 from . import studio_layout as layout
-from ._util import one_line, upload_files, widget_bundle
+from ._util import cell_number, one_line, upload_files, widget_bundle
 from .studio_history import RunHistory
 from .studio_run import (
     MODELS,
@@ -80,6 +80,7 @@ class Studio(RunHistory):
         self._stop = self._jobs.stop
         self._status_lock = threading.Lock()
         self.last_error: str | None = None
+        self._shown_in: int | None = None  # the cell where studio() displayed the panel
         self._build(name)
 
     # ------------------------------------------------------------------ widgets
@@ -111,6 +112,11 @@ class Studio(RunHistory):
     def _ipython_display_(self):
         from IPython.display import display
 
+        # mg.studio(...) as a cell's last line: studio() showed the panel already, and the
+        # cell's result (this Studio) would show it a second time.
+        if self._shown_in is not None and self._shown_in == cell_number():
+            self._shown_in = None
+            return
         display(self.panel)
 
     def _repr_mimebundle_(self, **kwargs):
@@ -344,7 +350,8 @@ def studio(
     model_or_session : str or MusicGen
         A model name (loaded lazily, on the first Generate) or a loaded session.
     display : bool
-        Display the panel now (in a notebook). The Studio is returned either way.
+        Display the panel now (in a notebook). The Studio is returned either way; as the
+        last line of the cell it is not displayed a second time.
     save_dir : path
         Where the Save button writes.
 
@@ -363,5 +370,6 @@ def studio(
     if display:
         from IPython.display import display as show
 
-        show(st)
+        show(st.panel)
+        st._shown_in = cell_number()  # not again as this cell's result (one panel per call)
     return st

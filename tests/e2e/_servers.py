@@ -2,6 +2,11 @@
 
 Shared by ``test_browser_studio.py`` and ``test_browser_stream.py``: one notebook
 written to a temporary root, one server started there and stopped after.
+
+The tests wait on states (a cell's execution count, a widget's ``data-state``, a
+message's text), never on durations. ``BOUND`` is only the bound after which a
+state that never comes fails the test: it is generous, so that a busy machine
+(load 5 on 2 cores) is slower but never fails.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 import nbformat
 
 CHROMIUM = "/usr/bin/chromium"
+#: Milliseconds to wait for a state before failing (kernel start, generation, a reply).
+BOUND = 600_000
 ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -114,7 +121,39 @@ def classic_notebook(root: Path):
         yield dict(url=url, token=token, root=root)
 
 
-def audio_duration(page, audio, timeout: float = 60_000) -> float:
+def run_cell(page, index: int, *, bound: float = BOUND) -> str:
+    """Run JupyterLab cell ``index`` and wait until it has run; returns its prompt (``[n]:``).
+
+    The kernel may still be connecting when the page shows Idle, and a Ctrl+Enter then
+    is lost: a press counts once the cell's prompt shows it queued (``[*]:``) or run.
+    """
+    prompt = page.locator(".jp-Cell .jp-InputPrompt").nth(index)
+    before = prompt.inner_text()
+    for _ in range(5):
+        page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=bound)
+        page.locator(".jp-Cell .jp-InputArea-editor").nth(index).click()
+        page.keyboard.press("Control+Enter")
+        try:  # accepted: the prompt changes at once (a state; 30 s is only for a lost press)
+            page.wait_for_function(
+                "([el, before]) => el.textContent.trim() !== before.trim()",
+                arg=[prompt.element_handle(), before],
+                timeout=30_000,
+            )
+            break
+        except Exception:
+            continue
+    page.wait_for_function(
+        "el => /\\[\\d+\\]/.test(el.textContent)", arg=prompt.element_handle(), timeout=bound
+    )
+    return prompt.inner_text()
+
+
+def cell_output(page, index: int) -> str:
+    """The text of cell ``index``'s output area."""
+    return page.locator(".jp-Cell").nth(index).locator(".jp-OutputArea").inner_text()
+
+
+def audio_duration(page, audio, timeout: float = BOUND) -> float:
     """The duration of the ``<audio>`` that locator ``audio`` finds, once its metadata loads.
 
     Bounded: an element that never loads (an error, or no source) fails after ``timeout`` ms

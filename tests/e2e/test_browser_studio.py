@@ -3,7 +3,9 @@
 JupyterLab 4 with ipywidgets 8 (the main venv): starts JupyterLab on 127.0.0.1,
 opens a notebook that shows the studio on the offline ``tiny`` model, types a
 prompt, double-clicks Generate, and checks the audio element, the history and
-that one run happened. A screenshot is saved to build/studio.png.
+that one run happened. A screenshot is saved to build/studio.png. Every wait is on
+a state: the typed prompt is echoed back by the kernel before the click, and the
+count of runs is printed by a cell, which the kernel runs after both clicks.
 
 Classic Notebook 6 with ipywidgets 7 (the Colab-like venv of ``make test-colab``),
 a lighter case: the studio shown from its ipywidgets-7 mime bundle, its icons
@@ -23,10 +25,13 @@ from pathlib import Path
 import pytest
 from _servers import (
     ARGS,
+    BOUND,
     CHROMIUM,
     audio_duration,
+    cell_output,
     classic_notebook,
     jupyterlab,
+    run_cell,
     write_notebook,
 )
 
@@ -54,12 +59,24 @@ def _wav(seconds: float = 0.5, sr: int = 16000) -> bytes:
 def lab(tmp_path_factory):
     pytest.importorskip("jupyterlab", reason="the JupyterLab case needs jupyterlab (main venv)")
     root = tmp_path_factory.mktemp("lab")
-    write_notebook(
-        root / "studio.ipynb",
-        'import musicgen_nb as mg\nst = mg.studio("tiny", save_dir="outputs")\nst.duration.value = 1.0',
-    )
+    write_notebook(root / "studio.ipynb", STUDIO_CELL, COUNT_CELL)
     with jupyterlab(root, tmp_path_factory) as server:
         yield server
+
+
+STUDIO_CELL = """import ipywidgets as W
+import traitlets
+import musicgen_nb as mg
+st = mg.studio("tiny", save_dir="outputs")
+st.duration.value = 1.0
+echo = W.Label()  # the prompt as the kernel has it: a state the test waits on
+echo.add_class("mgnb-echo")
+traitlets.dlink((st.prompt, "value"), (echo, "value"))
+echo"""
+# Run after both clicks of the double click (the kernel takes messages in order).
+COUNT_CELL = """st.wait()
+print("runs:", len(st.records))"""
+ECHOED = "text => document.querySelector('.mgnb-echo').textContent.includes(text)"
 
 
 def test_studio_in_a_real_browser(lab):
@@ -74,36 +91,25 @@ def test_studio_in_a_real_browser(lab):
             page.goto(f"{lab['url']}/lab/tree/studio.ipynb?token={lab['token']}", timeout=90_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             studio = page.locator(".mgnb-studio")
-            for _ in range(3):  # the kernel may still be connecting on the first try
-                page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(
-                    timeout=120_000
-                )
-                page.locator(".jp-Cell .jp-InputArea-editor").first.click()
-                page.keyboard.press("Control+Enter")
-                try:
-                    studio.wait_for(timeout=60_000)
-                    break
-                except Exception:
-                    continue
-            studio.wait_for(timeout=1_000)
+            run_cell(page, 0)
+            studio.wait_for(timeout=BOUND)
 
             assert studio.get_by_text("No audio yet").is_visible()  # the player's empty state
             prompt = studio.locator("textarea").first
             prompt.fill("lo-fi beat with warm piano")
             prompt.press("Tab")  # commit the value to the kernel
-            page.wait_for_timeout(500)
-            generate = studio.locator("button", has_text="Generate")
+            # ipywidgets may hold a typed value back (its throttle) while a click goes out:
+            # wait until the kernel has it (it echoes it back).
+            page.wait_for_function(ECHOED, arg="lo-fi beat with warm piano", timeout=BOUND)
+            generate = studio.locator("button.widget-button", has_text="Generate")
             generate.dblclick()
 
             rows = studio.locator("table.mgnb-history tbody tr")
-            rows.first.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "() => { const b = [...document.querySelectorAll('.mgnb-studio button')]"
-                ".find(x => x.textContent.includes('Generate')); return b && !b.disabled; }",
-                timeout=60_000,
-            )
-            page.wait_for_timeout(2000)  # a second run, if one had started, would show by now
-            assert rows.count() == 1, "a double click must start exactly one run"
+            rows.first.wait_for(timeout=BOUND)
+            # The kernel runs this cell after both clicks; st.wait() waits for any run.
+            run_cell(page, 1)
+            assert "runs: 1" in cell_output(page, 1), "a double click must start exactly one run"
+            assert rows.count() == 1
             assert "lo-fi beat with warm piano" in rows.first.inner_text()
 
             audio = studio.locator(".mgnb-player audio")
@@ -114,7 +120,9 @@ def test_studio_in_a_real_browser(lab):
             assert canvas.evaluate("c => c.width") == 50  # one column per token frame
             box = canvas.bounding_box()
             page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)  # seek
-            page.wait_for_timeout(300)
+            page.wait_for_function(
+                "el => el.currentTime > 0", arg=audio.element_handle(), timeout=BOUND
+            )
             now = audio.evaluate("el => el.currentTime")
             assert 0.3 < now < 0.7, f"clicking the grid should seek to the middle, got {now}"
             status = studio.locator(".widget-html", has_text="loaded").first.inner_text()
@@ -124,7 +132,7 @@ def test_studio_in_a_real_browser(lab):
             # The plotly token grid and spectrogram, drawn when their toggle button is pressed.
             studio.get_by_text("plotly figures").first.click()
             plots = studio.locator(".js-plotly-plot")
-            plots.nth(1).wait_for(timeout=60_000)
+            plots.nth(1).wait_for(timeout=BOUND)
             assert plots.count() == 2
             studio.screenshot(path=str(shot.with_name("studio-figures.png")))
 

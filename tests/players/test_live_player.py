@@ -92,10 +92,60 @@ def test_live_checks_its_input(tiny):
         mg.players.live(st, item=-1)
     p = mg.players.live(st)
     assert isinstance(p, LivePlayer) and p.stream is st and p.sent == 0
-    next(iter(st))
+    other = tiny.stream("x", duration=0.5, seed=0)
+    next(iter(other))
     with pytest.raises(ValueError, match="already iterated"):
+        mg.players.live(other)
+    other.close()
+
+
+def test_an_item_outside_the_batch_is_refused_up_front(tiny):
+    # It was accepted; then the player's thread failed and wait() hung.
+    st = tiny.stream("x", duration=0.5, seed=0)
+    with pytest.raises(ValueError) as info:
+        mg.players.live(st, item=3)
+    assert str(info.value) == (
+        "item must be an int in [0, 0] (the stream's batch has 1 item), got 3"
+    )
+    two = tiny.stream(["a", "b"], duration=0.5, seed=0)
+    with pytest.raises(ValueError, match=r"item must be an int in \[0, 1\]"):
+        Recording(two, item=2)
+    p = Recording(item=1)  # no stream yet: checked when one comes
+    with pytest.raises(ValueError, match=r"item must be an int in \[0, 0\]"):
+        p.play(st)
+    assert not hasattr(p, "wire") and not st.started and p.stream is None  # before any work
+    assert Recording(two, item=1).play().audio.shape == (2, 1, 16000)
+
+
+def test_one_live_player_per_stream(tiny):
+    # A second player's thread failed (two threads pulling one iterator).
+    st = tiny.stream("x", duration=1.0, seed=0, chunk=0.25)
+    p = Recording(st)
+    for second in (
+        lambda: mg.players.live(st),
+        lambda: Recording(st),
+        lambda: Recording().start(st),
+    ):
+        with pytest.raises(ValueError, match="stream already has a live player"):
+            second()
+    assert render_stream(st) is p  # displaying the stream again shows the same player
+    g = p.play()
+    with pytest.raises(ValueError, match="stream already has a live player"):
         mg.players.live(st)
-    st.close()
+    q = Recording()
+    q.play(tiny.stream("y", duration=0.5, seed=0))
+    assert g is st.generation and not g.interrupted and q.sent >= 1
+
+
+def test_wait_on_a_displayed_stream_waits_for_its_player(tiny, capsys):
+    st = tiny.stream("x", duration=1.0, seed=0, chunk=0.25)
+    p = render_stream(st)
+    p._ipython_display_()  # starts the player's thread; its stream.consumer is that thread
+    p._ipython_display_()  # shown again: not played twice
+    assert st.consumer is p._thread
+    g = st.wait(120)  # from this thread: waits for the player, does not pull chunks itself
+    assert g is not None and not g.interrupted and p.wait(60) is g
+    assert p.sent == len(st.chunks) == 4
 
 
 def test_the_front_end_files_ship(tiny):

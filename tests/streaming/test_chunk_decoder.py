@@ -99,3 +99,10 @@ def test_snr_db():
     assert snr_db(x, 0.9 * x) == pytest.approx(20.0)
     with pytest.raises(ValueError, match="one shape"):
         snr_db(x, x[:-1])
+
+
+@pytest.mark.parametrize("threads", [0, -1, "2", 10**6, 1.5])
+def test_threads_are_checked_by_name(tiny, threads):
+    with pytest.raises((TypeError, ValueError), match=r"threads must be None or an int in \[1, "):
+        ChunkDecoder(tiny, threads=threads)
+    assert ChunkDecoder(tiny, threads=None).threads is None

@@ -3,9 +3,13 @@ and stop / KeyboardInterrupt keep what was heard."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -13,6 +17,7 @@ import numpy as np
 import pytest
 
 from musicgen_nb.streaming import Stream, snr_db
+from musicgen_nb.streaming.worker import running_workers
 
 
 def _joined(chunks):
@@ -190,11 +195,108 @@ def test_every_bad_argument_raises_at_the_call_like_generate(tiny, kw):
     assert str(from_stream.value) == str(from_generate.value)
 
 
-def test_wait_before_anything_consumes_it(tiny):
-    st = tiny.stream("x", duration=1.0)
-    with pytest.raises(RuntimeError, match="nothing is consuming this stream"):
-        st.wait()
+def test_wait_on_a_stream_nothing_consumes_runs_it_to_the_end(tiny):
+    # The newcomer's path: st = s.stream(...) (an assignment shows nothing), then st.wait().
+    st = tiny.stream("x", duration=1.0, seed=5, chunk=0.25)
     assert "not started" in repr(st)
+    g = st.wait()
+    assert g is st.generation and not g.interrupted and g.audio.shape == (1, 1, 32000)
+    assert len(st.chunks) == 4 and "done" in repr(st)
+    np.testing.assert_array_equal(g.codes, tiny.generate("x", duration=1.0, seed=5).codes)
+    assert st.wait() is g  # again: at once
+
+
+def test_wait_after_a_partial_iteration_consumes_the_rest(tiny):
+    st = tiny.stream("x", duration=2.0, seed=6, chunk=0.25)
+    it = iter(st)
+    first = [next(it), next(it)]
+    g = st.wait(120)  # it used to block forever: nothing else pulls the chunks
+    assert g is not None and not g.interrupted and g.audio.shape == (1, 1, 64000)
+    assert [c.index for c in first] == [0, 1] and st.chunks[-1].final
+    assert list(it) == []  # the iteration is over
+    np.testing.assert_array_equal(g.codes, tiny.generate("x", duration=2.0, seed=6).codes)
+
+
+def test_wait_with_a_timeout_returns_none_and_goes_on_later(tiny):
+    st = tiny.stream("x", duration=2.0, seed=6, chunk=0.25)
+    assert st.wait(timeout=0) is None and 1 <= len(st.chunks) < 8  # stopped between chunks
+    g = st.wait()
+    assert g is not None and not g.interrupted and len(st.chunks) == 8
+
+
+@pytest.mark.parametrize(
+    "value, exc",
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (10**6, ValueError),
+        ("2", TypeError),
+        (2.0, TypeError),
+        (True, TypeError),
+    ],  # fmt: skip
+)
+def test_decode_threads_is_checked_by_name_before_any_work(tiny, value, exc):
+    with pytest.raises(exc) as info:
+        tiny.stream("x", duration=1.0, decode_threads=value)
+    cap = os.cpu_count()
+    assert str(info.value) == (
+        f"decode_threads must be None or an int in [1, {cap}] (the CPU count), got {value!r}"
+    )
+    assert running_workers() == []
+    st = tiny.stream("x", duration=0.5, decode_threads=cap)  # the whole range is allowed
+    assert st.decoder.threads == cap
+
+
+def test_a_stream_stopped_before_its_first_frame_keeps_the_batch(tiny):
+    st = tiny.stream(["a", "b"], duration=2.0, seed=0, chunk=0.25)
+    st.stop()
+    chunks = list(st)
+    assert len(chunks) == 1 and chunks[0].final
+    assert chunks[0].audio.shape == (2, 1, 0) == st.generation.audio.shape  # not (0, 1, 0)
+    assert st.generation.interrupted and st.generation.codes.shape == (2, 4, 0)
+
+
+_ABANDON = """
+import atexit, sys
+def report():  # registered before musicgen_nb: runs after its exit hook
+    w = st._worker
+    print("alive", w.alive, "stopped", w.stop_event.is_set(), "steps", w.times[-1][0],
+          "of", w.total_steps, "interrupted", w.outcome[1].interrupted, flush=True)
+atexit.register(report)
+import musicgen_nb as mg
+st = mg.load("tiny").stream("x", duration=20.0, chunk=0.25)
+for chunk in st:
+    break
+print("left", flush=True)
+"""
+
+
+def test_a_stream_left_after_break_stops_its_worker_at_exit(tmp_path):
+    # It aborted the interpreter at exit (rc 134: a daemon thread inside torch), and the
+    # worker kept generating the 20 s until then.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_ABANDON)], capture_output=True, text=True,
+        cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.split()
+    assert lines[:1] == ["left"] and "terminate called" not in proc.stderr
+    out = dict(zip(lines[1::2], lines[2::2], strict=False))
+    assert out["alive"] == "False" and out["stopped"] == "True" and out["interrupted"] == "True"
+    assert int(out["steps"]) < int(out["of"]) / 2  # stopped long before the end
+
+
+def test_an_abandoned_stream_stops_its_worker_when_collected(tiny):
+    st = tiny.stream("x", duration=20.0, chunk=0.25)
+    for _chunk in st:
+        break
+    w = st._worker
+    assert w.alive
+    del st, _chunk
+    gc.collect()  # the stream and its iteration form a cycle: the collector finds them
+    assert w.join(120) and w.outcome[0] == "done" and w.outcome[1].interrupted
+    assert w.times[-1][0] < w.total_steps and running_workers() == []
 
 
 def test_errors_in_generation_reach_the_consumer(tiny):
@@ -214,9 +316,9 @@ def test_step_samples_stay_bounded_and_span_the_run(tiny, monkeypatch):
     monkeypatch.setattr(Stream, "max_samples", 16)
     st = tiny.stream("jazz", duration=3.0, seed=1, chunk=0.5)
     chunks = list(st)
-    steps = [d for d, _ in st._times]
+    steps = [d for d, _ in st._worker.times]
     assert len(steps) <= 16 and steps == sorted(steps)
-    assert steps[0] == 1 and steps[-1] == st._total_steps > 100  # the whole run, thinned
+    assert steps[0] == 1 and steps[-1] == st._worker.total_steps > 100  # the whole run, thinned
     assert chunks[-1].remaining == 0 and all(np.isfinite(c.remaining) for c in chunks[1:])
     assert all(c.steps_per_s > 0 for c in chunks[1:])
     g = tiny.generate("jazz", duration=3.0, seed=1, progress=False)
@@ -227,7 +329,8 @@ def test_started_and_the_request_run_by_the_worker(tiny):
     st = tiny.stream("x", duration=0.5, seed=0, chunk=0.25)
     assert not st.started and st.request.batch == 1
     assert st.request.new_frames == st.new_frames == 25
-    assert st.request.callback == st._callback  # the worker's run is timed by the stream
+    assert st.request.callback == st._worker.callback  # the worker's run is timed by it
+    assert st.request.on_frames == st._worker.on_frames and st.request.stop.is_set() is False
     next(iter(st))
     assert st.started
     st.close()

@@ -236,3 +236,22 @@ def test_icons_exist_in_font_awesome_4_and_5(st):
 def test_bad_model_argument():
     with pytest.raises(TypeError, match="model_or_session must be"):
         Studio(3.5)
+
+
+def test_studio_as_the_last_line_of_a_cell_shows_one_panel(tiny):
+    # mg.studio(...) displayed the panel, and the cell's result (the Studio) displayed it again.
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(mg=mg, tiny=tiny)
+    shown = {}
+    for cell in ["mg.studio(tiny)", "x = mg.studio(tiny)", "x", "mg.studio(tiny, display=False)"]:
+        with capture_output() as cap:
+            assert shell.run_cell(cell, store_history=True).success
+        shown[cell] = len(cap.outputs)
+    assert shown == {
+        "mg.studio(tiny)": 1, "x = mg.studio(tiny)": 1, "x": 1,  # shown again on request
+        "mg.studio(tiny, display=False)": 1,  # the Studio as the cell's result
+    }  # fmt: skip
+    assert all("application/vnd.jupyter.widget-view+json" in o.data for o in cap.outputs)
