@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -274,8 +275,20 @@ def _hub_config(source: str):
     return AutoConfig.from_pretrained(source, trust_remote_code=False), False
 
 
-def from_pretrained(source: str, *, allow_pickle: bool):
+def from_pretrained(
+    source: str,
+    *,
+    allow_pickle: bool,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+    keep_fp32: tuple = (),
+):
     """Load model and processor through transformers' ``from_pretrained``.
+
+    The weights are read straight into ``dtype`` on ``device`` by transformers'
+    own loader (``dtype=``, ``device_map=``: one tensor at a time), never as a full
+    fp32 copy on the host that is cast afterwards; the top-level parts named in
+    ``keep_fp32`` (``"text_encoder"``, ``"audio_encoder"``) are read in fp32.
 
     Returns
     -------
@@ -303,14 +316,47 @@ def from_pretrained(source: str, *, allow_pickle: bool):
     else:
         config, kwargs["local_files_only"] = _hub_config(source)
     cls = model_class(config.model_type)
+    kwargs["dtype"] = dtype
+    if device is not None:
+        kwargs["device_map"] = str(device)
     try:
-        model = cls.from_pretrained(source, **kwargs)
+        with _kept_fp32(cls, keep_fp32 if dtype != torch.float32 else ()):
+            model = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         if not local:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"could not load the weights in {source}: {first}") from err
     return model, processor(source, local_files_only=kwargs["local_files_only"])
+
+
+_KEEP_LOCK = threading.Lock()
+
+
+@contextmanager
+def _kept_fp32(cls, parts: tuple):
+    """Have transformers' loader keep the top-level ``parts`` of ``cls`` in fp32.
+
+    It is transformers' own mechanism (``_keep_in_fp32_modules_strict``, which keeps
+    T5's ``wo`` in fp32), extended for the length of one load to whole parts.
+    """
+    if not parts:
+        yield
+        return
+    with _KEEP_LOCK:
+        before = cls.__dict__.get("_keep_in_fp32_modules_strict", _MISSING)
+        inherited = getattr(cls, "_keep_in_fp32_modules_strict", None) or []
+        cls._keep_in_fp32_modules_strict = sorted({*inherited, *(f"^{p}." for p in parts)})
+        try:
+            yield
+        finally:
+            if before is _MISSING:
+                del cls._keep_in_fp32_modules_strict
+            else:
+                cls._keep_in_fp32_modules_strict = before
+
+
+_MISSING = object()
 
 
 def processor(source: str, *, local_files_only: bool):
