@@ -202,12 +202,12 @@ def _quantized(model, dev, prec, keep):
 
 def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None, keep=KEEP_FP32):
     source, spec = resolve_source(name_or_path, random_weights=random_weights)
+    # Floating precisions load in their dtype on the device (no fp32 copy on the host);
+    # an adapter merges into fp32 weights, int8/int4 quantize fp32 ones.
+    direct = prec in DTYPES and adapter is None
     if source == "random":
         model, processor, meta = _build(spec)
     else:
-        # Floating precisions load in their dtype on the device (no fp32 copy on the host);
-        # an adapter merges into fp32 weights, int8/int4 quantize fp32 ones.
-        direct = prec in DTYPES and adapter is None
         model, processor = from_pretrained(
             source, allow_pickle=allow_pickle, dtype=DTYPES[prec] if direct else torch.float32,
             device=dev if direct else None, keep_fp32=fp32_parts(keep) if direct else (),
@@ -218,7 +218,8 @@ def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None
         from .checkpoints.adapter import apply_adapter
 
         model, meta = apply_adapter(model, adapter, meta)
-    model = _quantized(model, dev, prec, keep)
+    if not (source != "random" and direct):  # a direct load is in place already
+        model = _quantized(model, dev, prec, keep)
     return MusicGen(
         model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta
     )

@@ -232,10 +232,13 @@ def device_free(device: torch.device) -> int | None:
     return available_bytes()
 
 
-def largest_fit(s: Any, batch: int, frames: int, free: int, branches: int = 2) -> tuple[int, int]:
+def largest_fit(
+    s: Any, batch: int, frames: int, free: int, branches: int = 2, per_frame: int = 0
+) -> tuple[int, int]:
     """(most frames at ``batch``, most prompts at ``frames``) whose :func:`call_bytes` fit ``free``.
 
-    0 means not even one frame (or one prompt) fits.
+    ``per_frame`` adds bytes per frame and prompt held in the same memory (the
+    output audio, on the CPU). 0 means not even one frame (or one prompt) fits.
 
     Examples
     --------
@@ -245,16 +248,20 @@ def largest_fit(s: Any, batch: int, frames: int, free: int, branches: int = 2) -
     (100, 1)
     """
 
-    def most(lo: int, hi: int, need) -> int:
-        if need(lo) > free:
+    def need(b: int, f: int) -> int:
+        return call_bytes(s, b, f, branches)["total"] + per_frame * f * b
+
+    def most(hi: int, fits) -> int:
+        lo = 1
+        if not fits(lo):
             return 0
-        while lo < hi:  # the largest n in [lo, hi] with need(n) <= free
+        while lo < hi:  # the largest n in [lo, hi] that fits
             mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if need(mid) <= free else (lo, mid - 1)
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
         return lo
 
-    longest = most(1, frames, lambda f: call_bytes(s, batch, f, branches)["total"])
-    widest = most(1, batch, lambda b: call_bytes(s, b, frames, branches)["total"])
+    longest = most(frames, lambda f: need(batch, f) <= free)
+    widest = most(batch, lambda b: need(b, frames) <= free)
     return longest, widest
 
 

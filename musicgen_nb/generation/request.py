@@ -320,11 +320,9 @@ def _refusal(s, batch: int, frames: int, duration: float, need: int, free: int) 
     from ..engine.memory import largest_fit
 
     where = "memory" if s.device.type == "cpu" else f"{s.device.type} memory"
-    longest, widest = largest_fit(s, batch, frames, free, branches=3)
-    if s.device.type == "cpu":  # the audio shares the host's memory: shrink the estimate to fit
-        per_frame = 3 * s.audio_channels * s.hop_length * 4  # of one prompt
-        longest = min(longest, max(0, free // (per_frame * batch)))
-        widest = min(widest, max(0, free // (per_frame * frames)))
+    # On the CPU the output audio (3 float32 copies) shares the same memory.
+    audio = 3 * s.audio_channels * s.hop_length * 4 if s.device.type == "cpu" else 0
+    longest, widest = largest_fit(s, batch, frames, free, branches=3, per_frame=audio)
     fits = []
     if longest:
         fits.append(f"at most {longest / s.frame_rate:g} s for {batch} prompt(s)")
