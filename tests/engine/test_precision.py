@@ -110,3 +110,23 @@ def test_auto_on_the_real_gpu_follows_native_bf16():
     assert s.model.text_encoder.dtype == s.model.audio_encoder.dtype == torch.float32
     g = s.generate("jazz", duration=1, seed=0, progress=False)
     assert g.codes.shape == (1, 4, 50)
+
+
+@pytest.mark.gpu
+def test_chunk_decoder_keeps_100_db_on_cuda_with_tf32_allowed(tiny):
+    """cuDNN allows TF32 convolutions by default (Ampere+): decoding turns them off."""
+    import numpy as np
+
+    from musicgen_nb.streaming.chunk_decoder import ChunkDecoder, snr_db
+
+    torch.backends.cudnn.allow_tf32 = True
+    codes = np.random.default_rng(0).integers(0, 2048, (1, 4, 131))
+    ref = tiny.decode(codes)
+    d = ChunkDecoder(tiny, method="exact")
+    parts = []
+    for i in range(0, 131, 7):
+        d.push(codes[..., i : i + 7])
+        parts.append(d.pull())
+    parts.append(d.pull(final=True))
+    assert snr_db(ref, np.concatenate(parts, axis=-1)) >= 100
+    assert torch.backends.cudnn.allow_tf32  # restored
