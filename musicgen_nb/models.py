@@ -33,7 +33,14 @@ from .checkpoints.loading import (
 )
 from .checkpoints.offline import build_random, offline_processor
 from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE, known
-from .engine.precision import KEEP_FP32, fp32_parts, keep_fp32_names, place, resolve_precision
+from .engine.precision import (
+    KEEP_FP32,
+    bridge,
+    fp32_parts,
+    keep_fp32_names,
+    place,
+    resolve_precision,
+)
 
 if TYPE_CHECKING:
     import os
@@ -218,7 +225,9 @@ def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None
         from .checkpoints.adapter import apply_adapter
 
         model, meta = apply_adapter(model, adapter, meta)
-    if not (source != "random" and direct):  # a direct load is in place already
+    if source != "random" and direct:  # a direct load is in place already
+        model = bridge(model)
+    else:
         model = _quantized(model, dev, prec, keep)
     return MusicGen(
         model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta

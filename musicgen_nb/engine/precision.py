@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
-    "DeviceFacts", "KEEP_FP32", "auto_dtype", "describe", "device_facts", "exact_convolutions",
+    "DeviceFacts", "KEEP_FP32", "auto_dtype", "bridge", "describe", "device_facts", "exact_convolutions",
     "fake_device", "fp32_parts", "keep_fp32_names", "place", "resolve_precision",
 ]  # fmt: skip
 
@@ -267,6 +267,43 @@ def place(model: Any, device: torch.device, dtype: torch.dtype, keep_fp32: tuple
     for name, module in model.named_children():
         want = torch.float32 if name in kept else dtype
         module.to(device=device, dtype=want)
+    return bridge(model)
+
+
+def bridge(model: Any) -> Any:
+    """Hooks that let transformers' own ``forward``/``generate`` run fp32 parts beside a half decoder.
+
+    The text projection's output is cast to the decoder's dtype (it reads T5's
+    fp32 states in fp32), and the melody projection casts its input (transformers
+    makes the null chroma in ``model.dtype``, the fp32 T5's) to its weights' dtype.
+    Each cast reads the dtypes at call time, so a later ``model.to(...)`` stays
+    consistent. Added once per model.
+
+    Examples
+    --------
+    >>> import torch, musicgen_nb as mg
+    >>> s = mg.load("tiny", precision="bf16")
+    >>> s.model.enc_to_dec_proj(torch.zeros(1, 32)).dtype
+    torch.bfloat16
+    """
+    if getattr(model, "_musicgen_nb_bridged", False):
+        return model
+    decoder = model.decoder
+
+    def to_decoder(module, args, out):
+        return out.to(next(decoder.parameters()).dtype)
+
+    def to_weights(module, args):
+        dtype = module.weight.dtype
+        return tuple(
+            a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args
+        )
+
+    if getattr(model, "enc_to_dec_proj", None) is not None:
+        model.enc_to_dec_proj.register_forward_hook(to_decoder)
+    if getattr(model, "audio_enc_to_dec_proj", None) is not None:
+        model.audio_enc_to_dec_proj.register_forward_pre_hook(to_weights)
+    model._musicgen_nb_bridged = True
     return model
 
 
