@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import torch
 
+from .keep_fp32 import kept_fp32
 from .offline import offline_checkpoint
 from .specs import OFFLINE, build_config, known, model_class, offline_spec, short_name
 
@@ -320,7 +320,7 @@ def from_pretrained(
     if device is not None:
         kwargs["device_map"] = str(device)
     try:
-        with _kept_fp32(cls, keep_fp32 if dtype != torch.float32 else ()):
+        with kept_fp32(cls, keep_fp32 if dtype != torch.float32 else ()):
             model = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         if not local:
@@ -328,35 +328,6 @@ def from_pretrained(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"could not load the weights in {source}: {first}") from err
     return model, processor(source, local_files_only=kwargs["local_files_only"])
-
-
-_KEEP_LOCK = threading.Lock()
-
-
-@contextmanager
-def _kept_fp32(cls, parts: tuple):
-    """Have transformers' loader keep the top-level ``parts`` of ``cls`` in fp32.
-
-    It is transformers' own mechanism (``_keep_in_fp32_modules_strict``, which keeps
-    T5's ``wo`` in fp32), extended for the length of one load to whole parts.
-    """
-    if not parts:
-        yield
-        return
-    with _KEEP_LOCK:
-        before = cls.__dict__.get("_keep_in_fp32_modules_strict", _MISSING)
-        inherited = getattr(cls, "_keep_in_fp32_modules_strict", None) or []
-        cls._keep_in_fp32_modules_strict = sorted({*inherited, *(f"^{p}." for p in parts)})
-        try:
-            yield
-        finally:
-            if before is _MISSING:
-                del cls._keep_in_fp32_modules_strict
-            else:
-                cls._keep_in_fp32_modules_strict = before
-
-
-_MISSING = object()
 
 
 def processor(source: str, *, local_files_only: bool):
