@@ -147,10 +147,10 @@ def test_run_window_directly(tiny):
 
     cond = conditioning(tiny, ["jazz"], negative=None, guidance_scale=3.0)
     seen, steps = [], []
-    prefix = torch.as_tensor(tiny.encode(mg.audio.sine(440, 0.2, 32000), 32000))
+    prefix = torch.as_tensor(tiny.encode(mg.audio.sine(440, 0.2, 32000), 32000), device=tiny.device)
     codes, n_steps, stopped, decoder = run_window(
         tiny, cond, batch=1, prefix=prefix, frames=20, sampler=Sampler(),
-        generator=[torch.Generator().manual_seed(0)],
+        generator=[torch.Generator(device=tiny.device).manual_seed(0)],
         progress=Progress(13, False, lambda done, total: steps.append(done)), trace=None,
         capture=None, stop=None, on_frames=lambda c: seen.append(c.shape[-1]),
     )  # fmt: skip
