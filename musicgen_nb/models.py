@@ -187,6 +187,8 @@ def load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
             adapter=adapter, keep=keep,
         )  # fmt: skip
+    if prec in ("fp16", "bf16"):  # what stayed fp32 changes the tokens: the sidecars say it
+        s.provenance["keep_fp32"] = list(keep)
     return standins.mark(s, standin)
 
 
