@@ -33,6 +33,14 @@ from .checkpoints.loading import (
 )
 from .checkpoints.offline import build_random, offline_processor
 from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE, known
+from .engine.precision import (
+    KEEP_FP32,
+    bridge,
+    fp32_parts,
+    keep_fp32_names,
+    place,
+    resolve_precision,
+)
 
 if TYPE_CHECKING:
     import os
@@ -109,40 +117,6 @@ def list_models() -> pd.DataFrame:
     return df
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn ``"auto"`` into fp32 on CPU, bf16 (or fp16) on CUDA, fp16 on MPS.
-
-    It lives here rather than in :mod:`musicgen_nb.checkpoints.loading` because
-    ``"int4"`` is refused up front when the C++ kernels of
-    :mod:`musicgen_nb.engine.quantize` are missing, and checkpoints may not
-    import the engine (they are siblings).
-
-    Examples
-    --------
-    >>> resolve_precision("auto", torch.device("cpu"))
-    'fp32'
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "auto":
-        if precision in ("int8", "int4") and device.type != "cpu":
-            raise ValueError(
-                f"precision={precision!r} is weight-only {precision} for the CPU; on {device.type} use "
-                "'fp16' or 'bf16'"
-            )
-        if precision == "int4":
-            from .engine.quantize import int4_unavailable, kernel_available
-
-            if not kernel_available():  # refused before any weights load
-                raise ValueError(int4_unavailable())
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "mps":
-        return "fp16"
-    return "fp32"
-
-
 def load(
     name_or_path: str | os.PathLike = "facebook/musicgen-small",
     *,
@@ -151,6 +125,7 @@ def load(
     random_weights: bool = False,
     allow_pickle: bool = False,
     adapter: str | os.PathLike | None = None,
+    keep_fp32: tuple[str, ...] = KEEP_FP32,
 ) -> MusicGen:
     """Load a MusicGen checkpoint.
 
@@ -163,7 +138,8 @@ def load(
     device : {"auto", "cpu", "cuda", "mps"}
         ``"auto"`` picks cuda, then mps, then cpu.
     precision : {"auto", "fp32", "fp16", "bf16", "int8", "int4"}
-        ``"auto"`` is fp16/bf16 on GPU and fp32 on CPU. ``"int8"`` quantizes the
+        ``"auto"`` is fp32 on CPU, bf16 on GPUs that run it natively and fp16 on the
+        others (a T4), see :func:`musicgen_nb.engine.precision.auto_dtype`. ``"int8"`` quantizes the
         decoder's linear layers to weight-only int8 (CPU). ``"int4"`` gives the
         transformer layers 4-bit weights instead (lm_heads int8): faster, with
         about ten times int8's error (CPU, needs the C++ kernels).
@@ -175,6 +151,10 @@ def load(
     adapter : path, optional
         A fine-tune folder written by :func:`musicgen_nb.finetune.train`. It is merged
         into the weights before any cast or quantization, and every sidecar records it.
+    keep_fp32 : tuple of {"text_encoder", "audio_encoder"}
+        With fp16/bf16, the parts that stay fp32 (both by default, as audiocraft
+        keeps T5 and EnCodec); ``()`` casts the whole model. Weights are read
+        straight into their dtype on the device.
 
     Returns
     -------
@@ -199,13 +179,16 @@ def load(
     if not isinstance(allow_pickle, bool):
         raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
     name_or_path, standin = standins.resolve(name_or_path, random_weights=random_weights)
+    keep = keep_fp32_names(keep_fp32)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     with quiet_transformers():
         s = _load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
-            adapter=adapter,
+            adapter=adapter, keep=keep,
         )  # fmt: skip
+    if prec in ("fp16", "bf16"):  # what stayed fp32 changes the tokens: the sidecars say it
+        s.provenance["keep_fp32"] = list(keep)
     return standins.mark(s, standin)
 
 
@@ -216,29 +199,38 @@ def _build(spec: dict) -> tuple[object, object, dict]:
     return model, offline_processor(), dict(spec["meta"], random_weights=True)
 
 
-def _quantized(model, dev, prec):
+def _quantized(model, dev, prec, keep):
     """``model`` cast to ``prec`` on ``dev``; int8/int4 keep fp32 and quantize the decoder linears."""
     if prec in DTYPES:
-        return model.to(device=dev, dtype=DTYPES[prec])
+        return place(model, dev, DTYPES[prec], keep)
     from .engine.quantize import quantize_int4, quantize_int8
 
     quantize = quantize_int8 if prec == "int8" else quantize_int4
     return quantize(model.to(dev, dtype=torch.float32))
 
 
-def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None):
+def _load(name_or_path, dev, prec, *, random_weights, allow_pickle, adapter=None, keep=KEEP_FP32):
     source, spec = resolve_source(name_or_path, random_weights=random_weights)
+    # Floating precisions load in their dtype on the device (no fp32 copy on the host);
+    # an adapter merges into fp32 weights, int8/int4 quantize fp32 ones.
+    direct = prec in DTYPES and adapter is None
     if source == "random":
         model, processor, meta = _build(spec)
     else:
-        model, processor = from_pretrained(source, allow_pickle=allow_pickle)
+        model, processor = from_pretrained(
+            source, allow_pickle=allow_pickle, dtype=DTYPES[prec] if direct else torch.float32,
+            device=dev if direct else None, keep_fp32=fp32_parts(keep) if direct else (),
+        )  # fmt: skip
         meta = read_meta(source, name_or_path)
     model = model.eval()
     if adapter is not None:  # merged into plain fp32 weights before any cast or int8
         from .checkpoints.adapter import apply_adapter
 
         model, meta = apply_adapter(model, adapter, meta)
-    model = _quantized(model, dev, prec)
+    if source != "random" and direct:  # a direct load is in place already
+        model = bridge(model)
+    else:
+        model = _quantized(model, dev, prec, keep)
     return MusicGen(
         model, processor, name=meta.get("name", str(name_or_path)), precision=prec, meta=meta
     )

@@ -24,6 +24,7 @@ import torch
 
 from . import audio as audio_io
 from ._util.checks import check_positive
+from .engine.precision import exact_convolutions
 
 if TYPE_CHECKING:
     from typing import Any
@@ -196,7 +197,7 @@ def decode(s: Any, codes: ArrayLike, *, num_codebooks: int | None = None) -> np.
         )
     codec, device, dtype = _codec(s)
     outs = []
-    with torch.inference_mode():
+    with torch.inference_mode(), exact_convolutions():  # no TF32: the same audio on every GPU
         x = torch.from_numpy(arr).to(device)
         for c in range(channels):
             sub = x[:, c::channels][:, :num_codebooks]  # [B, k, frames]

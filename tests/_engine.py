@@ -28,8 +28,8 @@ def make_cond(s, gs=3.0):
 
 def tokens(s, rows, n, seed=0):
     """Random codes ``[rows, K, n]``."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, s.codebook_size, (rows, s.num_codebooks, n), generator=g)
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same codes on every device
+    return torch.randint(0, s.codebook_size, (rows, s.num_codebooks, n), generator=g).to(s.device)
 
 
 def forward_logits(s, toks, cond):

@@ -1,20 +1,34 @@
-"""Shared fixtures: the offline checkpoints, loaded once per test process."""
+"""Shared fixtures: the offline checkpoints, loaded once per test process.
+
+They load on ``MUSICGEN_NB_TEST_DEVICE`` (default ``cpu``, so ``make test`` on a CPU
+machine is unchanged; ``cuda`` runs the suite on a GPU, in fp32). Tests marked ``gpu``
+are skipped unless that device is a CUDA device that exists.
+"""
 
 import pytest
+from _devices import TEST_DEVICE, on_cuda
 
 
 @pytest.fixture(scope="session")
-def tiny():
-    import musicgen_nb as mg
+def device():
+    """The torch device of the session fixtures."""
+    import torch
 
-    return mg.load("tiny")
+    return torch.device(TEST_DEVICE)
 
 
 @pytest.fixture(scope="session")
-def tiny_melody():
+def tiny(device):
     import musicgen_nb as mg
 
-    return mg.load("tiny-melody")
+    return mg.load("tiny", device=str(device), precision="fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_melody(device):
+    import musicgen_nb as mg
+
+    return mg.load("tiny-melody", device=str(device), precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -23,3 +37,15 @@ def kernel():
     from _engine import require_kernel
 
     return require_kernel()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``gpu`` tests unless the suite runs on a CUDA device."""
+    if on_cuda():
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs MUSICGEN_NB_TEST_DEVICE=cuda and a GPU (is {TEST_DEVICE!r})"
+    )
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -113,3 +113,24 @@ def test_loading_names_stay_importable_from_models(tiny):
     assert models.resolve_device is loading.resolve_device
     assert models.PRECISIONS == loading.PRECISIONS and models.DEVICES == loading.DEVICES
     assert tiny.random_weights and not tiny.is_standin and tiny.meta["checkpoint"] == "tiny"
+
+
+def test_half_precision_keeps_text_encoder_and_codec_fp32_unless_asked():
+    import numpy as np
+    import torch
+
+    s = mg.load("tiny", precision="bf16")
+    assert s.dtype == torch.bfloat16 and s.precision == "bf16"
+    assert s.provenance["keep_fp32"] == ["text_encoder", "audio_encoder"]
+    assert s.model.text_encoder.dtype == s.model.audio_encoder.dtype == torch.float32
+    codes = np.zeros((1, 4, 50), np.int64)
+    np.testing.assert_array_equal(s.decode(codes), mg.load("tiny").decode(codes))  # fp32 codec
+    g = s.generate("jazz", duration=1, seed=0, progress=False)
+    assert g.codes.shape == (1, 4, 50)
+    cast = mg.load("tiny", precision="bf16", keep_fp32=())
+    assert {p.dtype for p in cast.model.parameters()} == {torch.bfloat16}
+    assert cast.provenance["keep_fp32"] == [] and "keep_fp32" not in mg.load("tiny").provenance
+    assert cast.generate("jazz", duration=1, seed=0, progress=False).codes.shape == (1, 4, 50)
+    melody = mg.load("tiny-melody", precision="fp16")
+    assert melody.model.text_encoder.dtype == torch.float32
+    assert melody.generate("x", duration=0.5, seed=0, progress=False).codes.shape == (1, 4, 25)

@@ -154,6 +154,18 @@ class Attentions:
         )
 
 
+def _to_host(store: dict) -> dict:
+    """``{layer: [tensors]}`` on the host, in one transfer for all of them (not one per step)."""
+    import torch
+
+    parts = [t for calls in store.values() for t in calls]
+    if not parts or all(t.device.type == "cpu" for t in parts):
+        return store
+    flat = torch.cat([t.reshape(-1) for t in parts]).cpu()
+    pieces = iter(flat.split([t.numel() for t in parts]))
+    return {i: [next(pieces).view(t.shape) for t in calls] for i, calls in store.items()}
+
+
 def _dense(calls: list) -> np.ndarray:
     """Stack per-call weights ``[rows, n, m]`` into a lower-triangular ``[rows, N, N]``."""
     rows = calls[0].shape[0]
@@ -224,12 +236,14 @@ def collect(
     missing = [i for i in layers if not decoder.captured_self.get(i)]
     if missing:
         raise RuntimeError(f"no self-attention was captured for layers {missing}")
-    self_attn = np.stack([_dense(decoder.captured_self[i]) for i in layers])
+    captured_self = _to_host(decoder.captured_self)
+    self_attn = np.stack([_dense(captured_self[i]) for i in layers])
     tokens = text_tokens(s, texts)
     cross = None
     if not cond.prefix:
+        captured_cross = _to_host(decoder.captured_cross)
         cross = np.stack(
-            [np.concatenate([c.numpy() for c in decoder.captured_cross[i]], axis=1) for i in layers]
+            [np.concatenate([c.numpy() for c in captured_cross[i]], axis=1) for i in layers]
         )
         mask = cond.mask[:batch].detach().cpu().numpy().astype(bool)  # [B, text_len]
         cross = np.where(mask[None, :, None, :], cross, np.float16(0)).astype(np.float16)

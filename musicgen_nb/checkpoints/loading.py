@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .keep_fp32 import kept_fp32
 from .offline import offline_checkpoint
 from .specs import OFFLINE, build_config, known, model_class, offline_spec, short_name
 
@@ -274,8 +275,20 @@ def _hub_config(source: str):
     return AutoConfig.from_pretrained(source, trust_remote_code=False), False
 
 
-def from_pretrained(source: str, *, allow_pickle: bool):
+def from_pretrained(
+    source: str,
+    *,
+    allow_pickle: bool,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+    keep_fp32: tuple = (),
+):
     """Load model and processor through transformers' ``from_pretrained``.
+
+    The weights are read straight into ``dtype`` on ``device`` by transformers'
+    own loader (``dtype=``, ``device_map=``: one tensor at a time), never as a full
+    fp32 copy on the host that is cast afterwards; the top-level parts named in
+    ``keep_fp32`` (``"text_encoder"``, ``"audio_encoder"``) are read in fp32.
 
     Returns
     -------
@@ -303,8 +316,12 @@ def from_pretrained(source: str, *, allow_pickle: bool):
     else:
         config, kwargs["local_files_only"] = _hub_config(source)
     cls = model_class(config.model_type)
+    kwargs["dtype"] = dtype
+    if device is not None:
+        kwargs["device_map"] = str(device)
     try:
-        model = cls.from_pretrained(source, **kwargs)
+        with kept_fp32(cls, keep_fp32 if dtype != torch.float32 else ()):
+            model = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, RuntimeError) as err:
         if not local:
             raise

@@ -236,13 +236,17 @@ class Decoder:
         return torch.stack([head(h) for head in self.lm_heads], dim=1)  # [R, K, V]
 
     def _keep(self, kept_self: list, kept_cross: list) -> None:
-        """Store the captured layers' attention weights of this step (head-averaged, fp16)."""
+        """Store the captured layers' attention weights of this step (head-averaged, fp16).
+
+        They stay on the device: :func:`musicgen_nb.attention.collect` moves them all
+        to the host in one transfer (no host sync per layer and step).
+        """
         cap, layers = self.capture, self.capture_layers
         for store, kept in ((self.captured_self, kept_self), (self.captured_cross, kept_cross)):
             for i, w in zip(layers, kept, strict=False):
                 w = w[: cap["rows"]]
                 w = w[:, cap["heads"]] if cap.get("heads") is not None else w
-                store.setdefault(i, []).append(w.mean(1).to(torch.float16).cpu())
+                store.setdefault(i, []).append(w.mean(1).to(torch.float16))
 
 
 def _bias(mask: torch.Tensor, dtype) -> torch.Tensor:

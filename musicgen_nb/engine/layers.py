@@ -133,6 +133,20 @@ def _norm_linear(
     return _linear(h, i, mode, packed, weights, biases, scales, reduce_range, gelu)
 
 
+def _weights(
+    q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None, causal: bool, scaling: float
+) -> torch.Tensor:
+    """Attention weights of ``q`` over ``k`` in fp32 (what capture keeps)."""
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling
+    if bias is not None:
+        scores = scores + bias.float()
+    if causal:
+        n, m = q.shape[-2], k.shape[-2]
+        mask = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1)
+
+
 def _attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -143,19 +157,14 @@ def _attention(
     scaling: float,
     kept: list[torch.Tensor],
 ) -> torch.Tensor:
-    """Attention of ``q`` over ``k``/``v``; when ``keep``, its weights are appended to ``kept``."""
-    if not keep:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scaling
-    if bias is not None:
-        scores = scores + bias
-    if causal:
-        n, m = q.shape[-2], k.shape[-2]
-        mask = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.float().softmax(-1)
-    kept.append(weights)
-    return torch.matmul(weights.to(v.dtype), v)
+    """Attention of ``q`` over ``k``/``v``; when ``keep``, its weights are appended to ``kept``.
+
+    The output is the fused attention's either way, so capturing never changes the
+    tokens; the kept weights are computed beside it, in fp32.
+    """
+    if keep:
+        kept.append(_weights(q, k, bias, causal, scaling))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=causal)
 
 
 def _qkv(
@@ -240,11 +249,18 @@ def _self_attention(
     dim = q.shape[1]
     n = q.shape[0] // rows
     hd = dim // heads
-    if kernel and n == 1 and i not in capture:
+    if kernel and n == 1:
         # one call: int8 cache write, scores, softmax, weighted values
-        return torch.ops.musicgen_nb.attend_int8(
+        o = torch.ops.musicgen_nb.attend_int8(
             q, k, v, k_cache[i], k_scale[i], v_cache[i], v_scale[i], start, scaling
         )
+        if i in capture:  # the weights beside the kernel's output, from the cache it wrote
+            keys = k_cache[i].narrow(2, 0, start + 1).to(q.dtype)
+            keys = keys * k_scale[i].narrow(2, 0, start + 1)[..., None]
+            kept.append(
+                _weights(q.reshape(rows, 1, heads, hd).transpose(1, 2), keys, None, False, scaling)
+            )
+        return o
     q = q.reshape(rows, n, heads, hd).transpose(1, 2)
     k = k.reshape(rows, n, heads, hd).transpose(1, 2)
     v = v.reshape(rows, n, heads, hd).transpose(1, 2)
@@ -274,8 +290,12 @@ def _cross_attention(
     dim = q.shape[1]
     n = q.shape[0] // rows
     keep = i in capture
-    if kernel and n == 1 and not keep:  # one query over the text: one C++ call
-        return torch.ops.musicgen_nb.attend_cross(q, cross_k[i], cross_v[i], cross_bias, scaling)
+    if kernel and n == 1:  # one query over the text: one C++ call
+        o = torch.ops.musicgen_nb.attend_cross(q, cross_k[i], cross_v[i], cross_bias, scaling)
+        if keep:
+            q4 = q.reshape(rows, n, heads, dim // heads).transpose(1, 2)
+            kept.append(_weights(q4, cross_k[i], cross_bias, False, scaling))
+        return o
     q = q.reshape(rows, n, heads, dim // heads).transpose(1, 2)
     o = _attention(q, cross_k[i], cross_v[i], cross_bias, False, keep, scaling, kept)
     return o.transpose(1, 2).reshape(rows * n, dim)
@@ -337,33 +357,12 @@ def run_layers(
                 x, j + 4, 3 * i + 1, norms, eps, mode, packed, weights, biases, scales, reduce_range
             )
             o = _cross_attention(
-                q,
-                i,
-                rows,
-                heads,
-                kernel,
-                cross_k,
-                cross_v,
-                cross_bias,
-                capture,
-                scaling,
-                kept_cross,
-            )
+                q, i, rows, heads, kernel, cross_k, cross_v, cross_bias, capture, scaling, kept_cross
+            )  # fmt: skip
             x = _linear(o, j + 5, mode, packed, weights, biases, scales, reduce_range, False, x)
         h = _norm_linear(
-            x,
-            j + 6,
-            3 * i + 2,
-            norms,
-            eps,
-            mode,
-            packed,
-            weights,
-            biases,
-            scales,
-            reduce_range,
-            True,
-        )
+            x, j + 6, 3 * i + 2, norms, eps, mode, packed, weights, biases, scales, reduce_range, True
+        )  # fmt: skip
         x = _linear(h, j + 7, mode, packed, weights, biases, scales, reduce_range, False, x)
     return x, kept_self, kept_cross
 

@@ -1,15 +1,39 @@
-"""What a generation needs in memory: the key/value cache, and the one out-of-memory message."""
+"""What a generation needs in memory, the up-front estimate, releasing it, and out-of-memory errors.
+
+* :func:`cache_bytes`: the key/value cache of one window.
+* :func:`call_bytes`: what one call needs on the device beyond the weights (cache,
+  activations of a step and of the prefix, cross-attention keys, EnCodec's decode),
+  and :func:`largest_fit`, the longest duration / largest batch a free figure holds.
+  The generation refuses a call that cannot fit before any work.
+* :func:`release`: garbage-collect and hand CUDA's cached blocks back, after a call.
+* :class:`OutOfMemory`: raised when a call runs out of memory after all; it keeps
+  the windows done so far (``err.partial``) and holds no decoder.
+
+Free memory comes from :func:`musicgen_nb.engine.precision.device_facts`, which a test
+fakes with :func:`~musicgen_nb.engine.precision.fake_device` (``free_bytes=``).
+"""
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 import torch
 
+from .precision import device_facts
+
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["cache_bytes", "oom_message", "SMALLER"]
+__all__ = [
+    "OutOfMemory", "SMALLER", "cache_bytes", "call_bytes", "device_free", "largest_fit",
+    "oom_message", "release", "weight_bytes",
+]  # fmt: skip
+
+#: Text tokens assumed for the cross-attention keys of the estimate (prompts are ~10-30).
+TEXT_TOKENS = 64
+#: Frames EnCodec decodes at once (generation's DECODE_CHUNK plus its context on both sides).
+CODEC_FRAMES = 1700
 
 #: The next smaller checkpoint to try after running out of memory.
 SMALLER = {
@@ -110,3 +134,149 @@ def oom_message(s: Any, batch: int = 1, duration: float | None = None) -> str:
         + ", or ".join(tips)
         + "."
     )
+
+
+class OutOfMemory(MemoryError):
+    """A call ran out of memory: the message says what fits, ``partial`` keeps what was done.
+
+    ``partial`` is the :class:`~musicgen_nb.generation.Generation` of the windows
+    finished before the error (``interrupted=True``), or None when none was. The
+    error holds no decoder, no key/value cache and no traceback into the decode
+    loop: in Jupyter, ``sys.last_value`` pins nothing on the device.
+
+    Examples
+    --------
+    >>> err = OutOfMemory("out of memory")
+    >>> isinstance(err, MemoryError), err.partial
+    (True, None)
+    """
+
+    def __init__(self, message: str, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of ``model``'s parameters and buffers.
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> weight_bytes(mg.load("tiny").model) > 0
+    True
+    """
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    return total + sum(b.numel() * b.element_size() for b in model.buffers())
+
+
+def _codec_bytes(model: Any, frames: int) -> int:
+    """EnCodec's decode activations for one item of ``frames`` frames (a few live maps per stage)."""
+    codec = model.config.audio_encoder
+    dtype = next(model.audio_encoder.parameters()).dtype
+    channels, length, total = codec.num_filters * 2 ** len(codec.upsampling_ratios), frames, 0
+    total += channels * length
+    for ratio in codec.upsampling_ratios:
+        channels, length = channels // 2, length * ratio
+        total += channels * length
+    return 3 * total * torch.empty((), dtype=dtype).element_size()
+
+
+def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
+    """Device bytes of one call beyond the weights, by part, and their ``total``.
+
+    ``kv``: one window's key/value cache (one window is alive at a time);
+    ``activations``: the prefix feed's scores and states, the cross-attention keys
+    and the fp32 logits of a step; ``codec``: EnCodec's decode of one item.
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> s = mg.load("tiny")
+    >>> b = call_bytes(s, 1, 100)
+    >>> b["total"] == b["kv"] + b["activations"] + b["codec"]
+    True
+    """
+    cfg, model = s.model.config.decoder, s.model
+    rows, window = branches * batch, min(frames, s.max_frames)
+    positions = window + s.num_codebooks
+    if s.is_melody:
+        positions += model.config.chroma_length + TEXT_TOKENS
+    size = torch.empty((), dtype=s.dtype).element_size()
+    kv = cache_bytes(model, rows, positions, s.dtype)
+    prefix = min(positions, int(0.4 * s.max_frames) + s.num_codebooks)  # a window's known tail
+    scores = rows * cfg.num_attention_heads * prefix * prefix * size
+    states = rows * prefix * (4 * cfg.hidden_size + cfg.ffn_dim) * size
+    cross = 2 * cfg.num_hidden_layers * rows * TEXT_TOKENS * cfg.hidden_size * size
+    logits = 4 * rows * cfg.num_codebooks * cfg.vocab_size * 4
+    act = scores + states + cross + logits
+    codec = _codec_bytes(model, min(frames, CODEC_FRAMES)) * s.audio_channels
+    return dict(kv=kv, activations=act, codec=codec, total=kv + act + codec)
+
+
+def device_free(device: torch.device) -> int | None:
+    """Free bytes on ``device``: faked, CUDA's figure, or the host's for the CPU; None if unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from musicgen_nb.engine.precision import fake_device
+    >>> with fake_device("cpu", free_bytes=123):
+    ...     device_free(torch.device("cpu"))
+    123
+    """
+    facts = device_facts(device)
+    if facts.free_bytes is not None or facts.faked or device.type != "cpu":
+        return facts.free_bytes
+    from .._util.memory import available_bytes
+
+    return available_bytes()
+
+
+def largest_fit(
+    s: Any, batch: int, frames: int, free: int, branches: int = 2, per_frame: int = 0
+) -> tuple[int, int]:
+    """(most frames at ``batch``, most prompts at ``frames``) whose :func:`call_bytes` fit ``free``.
+
+    ``per_frame`` adds bytes per frame and prompt held in the same memory (the
+    output audio, on the CPU). 0 means not even one frame (or one prompt) fits.
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> s = mg.load("tiny")
+    >>> largest_fit(s, 1, 100, 10**12)
+    (100, 1)
+    """
+
+    def need(b: int, f: int) -> int:
+        return call_bytes(s, b, f, branches)["total"] + per_frame * f * b
+
+    def most(hi: int, fits) -> int:
+        lo = 1
+        if not fits(lo):
+            return 0
+        while lo < hi:  # the largest n in [lo, hi] that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
+
+    longest = most(frames, lambda f: need(batch, f) <= free)
+    widest = most(batch, lambda b: need(b, frames) <= free)
+    return longest, widest
+
+
+def release(device: torch.device) -> None:
+    """Free what a finished call left: collect garbage, then return CUDA's cached blocks.
+
+    On the CPU there is nothing to do: the cache is freed when its decoder goes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> release(torch.device("cpu"))
+    """
+    if device.type != "cuda":
+        return
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

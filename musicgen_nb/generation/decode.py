@@ -121,6 +121,4 @@ def _attach(s, req: Request, p: Plan, run: Run, g: Generation) -> None:
             prefix_known=p.prompt_frames, codes=g.codes,
         )  # fmt: skip
     if p.capture is not None and run.captured is not None:
-        from ..attention import collect
-
-        g.attentions = collect(run.captured[0], p.capture, s, req.texts, run.captured[1])
+        g.attentions = run.captured  # collected when the first window ended

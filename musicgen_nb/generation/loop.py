@@ -131,7 +131,7 @@ def run_window(
             if stop is not None and stop.is_set():
                 interrupted = True
                 break
-            guided, c, u = guide(logits, batch, sampler)
+            guided, c, u = guide(logits.float(), batch, sampler)  # guidance and sampling in fp32
             tokens, probs = sample(warp(guided, sampler), sampler, generator)
             pos = t + 1
             new = torch.where(known[:, pos][None, :], seq[:, :, pos], tokens)

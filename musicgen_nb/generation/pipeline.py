@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
+from ..engine.memory import OutOfMemory, release
 from .decode import assemble
 from .request import Request, make_request
 from .result import Generation
@@ -45,6 +48,12 @@ def run(s: Any, req: Request) -> Generation:
     -------
     Generation
 
+    Raises
+    ------
+    musicgen_nb.engine.memory.OutOfMemory
+        When the device runs out of memory: the message says what fits, and
+        ``err.partial`` is the Generation of the windows done (or None).
+
     Examples
     --------
     >>> import musicgen_nb as mg
@@ -60,7 +69,25 @@ def run(s: Any, req: Request) -> Generation:
         )
     p = plan(s, req)
     got, p = inputs(s, req, p)
-    return assemble(s, req, p, got, run_windows(s, req, p, got))
+    try:
+        done = run_windows(s, req, p, got)
+        if done.oom is None:
+            return assemble(s, req, p, got, done)
+        partial = _partial(s, req, p, got, done)
+    finally:
+        release(s.device)  # the call's cache and activations go back to the device
+    raise OutOfMemory(done.oom, partial)  # outside any except: no traceback into the loop
+
+
+def _partial(s, req: Request, p, got, done) -> Generation | None:
+    """The Generation of the windows finished before running out of memory, if any."""
+    if not done.window_codes:
+        return None
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    try:
+        return assemble(s, req, p, got, done)
+    except oom:  # even the codec's decode does not fit: the codes stay in done.codes
+        return None
 
 
 def generate(

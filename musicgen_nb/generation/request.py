@@ -283,10 +283,13 @@ def check_prompt_length(s, samples: int, sr: int) -> None:
 
 
 def check_memory(s, batch: int, frames: int, duration: float) -> None:
-    """Refuse a call whose output audio and key/value cache cannot fit in memory.
+    """Refuse a call that cannot fit in memory, naming the longest duration or batch that can.
 
-    The estimate counts the float32 audio three times (decoded pieces, their
-    concatenation, the trimmed copy) and the decoder's cache for one window.
+    On the device: one window's key/value cache, the activations and EnCodec's
+    decode (:func:`musicgen_nb.engine.memory.call_bytes`), against its free memory
+    (the weights are already there). On the host: the float32 audio three times
+    (decoded pieces, their concatenation, the trimmed copy). On the CPU both share
+    the host's memory.
 
     Examples
     --------
@@ -294,19 +297,40 @@ def check_memory(s, batch: int, frames: int, duration: float) -> None:
     >>> check_memory(mg.load("tiny"), 1, 100, 2.0)
     """
     from .._util.memory import available_bytes
-    from ..engine import cache_bytes
+    from ..engine.memory import call_bytes, device_free
 
-    available = available_bytes()
-    if available is None:
-        return
     audio = 3 * batch * s.audio_channels * frames * s.hop_length * 4
-    rows = 3 * batch  # at most three guidance branches
-    cache = cache_bytes(s.model, rows, min(frames, s.max_frames) + s.num_codebooks, s.dtype)
-    need = audio + (cache if s.device.type == "cpu" else 0)
-    if need <= available:
+    device = call_bytes(s, batch, frames, branches=3)["total"]  # at most three guidance branches
+    free = device_free(s.device)
+    if s.device.type == "cpu":
+        audio, device = 0, device + audio
+    elif (host := available_bytes()) is not None and audio > host:
+        raise ValueError(
+            f"duration={duration:g} s for {batch} prompt(s) needs about {audio / 1e9:.1f} GB of "
+            f"host memory for the audio but only {host / 1e9:.1f} GB is available; ask for a "
+            "shorter duration or fewer prompts"
+        )
+    if free is None or device <= free:
         return
-    raise ValueError(
-        f"duration={duration:g} s for {batch} prompt(s) needs about {need / 1e9:.1f} GB "
-        f"(audio {audio / 1e9:.1f} GB, decoder cache {cache / 1e9:.1f} GB) but only "
-        f"{available / 1e9:.1f} GB of memory is available; ask for a shorter duration or fewer prompts"
+    raise ValueError(_refusal(s, batch, frames, duration, device, free))
+
+
+def _refusal(s, batch: int, frames: int, duration: float, need: int, free: int) -> str:
+    """What a call that cannot fit needs, what is free, and the largest call that fits."""
+    from ..engine.memory import largest_fit
+
+    where = "memory" if s.device.type == "cpu" else f"{s.device.type} memory"
+    # On the CPU the output audio (3 float32 copies) shares the same memory.
+    audio = 3 * s.audio_channels * s.hop_length * 4 if s.device.type == "cpu" else 0
+    longest, widest = largest_fit(s, batch, frames, free, branches=3, per_frame=audio)
+    fits = []
+    if longest:
+        fits.append(f"at most {longest / s.frame_rate:g} s for {batch} prompt(s)")
+    if widest and widest < batch:
+        fits.append(f"at most {widest} prompt(s) of {duration:g} s")
+    hint = " or ".join(fits) if fits else "no call of this model: free memory or load a smaller one"
+    return (
+        f"duration={duration:g} s for {batch} prompt(s) needs about {need / 1e9:.2f} GB of "
+        f"{where} (key/value cache, activations, audio) but only {free / 1e9:.2f} GB is available; "
+        f"the estimate fits {hint}. Ask for a shorter duration or fewer prompts"
     )

@@ -22,12 +22,14 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..conditioning import chroma_start, conditioning, fit_chroma
-from ..engine import Conditioning, Sampler, StepRecord
+from ..engine import Conditioning, Sampler, StepRecord, oom_message
+from ..engine.memory import device_free, largest_fit, release
 from ..patterns import codebook_delays
 from .loop import Progress, run_window
 from .request import Request, prompt_frames
@@ -192,6 +194,11 @@ def window_conditioning(s, req: Request, got: Inputs, start: int) -> Conditionin
 class Run:
     """What the windows produced.
 
+    ``captured`` holds the attention captured in the first window (an
+    :class:`~musicgen_nb.attention.Attentions`, collected as that window ends, so
+    no decoder outlives its window); ``oom`` is the out-of-memory message when the
+    run ran out of memory.
+
     Examples
     --------
     >>> Run(codes=None, windows=[], window_codes=[], interrupted=False, timings={},
@@ -205,14 +212,19 @@ class Run:
     interrupted: bool
     timings: dict
     record: StepRecord | None
-    captured: tuple | None  # (decoder, conditioning) of the first window
+    captured: Any  # the first window's Attentions, when capturing
+    oom: str | None = None
 
 
 def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
     """Decode every window of the plan in order; a stop or KeyboardInterrupt keeps what is done.
 
-    An out-of-memory error becomes a ``MemoryError`` that names what to shrink
-    (:func:`musicgen_nb.engine.oom_message`).
+    One key/value cache is alive at a time: a window's decoder is dropped before
+    the next is built (captured attention is collected first). On an
+    out-of-memory error the run stops like an interrupt, keeping the windows done,
+    and ``run.oom`` says what fits; the error and its traceback (which hold the
+    decoder) are dropped and the cache freed before :func:`~musicgen_nb.generation.run`
+    raises :class:`~musicgen_nb.engine.memory.OutOfMemory`.
 
     Examples
     --------
@@ -222,11 +234,9 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
     >>> req = make_request(s, "x", duration=1, seed=0, progress=False)
     >>> p = plan(s, req)
     >>> run = run_windows(s, req, p, inputs(s, req, p)[0])
-    >>> tuple(run.codes.shape), run.timings["steps"]
-    ((1, 4, 50), 53)
+    >>> tuple(run.codes.shape), run.timings["steps"], run.captured
+    ((1, 4, 50), 53, None)
     """
-    from ..engine import oom_message
-
     run = Run(
         codes=got.prefix, windows=[], window_codes=[], interrupted=False,
         timings=dict(text_encode_s=0.0, decode_loop_s=0.0, codec_decode_s=0.0, steps=0),
@@ -234,18 +244,35 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
     )  # fmt: skip
     bar = Progress(p.steps, req.progress, req.callback)
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    failed = False
     try:
         with torch.inference_mode():
             _windows(s, req, p, got, run, bar)
     except KeyboardInterrupt:  # between steps (e.g. while conditioning a window): keep what is done
         run.interrupted = True
-    except oom as exc:
-        if s.device.type == "cuda":
-            torch.cuda.empty_cache()
-        raise MemoryError(oom_message(s, req.batch, req.opts["duration"])) from exc
+    except oom:  # the traceback holds the failing window's decoder: leave this block first
+        failed = True
     finally:
         bar.close()
+    if failed:
+        run.interrupted, run.captured = True, None
+        release(s.device)
+        run.oom = _oom_text(s, req)
     return run
+
+
+def _oom_text(s, req: Request) -> str:
+    """The out-of-memory message, with what the estimate says fits."""
+    msg = oom_message(s, req.batch, req.opts["duration"])
+    free = device_free(s.device)
+    if free is None:
+        return msg
+    frames = round(req.opts["duration"] * s.frame_rate)
+    longest, widest = largest_fit(s, req.batch, frames, free)
+    fits = f" With {free / 1e9:.2f} GB free, the estimate fits "
+    fits += f"{longest / s.frame_rate:g} s for {req.batch} prompt(s)" if longest else "no call"
+    fits += f", or {widest} prompt(s) of {req.opts['duration']:g} s." if widest else "."
+    return msg + fits
 
 
 def _windows(s, req: Request, p: Plan, got: Inputs, run: Run, bar: Progress) -> None:
@@ -257,17 +284,21 @@ def _windows(s, req: Request, p: Plan, got: Inputs, run: Run, bar: Progress) -> 
         t1 = time.perf_counter()
         pre = None if run.codes is None else run.codes[..., start:]
         hook = None if req.on_frames is None else functools.partial(req.on_frames, start)
+        capture = p.capture if i == 0 else None  # attention is captured in the first window only
         out, n_steps, run.interrupted, decoder = run_window(
             s, cond, batch=req.batch, prefix=pre, frames=end - start, sampler=got.sampler,
             generator=generator, progress=bar, trace=run.record,
-            capture=p.capture if i == 0 else None, stop=req.stop, on_frames=hook,
+            capture=capture, stop=req.stop, on_frames=hook,
         )  # fmt: skip
+        if capture is not None:  # collected now, so that no decoder outlives its window
+            from ..attention import collect
+
+            run.captured = collect(decoder, capture, s, req.texts, cond)
+        del decoder  # its cache goes now, before the next window's is allocated
         run.timings["text_encode_s"] += t1 - t0
         run.timings["decode_loop_s"] += time.perf_counter() - t1
         run.timings["steps"] += n_steps
         run.codes = out if run.codes is None else torch.cat([run.codes[..., :start], out], -1)
-        if i == 0:  # attention is captured in the first window only
-            run.captured = (decoder, cond)
         run.windows.append((start, start + out.shape[-1]))
         run.window_codes.append(out)
         if run.interrupted:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..engine.precision import exact_convolutions
+
 if TYPE_CHECKING:
     from typing import Any
 
@@ -208,7 +210,8 @@ class ChunkDecoder:
         t0 = time.perf_counter()
         saved = self._state()
         try:
-            with torch.inference_mode(), _threads(self.threads):
+            # TF32 convolutions (cuDNN's default on Ampere+) would break the >= 100 dB promise
+            with torch.inference_mode(), _threads(self.threads), exact_convolutions():
                 if self.method == "exact":
                     wav = self._exact(self.emitted, end, final)
                 else:

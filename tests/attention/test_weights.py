@@ -191,3 +191,18 @@ def test_stopped_run_keeps_what_was_captured(tiny):
     assert a.self_attn.shape == (2, 1, 11, 11) and a.cross.shape[:3] == (2, 1, 11)
     _check_self(a.self_attn)
     np.testing.assert_allclose(a.cross.astype(np.float32).sum(-1), 1.0, atol=ATOL)
+
+
+def test_capture_does_not_change_codes_in_half_precision_or_int8():
+    """Capture computes the weights beside the fused attention: bf16 (53.6% of codes agreed
+    before, on 2 s of tiny) and int8 (kernel path) give the same codes with it as without."""
+    import musicgen_nb as mg
+
+    for precision in ("bf16", "int8"):
+        s = mg.load("tiny", precision=precision)
+        kw = dict(duration=2.0, seed=0, progress=False)
+        plain = s.generate(["jazz", "rock"], **kw)
+        got = s.generate(["jazz", "rock"], attentions=True, **kw)
+        np.testing.assert_array_equal(got.codes, plain.codes)
+        rows = got.attentions.self_attn[0, 0].astype(np.float32).sum(-1)
+        np.testing.assert_allclose(rows, 1.0, atol=2e-2)

@@ -163,3 +163,32 @@ def test_quiet_transformers_restores_the_verbosity():
 def test_known_names_lists_every_name():
     text = loading.known_names()
     assert "'small'" in text and "'stereo-melody-large'" in text and "'tiny-stereo'" in text
+
+
+def test_half_precision_loads_straight_into_its_dtype():
+    """transformers' loader reads the weights into bf16 (parameter bytes half of fp32's), the
+    kept parts in fp32 and bit-equal to an fp32 load, and forgets the kept list afterwards."""
+    import torch
+    from transformers import MusicgenForConditionalGeneration as Cls
+
+    from musicgen_nb.checkpoints.offline import offline_checkpoint
+
+    src = str(offline_checkpoint("tiny"))
+    ref, _ = loading.from_pretrained(src, allow_pickle=False)
+    half, _ = loading.from_pretrained(
+        src, allow_pickle=False, dtype=torch.bfloat16, device=torch.device("cpu"),
+        keep_fp32=("text_encoder", "enc_to_dec_proj", "audio_encoder"),
+    )  # fmt: skip
+
+    def nbytes(module):
+        return sum(p.numel() * p.element_size() for p in module.parameters())
+
+    assert half.decoder.dtype == torch.bfloat16 and 2 * nbytes(half.decoder) == nbytes(ref.decoder)
+    fp32 = dict(ref.named_parameters())
+    for name, p in half.named_parameters():
+        if not name.startswith("decoder."):
+            assert p.dtype == torch.float32 and torch.equal(p, fp32[name]), name
+    assert "_keep_in_fp32_modules_strict" not in Cls.__dict__
+    everything, _ = loading.from_pretrained(src, allow_pickle=False, dtype=torch.float16)
+    kept = {n for n, p in everything.named_parameters() if p.dtype == torch.float32}
+    assert kept and all(".wo." in n for n in kept)  # transformers' own rule: T5's wo in fp16

@@ -70,3 +70,24 @@ def test_codec_overlap_compares_both_ways():
         line = next(ln for ln in text.splitlines() if ln.startswith(f"{kind} ") and "median" in ln)
         assert float(line.split("audio ready median ")[1].split()[0]) > 0
     assert "sequential / overlapped per round" in text
+
+
+def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py with --device cpu and the tiny checkpoint: every row is there,
+    the paths (stream, grid row, fine-tune step) ran, and auto on a faked T4 is fp16."""
+    out = tmp_path / "gpu_check.json"
+    text = _run(
+        "gpu_check.py", "--device", "cpu", "--sizes", "tiny", "--peak-model", "tiny",
+        "--peak-seconds", "1", "--steps", "12", "--agree-steps", "12", "--json", str(out),
+    )  # fmt: skip
+    rows = {r["check"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["steps/s transformers"]["value"] > 0
+    engine = [r for c, r in rows.items() if c.startswith("steps/s engine")]
+    assert engine and any(isinstance(r["value"], float) and r["value"] > 0 for r in engine)
+    assert rows["tokens = generate (fp32)"]["value"] == "100.0%"
+    assert rows["peak GB, 1 s"]["value"] > 0 and rows["host syncs/step"]["value"] == "n/a (cpu)"
+    assert all(rows[c]["value"] == "ok" for c in ("stream", "grid row", "fine-tune step"))
+    assert (
+        rows["auto on sm75 (faked T4)"]["value"] == "fp16" and rows["auto here"]["value"] == "fp32"
+    )
+    assert "auto on sm75" in text

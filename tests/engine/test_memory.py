@@ -42,3 +42,43 @@ def test_oom_message_names_both_half_precisions_and_the_smaller_models(tiny, mon
     assert "fewer prompts per call (now 4)" in msg and "(now 30 s)" in msg
     monkeypatch.setattr(tiny, "precision", "bf16")
     assert "half precision" not in oom_message(tiny)
+
+
+def test_call_bytes_counts_one_window_and_grows_with_the_batch(tiny):
+    from musicgen_nb.engine.memory import call_bytes
+
+    one = call_bytes(tiny, 1, tiny.max_frames)
+    assert one["total"] == one["kv"] + one["activations"] + one["codec"]
+    assert one["kv"] == cache_bytes(tiny.model, 2, tiny.max_frames + 4, torch.float32)
+    # past one window the cache stops growing: one window's cache is alive at a time
+    assert call_bytes(tiny, 1, 50 * tiny.max_frames)["kv"] == one["kv"]
+    assert call_bytes(tiny, 4, tiny.max_frames)["kv"] == 4 * one["kv"]
+
+
+def test_largest_fit_is_the_boundary_of_the_estimate(tiny):
+    from musicgen_nb.engine.memory import call_bytes, largest_fit
+
+    free = call_bytes(tiny, 2, 120)["total"]
+    longest = largest_fit(tiny, 2, 200, free)[0]
+    assert call_bytes(tiny, 2, longest)["total"] <= free < call_bytes(tiny, 2, longest + 1)["total"]
+    assert longest >= 120 and largest_fit(tiny, 4, 120, free)[1] == 2
+    assert largest_fit(tiny, 1, 100, 10) == (0, 0)
+
+
+def test_device_free_reads_the_faked_figure(tiny):
+    from musicgen_nb.engine.memory import device_free
+    from musicgen_nb.engine.precision import fake_device
+
+    with fake_device("cuda", free_bytes=7 * 10**9):
+        assert device_free(torch.device("cuda")) == 7 * 10**9
+    with fake_device("cpu", free_bytes=123):
+        assert device_free(torch.device("cpu")) == 123
+    assert device_free(torch.device("cpu")) > 10**6  # the host's available memory
+
+
+def test_release_and_out_of_memory_error():
+    from musicgen_nb.engine.memory import OutOfMemory, release
+
+    release(torch.device("cpu"))  # nothing held: a no-op off CUDA
+    err = OutOfMemory("out of memory", partial="done")
+    assert isinstance(err, MemoryError) and err.partial == "done"

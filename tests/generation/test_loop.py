@@ -147,10 +147,10 @@ def test_run_window_directly(tiny):
 
     cond = conditioning(tiny, ["jazz"], negative=None, guidance_scale=3.0)
     seen, steps = [], []
-    prefix = torch.as_tensor(tiny.encode(mg.audio.sine(440, 0.2, 32000), 32000))
+    prefix = torch.as_tensor(tiny.encode(mg.audio.sine(440, 0.2, 32000), 32000), device=tiny.device)
     codes, n_steps, stopped, decoder = run_window(
         tiny, cond, batch=1, prefix=prefix, frames=20, sampler=Sampler(),
-        generator=[torch.Generator().manual_seed(0)],
+        generator=[torch.Generator(device=tiny.device).manual_seed(0)],
         progress=Progress(13, False, lambda done, total: steps.append(done)), trace=None,
         capture=None, stop=None, on_frames=lambda c: seen.append(c.shape[-1]),
     )  # fmt: skip
@@ -168,3 +168,33 @@ def test_progress_counts_and_calls_back():
         bar.update()
     bar.close()
     assert calls == [(1, 3), (2, 3), (3, 3)] and bar.done == 3 and bar.bar is None
+
+
+def test_guidance_and_sampling_run_in_fp32_on_a_bf16_model():
+    """The bf16 decoder's logits are upcast before guidance and sampling: run_window's first
+    tokens equal sampling by hand from the fp32 upcast of the same logits."""
+    import torch
+
+    import musicgen_nb as mg
+    from musicgen_nb.conditioning import conditioning
+    from musicgen_nb.engine import Decoder, Sampler, guide, sample, warp
+    from musicgen_nb.generation.loop import Progress, run_window
+
+    s = mg.load("tiny", precision="bf16")
+    sampler = Sampler(guidance_scale=3.0, temperature=0.7, top_k=50)
+    for gs in (3.0, 1.0):  # two branches, and one (no guidance)
+        sampler.guidance_scale = gs
+        cond = conditioning(s, ["jazz"], negative=None, guidance_scale=gs)
+        logits = Decoder(s.model, cond, max_len=8).step(
+            torch.full((cond.branches, 4, 1), s.special_id)
+        )
+        assert logits.dtype == torch.bfloat16
+        guided = guide(logits.float(), 1, sampler)[0]
+        assert guided.dtype == warp(guided, sampler).dtype == torch.float32
+        want, _ = sample(warp(guided, sampler), sampler, [torch.Generator().manual_seed(5)])
+        codes, *_ = run_window(
+            s, cond, batch=1, prefix=None, frames=4, sampler=sampler,
+            generator=[torch.Generator().manual_seed(5)], progress=Progress(7, False, None),
+            trace=None, capture=None, stop=None,
+        )  # fmt: skip
+        assert codes[0, 0, 0] == want[0, 0]

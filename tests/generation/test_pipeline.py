@@ -103,3 +103,47 @@ def test_run_takes_only_a_request(tiny):
 
     with pytest.raises(TypeError, match="req must be a Request from make_request.*got str"):
         run(tiny, "jazz")
+
+
+def test_out_of_memory_keeps_the_windows_done_and_pins_nothing(tiny):
+    """An OOM raised in window 2 (from the step hook, where a CUDA OOM strikes): the error
+    says what fits, keeps windows 0-1 as a partial result, and reaches no decoder, even
+    held as ``sys.last_value`` the way Jupyter holds it."""
+    import sys
+
+    import torch
+    from _devices import live_caches, live_decoders
+
+    from musicgen_nb.engine.memory import OutOfMemory
+
+    def hook(done, total):
+        if done == 350:  # window 2 runs steps 327..409
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(OutOfMemory) as info:
+        tiny.generate("jazz", duration=8.0, seed=0, progress=False, callback=hook)
+    sys.last_value = err = info.value
+    try:
+        assert live_decoders() == 0 and live_caches(tiny) == 0
+        assert err.__context__ is None and err.__cause__ is None
+        assert "out of memory" in str(err) and "the estimate fits" in str(err)
+        part = err.partial
+        assert part.interrupted and part.windows == [(0, 200), (120, 320)]
+        full = tiny.generate("jazz", duration=8.0, seed=0, progress=False)
+        np.testing.assert_array_equal(part.codes, full.codes[..., :320])
+        assert part.audio.shape[-1] == 320 * tiny.hop_length
+    finally:
+        del sys.last_value
+
+
+def test_out_of_memory_in_the_first_window_has_no_partial(tiny):
+    import torch
+
+    from musicgen_nb.engine.memory import OutOfMemory
+
+    def hook(done, total):
+        raise torch.OutOfMemoryError("simulated")
+
+    with pytest.raises(OutOfMemory) as info:
+        tiny.generate("jazz", duration=1.0, seed=0, progress=False, callback=hook)
+    assert info.value.partial is None

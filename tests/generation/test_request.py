@@ -90,3 +90,31 @@ def test_text_length_limit(tiny):
     check_text_lengths(tiny, ["jazz", None])
     with pytest.raises(ValueError, match=f"prompt 1 is .* tokens long.*at most {MAX_TEXT_TOKENS}"):
         check_text_lengths(tiny, ["ok", "la " * 600])
+
+
+def test_a_call_that_cannot_fit_is_refused_naming_what_fits(tiny):
+    """The estimate (cache + activations + codec, and the audio on the CPU) against a faked
+    free figure: refused before any work, and the duration and batch it names do fit."""
+    import re
+
+    import pytest
+    from _devices import live_decoders
+
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.precision import fake_device
+    from musicgen_nb.generation.request import check_memory
+
+    free = call_bytes(tiny, 1, 400, branches=3)["total"] + 3 * 400 * tiny.hop_length * 4
+    with fake_device("cpu", free_bytes=free):  # one prompt of 8 s fits, two do not
+        check_memory(tiny, 2, 100, 2.0)
+        with pytest.raises(ValueError, match="the estimate fits at most") as info:
+            tiny.generate(["a", "b"], duration=8.0, seed=0, progress=False)
+        msg = str(info.value)
+        seconds = float(re.search(r"at most ([\d.]+) s for 2 prompt", msg).group(1))
+        prompts = int(re.search(r"at most (\d+) prompt\(s\) of 8 s", msg).group(1))
+        assert 2.0 <= seconds < 8.0 and prompts == 1
+        assert live_decoders() == 0  # refused before any work
+        check_memory(tiny, 2, round(seconds * tiny.frame_rate), seconds)  # what it names fits
+        check_memory(tiny, 1, 400, 8.0)
+    with fake_device("cuda", free_bytes=1):  # a faked GPU elsewhere changes nothing on the CPU
+        check_memory(tiny, 2, 400, 8.0)

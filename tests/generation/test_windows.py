@@ -2,6 +2,7 @@
 
 import numpy as np
 from _capped import CAP_GB, run_capped
+from _devices import live_caches, live_decoders
 
 import musicgen_nb as mg
 
@@ -190,3 +191,33 @@ def test_run_windows_hands_frames_to_on_frames(tiny):
     assert [w for w, _ in p.windows] == sorted({start for start, _ in calls})
     assert calls[0] == (0, 0) and calls[-1] == (p.windows[-1][0], 200)
     assert run.codes.shape[-1] == 300 and not run.interrupted
+
+
+def test_one_key_value_cache_is_alive_at_a_time(tiny):
+    """8 s on tiny is 3 windows; a census during every window finds one decoder's k and v.
+
+    (Before: window 0's decoder was kept for attention that was not asked for, and the
+    previous decoder lived while the next was built: 3 caches, 6 tensors, in window 2.)
+    """
+    counts = []
+
+    def census(done, total):
+        if done in (100, 250, 380):  # inside windows 0, 1 and 2 (203 + 123 + 83 steps)
+            counts.append((live_caches(tiny), live_decoders()))
+
+    g = gen(tiny, duration=8.0, seed=0, callback=census)
+    assert g.windows == [(0, 200), (120, 320), (200, 400)]
+    assert counts == [(2, 1)] * 3
+    assert live_caches(tiny) == 0 and live_decoders() == 0  # and none after the call
+
+
+def test_capture_keeps_no_decoder_past_its_window(tiny):
+    counts = []
+
+    def census(done, total):
+        if done == 300:  # window 1: window 0's attention is collected, its decoder gone
+            counts.append(live_decoders())
+
+    g = gen(tiny, duration=6.0, seed=0, attentions=True, callback=census)
+    assert counts == [1] and g.attentions.positions == 203
+    assert live_decoders() == 0
