@@ -31,7 +31,7 @@ __all__ = ["OFFLINE_PRESETS", "PARAMS", "list_models"]
 #: :data:`musicgen_nb.checkpoints.OFFLINE` (a test checks it).
 OFFLINE_PRESETS = ("tiny", "tiny-melody", "tiny-stereo", "tiny-stereo-melody")
 #: (total, decoder) parameter counts of each known architecture, as counted by
-#: :func:`musicgen_nb.checkpoints.param_counts` on the meta device (a test checks them).
+#: :func:`musicgen_nb.checkpoints.loading.param_counts` on the meta device (a test checks them).
 PARAMS = {
     "small": (586884674, 419584000),
     "medium": (2005251138, 1837556736),
