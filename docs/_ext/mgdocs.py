@@ -270,6 +270,7 @@ def prepare_notebooks(app):
     for name in names:
         nb = nbformat.read(src / name, as_version=4)
         nb, _ = handout.prepare(nb)
+        nb.metadata.pop("widgets", None)  # no widget manager from a CDN: widgets are static notes
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
             if cell.cell_type == "markdown":
