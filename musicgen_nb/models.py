@@ -205,6 +205,8 @@ class MusicGen:
     >>> g = s.generate("lo-fi beat", duration=1.0, seed=0, progress=False)
     >>> g.codes.shape
     (1, 4, 50)
+    >>> s.device, s.dtype, s.is_standin, s.random_weights
+    (device(type='cpu'), torch.float32, False, True)
     """
 
     #: The offline checkpoint loaded in place of ``name`` (stand-ins on), else None.

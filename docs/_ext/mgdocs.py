@@ -249,6 +249,8 @@ class PytestPlugin(SphinxDirective):
 
 def prepare_notebooks(app):
     """Copy build/notebooks/*.ipynb into docs/notebooks/ with a banner and offline figures."""
+    if not app.config.mg_render_notebooks:
+        return
     import nbformat
 
     sys.path.insert(0, str(ROOT / "tools"))
@@ -314,6 +316,7 @@ def setup(app):
         "mathml", (_visit_inline_math, None), (_visit_block_math, None)
     )
     app.add_config_value("mg_executed_notebooks", str(ROOT / "build" / "notebooks"), "env")
+    app.add_config_value("mg_render_notebooks", True, "env", bool)
     app.add_directive("public-api", PublicAPI)
     app.add_directive("pytest-plugin", PytestPlugin)
     app.connect("builder-inited", prepare_notebooks)

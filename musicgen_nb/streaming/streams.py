@@ -227,7 +227,16 @@ class Stream:
         return next(iter(self))
 
     def wait(self, timeout: float | None = None) -> Generation | None:
-        """Wait until the consumer (e.g. a live player) is done; ``generation``, None on a timeout."""
+        """Wait until the consumer (e.g. a live player) is done; ``generation``, None on a timeout.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg
+        >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0, chunk=0.5)
+        >>> chunks = list(st)  # the consumer: a loop here, a live player in a notebook
+        >>> st.wait().audio.shape
+        (1, 1, 32000)
+        """
         if self._iter is None:
             raise RuntimeError(
                 "nothing is consuming this stream yet: iterate it, or display it (a live player)"
