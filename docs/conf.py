@@ -36,16 +36,22 @@ root_doc = "index"
 # offline (no intersphinx inventories), so those are ignored by name.
 nitpicky = True
 nitpick_ignore_regex = [
-    ("py:.*", r"(torch|np|numpy|pd|pandas|go|plotly|ipywidgets|widgets|anywidget|traitlets"
-              r"|transformers|peft|ray|pyarrow|IPython|nbformat|pytest|threading|os|pathlib"
-              r"|collections|typing|t|concurrent|datetime|argparse|types|librosa|soundfile|soxr"
-              r"|huggingface_hub|tqdm|safetensors|tokenizers|scipy|yaml)(\..+)?"),
-    ("py:.*", r"(Path|PathLike|ArrayLike|NDArray|Any|Callable|Iterator|Iterable|Sequence"
-              r"|Mapping|Literal|Self|DataFrame|Figure|Tensor|Module|Event|Thread|Widget"
-              r"|DOMWidget|AnyWidget|HTML|Audio|PreTrainedModel|PretrainedConfig"
-              r"|MusicgenForConditionalGeneration|MusicgenMelodyForConditionalGeneration"
-              r"|MusicgenProcessor|AutoProcessor|T5TokenizerFast|optional|default|array-like|callable"
-              r"|array|ndarray|float32|int64|path-like|str or None)"),
+    (
+        "py:.*",
+        r"(torch|np|numpy|pd|pandas|go|plotly|ipywidgets|widgets|anywidget|traitlets"
+        r"|transformers|peft|ray|pyarrow|IPython|nbformat|pytest|threading|os|pathlib"
+        r"|collections|typing|t|concurrent|datetime|argparse|types|librosa|soundfile|soxr"
+        r"|huggingface_hub|tqdm|safetensors|tokenizers|scipy|yaml)(\..+)?",
+    ),
+    (
+        "py:.*",
+        r"(Path|PathLike|ArrayLike|NDArray|Any|Callable|Iterator|Iterable|Sequence"
+        r"|Mapping|Literal|Self|DataFrame|Figure|Tensor|Module|Event|Thread|Widget"
+        r"|DOMWidget|AnyWidget|HTML|Audio|PreTrainedModel|PretrainedConfig"
+        r"|MusicgenForConditionalGeneration|MusicgenMelodyForConditionalGeneration"
+        r"|MusicgenProcessor|AutoProcessor|T5TokenizerFast|optional|default|array-like|callable"
+        r"|array|ndarray|float32|int64|path-like|str or None)",
+    ),
 ]
 
 # autodoc / numpydoc

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import shutil
 import subprocess
@@ -80,7 +79,8 @@ def _all(module: str) -> list[str]:
     if hasattr(mod, "__all__"):
         return list(mod.__all__)
     return [
-        name for name, obj in vars(mod).items()
+        name
+        for name, obj in vars(mod).items()
         if not name.startswith("_") and _is_ours(obj) and obj.__module__ == module
     ]
 
@@ -220,7 +220,15 @@ class PytestPlugin(SphinxDirective):
 
     def run(self):
         env = {**os.environ, "PYTEST_ADDOPTS": "", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        base = [sys.executable, "-m", "pytest", "-p", "musicgen_nb.pytest_plugin", "-p", "no:cacheprovider"]
+        base = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "musicgen_nb.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+        ]
 
         def run_pytest(flag):
             out = subprocess.run(
@@ -233,7 +241,9 @@ class PytestPlugin(SphinxDirective):
         block = help_text[start:].split("\n\n")[0]
         ini = [line for line in help_text.splitlines() if line.strip().startswith("musicgen_")]
         markers = [
-            line for line in run_pytest("--markers").splitlines() if line.startswith("@pytest.mark.needs_weights")
+            line
+            for line in run_pytest("--markers").splitlines()
+            if line.startswith("@pytest.mark.needs_weights")
         ]
         lines = ["Command-line options (from ``pytest --help``)::", ""]
         lines += ["   " + line for line in block.splitlines()] + [""]
@@ -276,7 +286,9 @@ def prepare_notebooks(app):
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
             if cell.cell_type == "markdown":
-                cell.source = cell.source.replace("](../", "](https://github.com/musicgen-nb/musicgen-nb/blob/main/")
+                cell.source = cell.source.replace(
+                    "](../", "](https://github.com/musicgen-nb/musicgen-nb/blob/main/"
+                )
         url = colab_cells.colab_url(project, name)
         nb.cells.insert(1, nbformat.v4.new_markdown_cell(BANNER.format(name=name, colab=url)))
         text = nbformat.writes(nb)
@@ -312,9 +324,7 @@ def _visit_block_math(self, node):
 
 def setup(app):
     # Math as MathML, which browsers draw natively: no MathJax from a CDN.
-    app.add_html_math_renderer(
-        "mathml", (_visit_inline_math, None), (_visit_block_math, None)
-    )
+    app.add_html_math_renderer("mathml", (_visit_inline_math, None), (_visit_block_math, None))
     app.add_config_value("mg_executed_notebooks", str(ROOT / "build" / "notebooks"), "env")
     app.add_config_value("mg_render_notebooks", True, "env", bool)
     app.add_directive("public-api", PublicAPI)
