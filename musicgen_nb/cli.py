@@ -213,11 +213,38 @@ def notebooks_dir() -> Path:
     raise FileNotFoundError(f"cannot find notebooks/{DEMO_NOTEBOOK}: the demo needs {DEMO_NEEDS}")
 
 
+def write_handout(executed: Path) -> Path:
+    """Write the offline HTML handout of an executed notebook beside it; return its path.
+
+    The handout is ``tools/handout.py``'s (the demo runs from a checkout): plotly.js inlined
+    once, math as MathML, no script from a CDN, so the page works offline.
+
+    Examples
+    --------
+    >>> import nbformat, tempfile
+    >>> from pathlib import Path
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$")])
+    >>> path = Path(tempfile.mkdtemp()) / "n.ipynb"
+    >>> nbformat.write(nb, path)
+    >>> html = write_handout(path).read_text()
+    >>> "<math" in html, "cdn" in html
+    (True, False)
+    """
+    import importlib.util
+
+    tool = notebooks_dir().parent / "tools" / "handout.py"
+    spec = importlib.util.spec_from_file_location("musicgen_nb_handout", tool)
+    if spec is None or not tool.exists():
+        raise FileNotFoundError(f"cannot find {tool}: the demo needs {DEMO_NEEDS}")
+    handout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handout)
+    return handout.export(executed)
+
+
 def _demo(args) -> int:
     try:
-        import nbformat
+        import nbconvert  # noqa: F401  (the handout's exporter)
         import papermill as pm
-        from nbconvert import HTMLExporter
     except ImportError as exc:
         raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
@@ -246,9 +273,7 @@ def _demo(args) -> int:
             first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
             raise RuntimeError(f"the demo notebook failed: {ename}: {first}") from None
         raise
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    html = write_handout(executed)
     print(f"executed notebook: {executed}")
     print(f"HTML rendering:    {html}")
     return 0

@@ -270,3 +270,25 @@ def test_grid_help_points_to_the_published_guide():
     spec = next(a for a in cli._parser()._subparsers._group_actions[0].choices["grid"]._actions
                 if a.dest == "spec")  # fmt: skip
     assert cli.DOCS_URL + "guides/ray.html" in spec.help
+
+
+def test_the_demo_writes_an_offline_handout(tmp_path):
+    import re
+
+    import nbformat
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(y=[1, 3, 2])).to_plotly_json()
+    loader = '<script src="https://cdn.plot.ly/plotly-3.0.1.min.js"></script>'
+    cell = nbformat.v4.new_code_cell("fig", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": loader}),
+        nbformat.v4.new_output("display_data", data={
+            "application/vnd.plotly.v1+json": fig, "text/html": loader}),
+    ])  # fmt: skip
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$$x^2$$"), cell])
+    path = tmp_path / "00_quickstart.ipynb"
+    nbformat.write(nb, path)
+    html = cli.write_handout(path).read_text(encoding="utf-8")
+    assert re.findall(r"<script[^>]+src=", html) == []  # nothing loaded: no CDN, no require.js
+    assert "<math" in html  # MathML, drawn by the browser: no MathJax to load
+    assert html.count("Plotly.newPlot(") == 1 and "plotly.js v" in html  # inlined once
