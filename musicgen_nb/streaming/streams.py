@@ -233,8 +233,7 @@ class Stream:
         --------
         >>> import musicgen_nb as mg
         >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=0, chunk=0.5)
-        >>> chunks = list(st)  # the consumer: a loop here, a live player in a notebook
-        >>> st.wait().audio.shape
+        >>> chunks = list(st); st.wait().audio.shape  # consumed by a loop, or a live player
         (1, 1, 32000)
         """
         if self._iter is None:
