@@ -66,7 +66,6 @@ KNOWN_GAPS = {
     "musicgen_nb.finetune.result.FineTune.loss_figure",
     "musicgen_nb.finetune.result.FineTune.provenance",
     "musicgen_nb.generation.request.Request.batch",
-    "musicgen_nb.patterns.Pattern.num_steps",
     "musicgen_nb.players.live_player.LivePlayer.feed",
     "musicgen_nb.players.live_player.LivePlayer.finish",
     "musicgen_nb.players.live_player.LivePlayer.reset",

@@ -220,6 +220,7 @@ class PytestPlugin(SphinxDirective):
 
     def run(self):
         env = {**os.environ, "PYTEST_ADDOPTS": "", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         base = [
             sys.executable,
             "-m",
