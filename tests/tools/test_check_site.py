@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,13 +41,13 @@ def test_broken_links_anchors_and_remote_scripts_are_found(tmp_path):
     assert check_site.main([str(tmp_path)]) == 1
 
 
-def _build(src: Path, out: Path) -> subprocess.CompletedProcess:
+def _build(src: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """The strict build of `make docs`, with the site's conf.py, on the pages in ``src``."""
     pytest.importorskip("sphinx")
     return subprocess.run(
         [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
          "-c", str(ROOT / "docs"), "-D", "mg_render_notebooks=0", str(src), str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
     )  # fmt: skip
 
 
@@ -65,3 +66,16 @@ def test_a_broken_cross_reference_fails_the_docs_build(tmp_path):
     warnings = [line for line in proc.stderr.splitlines() if "index.md" in line]
     assert len(warnings) == 1, proc.stderr  # the alias musicgen_nb.load resolved
     assert "WARNING: py:func reference target not found: musicgen_nb.models.nosuch" in warnings[0]
+
+
+def test_a_public_name_without_a_docstring_fails_the_docs_build(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (tmp_path / "undocumented.py").write_text("def f(x: int) -> int:\n    return x\n")
+    (src / "index.md").write_text(
+        "# Test\n\n```{eval-rst}\n.. autofunction:: undocumented.f\n```\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = _build(src, tmp_path / "out", env=env)
+    assert proc.returncode != 0
+    assert "GL08: The object does not have a docstring" in proc.stderr, proc.stderr
