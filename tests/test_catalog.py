@@ -35,5 +35,5 @@ def test_list_models_imports_neither_torch_nor_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     rows, torch_loaded, transformers_loaded, seconds = out.stdout.split()
     assert (rows, torch_loaded, transformers_loaded) == ("10", "False", "False"), out.stdout
-    assert float(seconds) < 5, seconds  # 11-20 s before; about 0.5 s here
+    assert float(seconds) < 10, seconds  # 11-20 s before; about 0.5-1.3 s here, even under load
     assert time.perf_counter() - start < 30
