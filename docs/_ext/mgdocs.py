@@ -240,22 +240,25 @@ class PytestPlugin(SphinxDirective):
         help_text = run_pytest("--help")
         start = help_text.index("MusicGen offline stand-ins")
         block = help_text[start:].split("\n\n")[0]
-        ini = [line for line in help_text.splitlines() if line.strip().startswith("musicgen_")]
+        lines = help_text.splitlines()
+        ini = []
+        for i, line in enumerate(lines):
+            if line.strip().startswith("musicgen_"):
+                ini += [line.strip(), lines[i + 1].strip()]
         markers = [
             line
             for line in run_pytest("--markers").splitlines()
             if line.startswith("@pytest.mark.needs_weights")
         ]
-        lines = ["Command-line options (from ``pytest --help``)::", ""]
-        lines += ["   " + line for line in block.splitlines()] + [""]
-        lines += ["Ini options (``[tool.pytest.ini_options]`` or ``pytest.ini``)::", ""]
-        lines += ["   " + line.strip() for line in ini] + [""]
-        lines += ["Markers (from ``pytest --markers``)::", ""]
-        lines += ["   " + line for line in markers] + [""]
-        node = nodes.section()
-        node.document = self.state.document
-        nested_parse_with_titles(self.state, StringList(lines, source="pytest"), node)
-        return node.children
+        out = []
+        for title, command, text in (
+            ("Command-line options, from ", "pytest --help", block),
+            ("Ini option (pyproject.toml or pytest.ini), from ", "pytest --help", "\n".join(ini)),
+            ("Marker, from ", "pytest --markers", "\n".join(markers)),
+        ):
+            title_node = nodes.paragraph("", "", nodes.Text(title), nodes.literal(command, command))
+            out += [title_node, nodes.literal_block(text, text)]
+        return out
 
 
 def prepare_notebooks(app):
