@@ -34,7 +34,7 @@ _LAZY = {
     "testing": ("musicgen_nb.testing", None),
     "Generation": ("musicgen_nb.generation", "Generation"),
     "MusicGen": ("musicgen_nb.models", "MusicGen"),
-    "list_models": ("musicgen_nb.models", "list_models"),
+    "list_models": ("musicgen_nb.catalog", "list_models"),
     "load": ("musicgen_nb.models", "load"),
     "sweep": ("musicgen_nb.sweeps", "sweep"),
     "SweepResult": ("musicgen_nb.sweeps", "SweepResult"),

@@ -18,6 +18,8 @@ from pathlib import Path
 
 DEMO_MODEL = "facebook/musicgen-small"
 DEMO_NOTEBOOK = "00_quickstart.ipynb"
+#: Where the documentation is published (docs/ in the repo; ``make docs`` builds it).
+DOCS_URL = "https://musicgen-nb.github.io/musicgen-nb/"
 DEMO_NEEDS = "a checkout of musicgen-nb and its dev extra (pip install -e '.[dev]'); a wheel ships neither the notebooks nor papermill"
 
 
@@ -32,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 FLAGS = {
     "duration": "--duration", "guidance_scale": "--guidance", "temperature": "--temperature",
     "top_k": "--top-k", "top_p": "--top-p", "seed": "--seed", "negative_prompt": "--negative",
-    "prompts": "PROMPT", "directory": "--out", "fmt": "--format", "loudness": "--loudness",
+    "prompts": "PROMPT", "fmt": "--format", "loudness": "--loudness",
     "target_lufs": "--loudness", "device": "--device", "precision": "--precision",
     "name_or_path": "--model",
 }  # fmt: skip
@@ -83,7 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     gr = sub.add_parser("grid", help="generate a grid of clips from a YAML spec (resumable)")
     gr.add_argument(
-        "spec", metavar="SPEC.yaml", help="model, grid axes and run settings; see docs/scale.md"
+        "spec",
+        metavar="SPEC.yaml",
+        help=f"model, grid axes and run settings; see {DOCS_URL}guides/ray.html",
     )
     gr.add_argument("--out", required=True, help="run directory; rerun with it to finish a run")
     gr.add_argument(
@@ -94,13 +98,53 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _generate(args) -> int:
+def check_generate_flags(args: argparse.Namespace) -> tuple:
+    """Check every flag of ``generate`` before the model loads; return ``check_save``'s result.
+
+    The model name, device, precision, sampling flags, prompts and the output folder
+    are all checked here, in well under a second, so a typo costs no model load.
+
+    Examples
+    --------
+    >>> args = _parser().parse_args(["generate", "jazz", "--model", "tiny", "--duration", "-3"])
+    >>> check_generate_flags(args)
+    Traceback (most recent call last):
+    ...
+    ValueError: --duration must be > 0 seconds, got -3.0
+    """
+    from types import SimpleNamespace
+
+    from .checkpoints.loading import PRECISIONS, resolve_device, resolve_source
     from .generation import check_save
+    from .generation.checks import check_prompts, validate
+    from .generation.request import check_negative
+
+    try:
+        resolve_source(args.model, random_weights=False)
+        if args.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {args.precision!r}")
+        resolve_device(args.device)
+        prompts = check_prompts(args.prompts)
+        # every MusicGen checkpoint runs at 50 frames/s with a 30 s window
+        facts = SimpleNamespace(frame_rate=50, max_duration=30.0, is_melody=False, name=args.model)
+        validate(
+            facts, duration=args.duration, guidance_scale=args.guidance,
+            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, do_sample=True,
+            seed=args.seed, cfg_coef_beta=None, extend_stride=None,
+        )  # fmt: skip
+        check_negative(args.negative, len(prompts), args.guidance)
+    except (TypeError, ValueError) as err:
+        raise type(err)(flag_names(str(err))) from None
+    # last: it creates the folder (to prove it is writable) once everything else is right
+    names = {"directory": "--out", "fmt": "--format", "loudness": "--loudness"}
+    return check_save(args.out, args.format, args.loudness, names=names)
+
+
+def _generate(args) -> int:
     from .models import load
 
-    # Checked before the model loads, so that no generated audio is thrown away.
-    names = {"directory": "--out", "fmt": "--format", "loudness": "--loudness"}
-    out, fmt, loudness = check_save(args.out, args.format, args.loudness, names=names)
+    # Every flag is checked before the model loads, so no load or audio is thrown away.
+    out, fmt, loudness = check_generate_flags(args)
     try:
         s = load(args.model, device=args.device, precision=args.precision)
         g = s.generate(
@@ -169,11 +213,38 @@ def notebooks_dir() -> Path:
     raise FileNotFoundError(f"cannot find notebooks/{DEMO_NOTEBOOK}: the demo needs {DEMO_NEEDS}")
 
 
+def write_handout(executed: Path) -> Path:
+    """Write the offline HTML handout of an executed notebook beside it; return its path.
+
+    The handout is ``tools/handout.py``'s (the demo runs from a checkout): plotly.js inlined
+    once, math as MathML, no script from a CDN, so the page works offline.
+
+    Examples
+    --------
+    >>> import nbformat, tempfile
+    >>> from pathlib import Path
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$")])
+    >>> path = Path(tempfile.mkdtemp()) / "n.ipynb"
+    >>> nbformat.write(nb, path)
+    >>> html = write_handout(path).read_text()
+    >>> "<math" in html, "cdn" in html
+    (True, False)
+    """
+    import importlib.util
+
+    tool = notebooks_dir().parent / "tools" / "handout.py"
+    spec = importlib.util.spec_from_file_location("musicgen_nb_handout", tool)
+    if spec is None or not tool.exists():
+        raise FileNotFoundError(f"cannot find {tool}: the demo needs {DEMO_NEEDS}")
+    handout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handout)
+    return handout.export(executed)
+
+
 def _demo(args) -> int:
     try:
-        import nbformat
+        import nbconvert  # noqa: F401  (the handout's exporter)
         import papermill as pm
-        from nbconvert import HTMLExporter
     except ImportError as exc:
         raise ImportError(f"the demo needs {DEMO_NEEDS} ({exc.name} is missing)") from None
 
@@ -202,21 +273,19 @@ def _demo(args) -> int:
             first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
             raise RuntimeError(f"the demo notebook failed: {ename}: {first}") from None
         raise
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html = executed.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
+    html = write_handout(executed)
     print(f"executed notebook: {executed}")
     print(f"HTML rendering:    {html}")
     return 0
 
 
 def _models(args) -> int:
-    from .models import list_models
+    from .catalog import OFFLINE_PRESETS, list_models
 
     df = list_models()
     cols = ["name", "checkpoint", "params", "melody", "stereo", "fp32_gb", "fp16_gb"]
     print(df[cols].to_string(index=False))
-    print("offline presets: tiny, tiny-melody")
+    print("offline presets (random weights, a few MB): " + ", ".join(OFFLINE_PRESETS))
     return 0
 
 

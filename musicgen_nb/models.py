@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .catalog import list_models
 from .checkpoints import standins
 from .checkpoints.loading import (
     DEVICES,
@@ -25,14 +26,13 @@ from .checkpoints.loading import (
     PRECISIONS,
     ModelUnavailableError,
     from_pretrained,
-    param_counts,
     quiet_transformers,
     read_meta,
     resolve_device,
     resolve_source,
 )
 from .checkpoints.offline import build_random, offline_processor
-from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE, known
+from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE
 from .engine.precision import (
     KEEP_FP32,
     bridge,
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     import numpy as np
-    import pandas as pd
     from numpy.typing import ArrayLike
 
     from .generation import Generation
@@ -63,58 +62,6 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
 ]
-
-
-def _model_row(name: str, spec: dict) -> dict:
-    """One row of :func:`list_models`: the facts of a known architecture."""
-    cfg, meta = spec["config"], spec["meta"]
-    total, decoder = param_counts(name)
-    codec = cfg["audio_encoder"]
-    hop = 1
-    for r in codec["upsampling_ratios"]:
-        hop *= r
-    return dict(
-        name=name,
-        checkpoint=meta["checkpoint"],
-        params=total,
-        decoder_params=decoder,
-        melody=meta["melody"],
-        stereo=meta["stereo"],
-        sample_rate=codec["sampling_rate"],
-        frame_rate=codec["sampling_rate"] // hop,
-        num_codebooks=cfg["decoder"]["num_codebooks"],
-        max_duration=meta["max_duration"],
-        fp32_gb=round(total * 4 / 1e9, 2),
-        fp16_gb=round(total * 2 / 1e9, 2),
-    )
-
-
-def list_models() -> pd.DataFrame:
-    """List the MusicGen checkpoints this toolkit knows.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per checkpoint: ``name``, ``checkpoint`` (hub id), ``params`` and
-        ``decoder_params`` (counted from the stored architecture), ``melody``,
-        ``stereo``, ``sample_rate``, ``frame_rate``, ``num_codebooks``,
-        ``max_duration`` and the weight memory ``fp32_gb``/``fp16_gb``.
-
-    Examples
-    --------
-    >>> import musicgen_nb as mg
-    >>> df = mg.list_models()
-    >>> df.set_index("name").loc["small", "checkpoint"]
-    'facebook/musicgen-small'
-    """
-    import pandas as pd
-
-    from ._util.memory import MEASURED
-
-    df = pd.DataFrame([_model_row(name, spec) for name, spec in known().items()])
-    if MEASURED:
-        df = df.merge(pd.DataFrame(MEASURED), on="name", how="left")
-    return df
 
 
 def load(
@@ -250,6 +197,8 @@ class MusicGen:
     >>> g = s.generate("lo-fi beat", duration=1.0, seed=0, progress=False)
     >>> g.codes.shape
     (1, 4, 50)
+    >>> s.device, s.dtype, s.is_standin, s.random_weights
+    (device(type='cpu'), torch.float32, False, True)
     """
 
     #: The offline checkpoint loaded in place of ``name`` (stand-ins on), else None.

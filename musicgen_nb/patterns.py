@@ -68,6 +68,8 @@ class Pattern:
     >>> p = build("parallel", 2, 3)
     >>> p
     Pattern('parallel', num_codebooks=2, frames=3, num_steps=3)
+    >>> p.num_steps, p.layout.shape
+    (3, (3, 2))
     >>> p.to_frame().head(2)
        step  codebook  frame
     0     0         0      0

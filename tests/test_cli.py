@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -108,9 +109,10 @@ def test_out_and_loudness_are_checked_before_generating(tmp_path):
         (["--loudness", "nan", "--out", str(tmp_path)], "--loudness must be a finite number"),
         (["--out", ""], "--out is an empty string; give a folder"),
     ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "no-cache")}
     for extra, message in cases:
-        # --model nosuch would fail at load: these must fail before it.
-        proc = run("generate", "x", "--model", "nosuch", *extra)
+        # small is neither cached nor reachable: loading it would fail. These fail before.
+        proc = run("generate", "x", "--model", "small", *extra, env=env)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
         assert "unknown model" not in lines[0] and "target_lufs" not in lines[0]
@@ -152,7 +154,7 @@ def test_unwritable_out_is_found_before_generating(tmp_path):
         "generate",
         "x",
         "--model",
-        "nosuch",
+        "small",  # neither cached nor reachable (HF_HUB_OFFLINE): loading it would fail
         "--out",
         str(ro / "o"),
     ]
@@ -163,7 +165,8 @@ def test_unwritable_out_is_found_before_generating(tmp_path):
         cmd = ["unshare", "-m", "sh", "-c", script, "sh", *cmd]
     else:
         ro.chmod(0o500)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "no-cache")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     if os.geteuid() == 0 and "mount" in proc.stderr:
         pytest.skip(f"cannot remount read-only here: {proc.stderr.strip()}")
     lines = proc.stderr.strip().splitlines()
@@ -218,3 +221,74 @@ def test_load_errors_use_flag_names(tmp_path):
     assert proc.stderr.strip().startswith("musicgen-nb: error: --precision must be one of")
     proc = run("generate", "x", "--model", "", "--out", str(tmp_path))
     assert proc.stderr.strip().startswith("musicgen-nb: error: --model is an empty string")
+
+
+def test_an_unknown_model_is_blamed_on_model_not_out(tmp_path, capsys):
+    assert cli.main(["generate", "x", "--model", "nosuch", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("musicgen-nb: error: unknown model 'nosuch'") and "--out" not in err
+    assert "or a local directory" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--duration", "-3"], "--duration must be > 0"),
+        (["--guidance", "0.5"], "--guidance must be >= 1"),
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--top-k", "-1"], "--top-k must be >= 0"),
+        (["--top-p", "2"], "--top-p must be in [0, 1]"),
+        (["--seed", "-1"], "--seed"),
+        (["--negative", "drums", "--guidance", "1"], "--negative needs --guidance > 1"),
+        (["--precision", "int3"], "--precision must be one of"),
+        (["--device", "tpu"], "--device must be one of"),
+        (["--model", "nosuch"], "unknown model 'nosuch'"),
+    ],
+)
+def test_every_flag_is_checked_before_the_model_loads(flags, match, tmp_path, monkeypatch, capsys):
+    # small is neither cached nor reachable here: a check after the load would fail on that
+    # (ModelUnavailableError) instead of naming the flag.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))
+    args = ["generate", "x", "--model", "small", "--out", str(tmp_path / "o"), *flags]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("musicgen-nb: error: ") and match in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_models_lists_every_offline_preset(capsys):
+    from musicgen_nb.checkpoints import OFFLINE
+
+    assert cli.main(["models"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("offline presets") and all(name in last for name in OFFLINE)
+
+
+def test_grid_help_points_to_the_published_guide():
+    spec = next(a for a in cli._parser()._subparsers._group_actions[0].choices["grid"]._actions
+                if a.dest == "spec")  # fmt: skip
+    assert cli.DOCS_URL + "guides/ray.html" in spec.help
+
+
+def test_the_demo_writes_an_offline_handout(tmp_path):
+    import re
+
+    import nbformat
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(y=[1, 3, 2])).to_plotly_json()
+    loader = '<script src="https://cdn.plot.ly/plotly-3.0.1.min.js"></script>'
+    cell = nbformat.v4.new_code_cell("fig", outputs=[
+        nbformat.v4.new_output("display_data", data={"text/html": loader}),
+        nbformat.v4.new_output("display_data", data={
+            "application/vnd.plotly.v1+json": fig, "text/html": loader}),
+    ])  # fmt: skip
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$$x^2$$"), cell])
+    path = tmp_path / "00_quickstart.ipynb"
+    nbformat.write(nb, path)
+    html = cli.write_handout(path).read_text(encoding="utf-8")
+    assert re.findall(r"<script[^>]+src=", html) == []  # nothing loaded: no CDN, no require.js
+    assert "<math" in html  # MathML, drawn by the browser: no MathJax to load
+    assert html.count("Plotly.newPlot(") == 1 and "plotly.js v" in html  # inlined once

@@ -123,6 +123,16 @@ class FineTune:
         Returns
         -------
         MusicGen
+
+        Examples
+        --------
+        >>> import tempfile, musicgen_nb as mg
+        >>> from musicgen_nb import finetune
+        >>> data = finetune.dataset(finetune.synth_dataset(tempfile.mkdtemp(), seconds=1.0))
+        >>> ft = finetune.train(mg.load("tiny"), data, steps=1, out=tempfile.mkdtemp(), progress=False)
+        >>> merged = ft.merge()
+        >>> merged.generate("jazz", duration=0.5, seed=0, progress=False).audio.shape
+        (1, 1, 16000)
         """
         from ..models import MusicGen
 

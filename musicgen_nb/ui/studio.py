@@ -300,7 +300,7 @@ class Studio(RunHistory):
         Returns
         -------
         Generation or None
-            None when the run failed; :attr:`last_error` says why.
+            None when the run failed; ``s.last_error`` says why.
         """
         return self.generate(params=overrides, wait=True)
 
