@@ -239,6 +239,8 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
             _windows(s, req, p, got, run, bar)
     except KeyboardInterrupt:  # between steps (e.g. while conditioning a window): keep what is done
         run.interrupted = True
+        if run.codes is None:  # before the first window's codes: nothing is done (0 frames)
+            run.codes = torch.zeros((req.batch, s.num_codebooks, 0), dtype=torch.long)
     except oom as exc:
         if s.device.type == "cuda":
             torch.cuda.empty_cache()

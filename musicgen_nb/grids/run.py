@@ -165,7 +165,7 @@ def _generate(
     todo = [r for r in rows if r["clip_id"] not in run.done]
     bar = _bar(len(rows), len(rows) - len(todo), progress)
     try:
-        on_result = _committer(run, rows, bar, stop)
+        on_result = _committer(run, rows, bar, stop if backend == "ray" else None)
         work = batches(todo, batch_size)
         if work and backend == "local":
             session = _load(model, load_kwargs) if isinstance(model, str) else model
