@@ -47,7 +47,9 @@ def test_sweep_errors(tiny):
 
 @pytest.mark.parametrize("s", [None, "tiny", 3])
 def test_sweep_needs_a_session(s):
-    with pytest.raises(TypeError, match=r"s must be a loaded MusicGen session \(s = mg.load\(...\)\)"):
+    with pytest.raises(
+        TypeError, match=r"s must be a loaded MusicGen session \(s = mg.load\(...\)\)"
+    ):
         mg.sweep(s, "jazz", guidance_scale=[1, 3], progress=False)
 
 
@@ -58,5 +60,7 @@ def test_sweep_checks_every_value_before_the_first_clip(tiny):
                  callback=lambda done, total: steps.append(done))  # fmt: skip
     assert steps == []  # no clip was generated
     with pytest.raises(ValueError, match="duration"):
-        mg.sweep(tiny, "jazz", duration=[0.5, 1e9], progress=False, callback=lambda *a: steps.append(a))
+        mg.sweep(
+            tiny, "jazz", duration=[0.5, 1e9], progress=False, callback=lambda *a: steps.append(a)
+        )
     assert steps == []

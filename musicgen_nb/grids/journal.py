@@ -27,7 +27,6 @@ import json
 import os
 import socket
 import time
-
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -194,7 +193,9 @@ class RunFolder:
             raise ValueError(f"{where}: a journal record must be an object with a clip_id")
         if "metrics" in rec:
             if not isinstance(rec["metrics"], dict):
-                raise ValueError(f"{where}: 'metrics' must be an object, got {rec['metrics']!r:.80}")
+                raise ValueError(
+                    f"{where}: 'metrics' must be an object, got {rec['metrics']!r:.80}"
+                )
             return rec
         lacking = [k for k in ("path", "sha256", "prompt", "seed") if k not in rec]
         if lacking:
@@ -308,7 +309,9 @@ def read_config(path) -> dict:
     try:
         old = json.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: damaged (not UTF-8: {exc}); delete it to start the run again") from None
+        raise ValueError(
+            f"{path}: damaged (not UTF-8: {exc}); delete it to start the run again"
+        ) from None
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"{path}:{exc.lineno}: damaged ({exc.msg}); delete it to start the run again"

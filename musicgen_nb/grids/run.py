@@ -288,7 +288,9 @@ def _fill_metrics(run: RunFolder, order: list[str], fns: dict):
         if not todo:
             continue
         wav, sr = load(run.dir / rec["path"])
-        run.add_metrics(clip, {n: _number(n, f(wav, sr, rec["prompt"]), rec) for n, f in todo.items()})
+        run.add_metrics(
+            clip, {n: _number(n, f(wav, sr, rec["prompt"]), rec) for n, f in todo.items()}
+        )
 
 
 def _number(name: str, value, rec: dict) -> float:

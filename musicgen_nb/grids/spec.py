@@ -25,7 +25,7 @@ RUN_KEYS = (
 
 
 def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
-    """The grid and the run settings of a spec file; errors name the file and the line.
+    r"""The grid and the run settings of a spec file; errors name the file and the line.
 
     Parameters
     ----------
@@ -42,11 +42,11 @@ def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     --------
     >>> import pathlib, tempfile
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "spec.yaml"
-    >>> _ = p.write_text("model: tiny\\nprompts: [jazz, rock]\\nseed: [1, 2]\\nduration: 0.5\\n")
+    >>> _ = p.write_text("model: tiny\nprompts: [jazz, rock]\nseed: [1, 2]\nduration: 0.5\n")
     >>> g, run = read_spec(p)
     >>> len(g), run
     (4, {'model': 'tiny'})
-    >>> _ = p.write_text("model: tiny\\nprompts: [jazz]\\nduration: -1\\n")
+    >>> _ = p.write_text("model: tiny\nprompts: [jazz]\nduration: -1\n")
     >>> read_spec(p)
     Traceback (most recent call last):
     ...
@@ -86,7 +86,9 @@ def _load(path: Path) -> tuple[dict, dict, list]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ValueError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise ValueError(
+            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
     if not isinstance(spec, dict) or "model" not in spec:
         raise ValueError(
             f"{path}:1: the spec must be a mapping with 'model' and grid axes or rows "
@@ -97,7 +99,9 @@ def _load(path: Path) -> tuple[dict, dict, list]:
     if bad:
         raise ValueError(f"{path}: keys must be names, got {bad[0]!r}")
     rows = [v for k, v in node.value if k.value == "rows"]
-    row_lines = [n.start_mark.line + 1 for n in rows[0].value] if rows and rows[0].id == "sequence" else []
+    row_lines = (
+        [n.start_mark.line + 1 for n in rows[0].value] if rows and rows[0].id == "sequence" else []
+    )
     return spec, lines, row_lines
 
 

@@ -137,9 +137,7 @@ def specs(rows) -> list[dict]:
         raise TypeError(f"rows must be a list of dicts or a DataFrame, got {type(rows).__name__}")
     if len(rows) > MAX_ROWS:
         raise ValueError(f"rows has {len(rows):,} rows; at most {MAX_ROWS:,} per grid: split it")
-    return _unique(
-        [canon(r, where=f"rows[{i}]") for i, r in enumerate(rows)]
-    )
+    return _unique([canon(r, where=f"rows[{i}]") for i, r in enumerate(rows)])
 
 
 def _unique(rows: list[dict]) -> list[dict]:

@@ -142,7 +142,11 @@ def _load_clap(name: str, device: str):
         model, fe, tok = _tiny_clap()
     else:
         proc = ClapProcessor.from_pretrained(name)
-        model, fe, tok = ClapModel.from_pretrained(name).eval(), proc.feature_extractor, proc.tokenizer
+        model, fe, tok = (
+            ClapModel.from_pretrained(name).eval(),
+            proc.feature_extractor,
+            proc.tokenizer,
+        )
     return model.to(device), fe, tok
 
 

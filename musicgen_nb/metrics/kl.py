@@ -51,7 +51,10 @@ def _load_ast(name: str, device: str):
         labels = {i: f"label_{i}" for i in range(10)}
         cfg = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
                         max_length=128, num_mel_bins=128, id2label=labels, label2id={v: k for k, v in labels.items()})  # fmt: skip
-        model, fe = seeded(lambda: ASTForAudioClassification(cfg)), ASTFeatureExtractor(max_length=128)
+        model, fe = (
+            seeded(lambda: ASTForAudioClassification(cfg)),
+            ASTFeatureExtractor(max_length=128),
+        )
     else:
         model = ASTForAudioClassification.from_pretrained(name).eval()
         fe = ASTFeatureExtractor.from_pretrained(name)

@@ -56,7 +56,11 @@ def test_files_do_not_depend_on_the_thread_count(tiny):
         for n in (1, 2, 3):
             torch.set_num_threads(n)
             g = tiny.generate(["jazz"], seed=[3], duration=1.0, progress=False)
-            out[n] = (generate_batch(tiny, rows, "wav"), tiny.decode(g.codes), fixed_decode(tiny, g))
+            out[n] = (
+                generate_batch(tiny, rows, "wav"),
+                tiny.decode(g.codes),
+                fixed_decode(tiny, g),
+            )
     finally:
         torch.set_num_threads(threads)
     assert not np.array_equal(out[1][1], out[2][1])  # the plain decode does depend on it
@@ -71,11 +75,19 @@ def test_an_interrupted_batch_returns_nothing(tiny):
     stop = threading.Event()
     stop.set()
     rows = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")
-    with pytest.raises(GridInterrupted, match=r"interrupted while generating 1 clip\(s\) \(0\.00 of 0\.5 s\): not saved"):
+    with pytest.raises(
+        GridInterrupted,
+        match=r"interrupted while generating 1 clip\(s\) \(0\.00 of 0\.5 s\): not saved",
+    ):
         generate_batch(tiny, rows, "wav", stop=stop)
 
 
 def test_each_result_says_which_model_made_it(tiny):
     res = generate_batch(tiny, mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records"))[0]
-    assert (res["model"], res["standin"], res["precision"], res["adapter"]) == ("tiny", None, "fp32", None)
+    assert (res["model"], res["standin"], res["precision"], res["adapter"]) == (
+        "tiny",
+        None,
+        "fp32",
+        None,
+    )
     assert adapter_of(tiny) is None

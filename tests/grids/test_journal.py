@@ -194,8 +194,12 @@ def test_journal_paths_outside_the_folder_are_refused(tiny, tmp_path, path):
     outside.write_bytes(b"RIFF secret")
     (tmp_path / "audio").mkdir(parents=True, exist_ok=True)
     (tmp_path / "audio" / "link.wav").symlink_to(outside)
-    journal = _journal_line(tmp_path, tiny, path=path, sha256=hashlib.sha256(b"RIFF secret").hexdigest())
-    with pytest.raises(ValueError, match=rf"{re.escape(str(journal))}:1: path '{re.escape(path)}' points outside"):
+    journal = _journal_line(
+        tmp_path, tiny, path=path, sha256=hashlib.sha256(b"RIFF secret").hexdigest()
+    )
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(journal))}:1: path '{re.escape(path)}' points outside"
+    ):
         mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
     assert not (tmp_path / ".lock").exists()
 
@@ -205,7 +209,10 @@ def test_journal_paths_outside_the_folder_are_refused(tiny, tmp_path, path):
     [
         (b"\xff\xfe not utf-8", "not a JSON record \\(UnicodeDecodeError"),
         (b"{not json", "not a JSON record \\(JSONDecodeError"),
-        (b'{"clip_id": "x", "prompt": "a", "seed": 1, "sha256": "0"}', r"the record lacks \['path'\]"),
+        (
+            b'{"clip_id": "x", "prompt": "a", "seed": 1, "sha256": "0"}',
+            r"the record lacks \['path'\]",
+        ),
         (b"[1, 2]", "a journal record must be an object with a clip_id"),
         (b'{"clip_id": "x", "metrics": 3}', "'metrics' must be an object"),
     ],
@@ -238,7 +245,9 @@ def test_a_failed_start_locks_nothing_in(tiny, tmp_path, model, exc, match):
     with pytest.raises(exc, match=match):
         mg.run_grid(small_grid().head(1), model=model, out=out, progress=False)
     assert not (out / "run.json").exists() and not (out / JOURNAL).exists()
-    m = mg.run_grid(small_grid().head(1), model="tiny", out=out, progress=False)  # the corrected call
+    m = mg.run_grid(
+        small_grid().head(1), model="tiny", out=out, progress=False
+    )  # the corrected call
     check_run(out, m)
 
 
@@ -246,7 +255,9 @@ def test_another_grid_into_the_same_out_is_refused(tiny, tmp_path):
     first = mg.run_grid(small_grid().head(2), model=tiny, out=tmp_path, progress=False)
     with pytest.raises(ValueError, match="holds 1 clip\\(s\\) that are not in this grid"):
         mg.run_grid(small_grid().iloc[1:3], model=tiny, out=tmp_path, progress=False)
-    bigger = mg.run_grid(small_grid().head(3), model=tiny, out=tmp_path, progress=False)  # extends it
+    bigger = mg.run_grid(
+        small_grid().head(3), model=tiny, out=tmp_path, progress=False
+    )  # extends it
     assert bigger["sha256"].tolist()[:2] == first["sha256"].tolist()
     assert pd.read_csv(tmp_path / MANIFEST_CSV)["clip_id"].tolist() == bigger["clip_id"].tolist()
 
@@ -266,10 +277,14 @@ def test_adapter_and_base_runs_never_mix(tiny, tmp_path):
     pytest.importorskip("peft")
     from musicgen_nb import finetune as FT
 
-    data = FT.dataset(FT.synth_dataset(tmp_path / "data", seconds=1.0), cache_dir=tmp_path / "codes")
+    data = FT.dataset(
+        FT.synth_dataset(tmp_path / "data", seconds=1.0), cache_dir=tmp_path / "codes"
+    )
     FT.train(tiny, data, out=tmp_path / "lora", steps=2, batch_size=2, seed=0, progress=False)
     g = small_grid().head(1)
-    m = mg.run_grid(g, model="tiny", adapter=tmp_path / "lora", out=tmp_path / "run", progress=False)
+    m = mg.run_grid(
+        g, model="tiny", adapter=tmp_path / "lora", out=tmp_path / "run", progress=False
+    )
     assert m["adapter"].tolist() == [str((tmp_path / "lora").resolve())]
     with pytest.raises(ValueError, match="adapter: '.*lora' there, None now"):
         mg.run_grid(g, model="tiny", out=tmp_path / "run", progress=False)

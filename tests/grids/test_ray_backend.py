@@ -96,7 +96,9 @@ def test_gpu_requests_that_would_hang_are_refused(resources, workers, per_worker
 def test_a_gpu_request_on_a_cpu_cluster_is_refused_not_left_hanging(tiny, local_ray, tmp_path):
     assert local_ray.cluster_resources().get("GPU", 0) == 0
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match="gpus_per_worker=0.5 asks for GPUs, but the Ray cluster has none"):
+    with pytest.raises(
+        ValueError, match="gpus_per_worker=0.5 asks for GPUs, but the Ray cluster has none"
+    ):
         mg.run_grid(small_grid(), model="tiny", out=tmp_path, backend="ray", gpus_per_worker=0.5,
                     progress=False)  # fmt: skip
     assert time.perf_counter() - t0 < 30 and not (tmp_path / "run.json").exists()
@@ -113,7 +115,9 @@ def test_an_unknown_model_is_refused_before_any_actor_starts(tmp_path):
 
 def test_an_actor_that_dies_ends_the_run_in_one_line(local_ray, tmp_path):
     """A hub id passes the name check but is not there: the actor dies loading it."""
-    with pytest.raises(RuntimeError, match=r"^a Ray worker running model 'nobody/musicgen-none' died: [^\n]*$"):
+    with pytest.raises(
+        RuntimeError, match=r"^a Ray worker running model 'nobody/musicgen-none' died: [^\n]*$"
+    ):
         mg.run_grid(small_grid().head(1), model="nobody/musicgen-none", out=tmp_path, backend="ray",
                     workers=1, progress=False)  # fmt: skip
     assert not (tmp_path / "run.json").exists()

@@ -165,7 +165,9 @@ def test_a_stopped_grid_saves_no_short_clip_and_resumes(tiny, tmp_path):
     watcher = threading.Thread(target=stop_after_first_clip)
     watcher.start()
     try:
-        with pytest.raises(GridInterrupted, match=r"interrupted while generating 1 clip\(s\) .*: not saved"):
+        with pytest.raises(
+            GridInterrupted, match=r"interrupted while generating 1 clip\(s\) .*: not saved"
+        ):
             mg.run_grid(g, model=tiny, out=tmp_path, batch_size=1, progress=False, stop=stop)
     finally:
         done.set()
@@ -173,7 +175,9 @@ def test_a_stopped_grid_saves_no_short_clip_and_resumes(tiny, tmp_path):
     recs = _journaled(tmp_path)
     assert 1 <= len(recs) < len(g)
     _full_length(tmp_path, recs)
-    assert pd.read_csv(tmp_path / "manifest.csv")["clip_id"].tolist() == [r["clip_id"] for r in recs]
+    assert pd.read_csv(tmp_path / "manifest.csv")["clip_id"].tolist() == [
+        r["clip_id"] for r in recs
+    ]
     m = mg.run_grid(g, model=tiny, out=tmp_path, batch_size=1, progress=False)  # the resume
     check_run(tmp_path, m)
     _full_length(tmp_path, _journaled(tmp_path))
@@ -184,7 +188,9 @@ def test_a_stopped_grid_saves_no_short_clip_and_resumes(tiny, tmp_path):
 def test_ctrl_c_in_the_cli_exits_130_and_a_resume_regenerates(tiny, tmp_path):
     spec = tmp_path / "spec.yaml"
     rows = "".join(f"  - {{prompt: 'rock {i}', seed: {i}, duration: 4.0}}\n" for i in range(3))
-    spec.write_text("model: tiny\nbatch_size: 1\nrows:\n  - {prompt: jazz, seed: 1, duration: 0.5}\n" + rows)
+    spec.write_text(
+        "model: tiny\nbatch_size: 1\nrows:\n  - {prompt: jazz, seed: 1, duration: 0.5}\n" + rows
+    )
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "musicgen_nb.cli", "grid", str(spec), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE,
@@ -219,7 +225,9 @@ def test_a_metric_named_like_a_column_is_refused(tmp_path):
 
     for metrics in ([seed], {"path": seed}, {"version_torch": seed}, {"standin": seed}):
         with pytest.raises(ValueError, match="is a manifest column; give the metric another name"):
-            mg.run_grid(small_grid(), model="tiny", out=tmp_path / "o", metrics=metrics, progress=False)
+            mg.run_grid(
+                small_grid(), model="tiny", out=tmp_path / "o", metrics=metrics, progress=False
+            )
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
@@ -228,7 +236,9 @@ def test_a_metric_returning_a_non_number_is_named(tiny, tmp_path, value):
     def label(audio, sr, prompt):
         return value
 
-    with pytest.raises(TypeError, match=r"metric 'label' returned .* for clip [0-9a-f]{16} \('jazz', seed 1\)"):
+    with pytest.raises(
+        TypeError, match=r"metric 'label' returned .* for clip [0-9a-f]{16} \('jazz', seed 1\)"
+    ):
         mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, metrics=[label], progress=False)
 
 
@@ -238,8 +248,12 @@ def test_clap_score_without_its_model_fails_before_any_clip(tmp_path, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("MUSICGEN_NB_STANDIN", raising=False)
     t0 = time.perf_counter()
-    with pytest.raises(ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"):
-        mg.run_grid(small_grid(), model="tiny", out=tmp_path / "o", metrics=["clap_score"], progress=False)
+    with pytest.raises(
+        ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"
+    ):
+        mg.run_grid(
+            small_grid(), model="tiny", out=tmp_path / "o", metrics=["clap_score"], progress=False
+        )
     assert time.perf_counter() - t0 < 10 and not (tmp_path / "o").exists()
 
 
@@ -258,9 +272,14 @@ def test_a_local_grid_needs_no_pyarrow(tmp_path):
                           env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "2"
-    assert len(pd.read_csv(tmp_path / "manifest.csv")) == 2 and not (tmp_path / "manifest.parquet").exists()
+    assert (
+        len(pd.read_csv(tmp_path / "manifest.csv")) == 2
+        and not (tmp_path / "manifest.parquet").exists()
+    )
 
 
 def test_nan_parameters_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="grid: temperature is NaN"):
-        mg.run_grid(mg.grid(["a"], temperature=float("nan")), model="tiny", out=tmp_path, progress=False)
+        mg.run_grid(
+            mg.grid(["a"], temperature=float("nan")), model="tiny", out=tmp_path, progress=False
+        )

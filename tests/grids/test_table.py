@@ -129,7 +129,10 @@ def test_missing():
 
 def test_a_huge_grid_is_refused_before_any_row_is_built():
     t0 = time.perf_counter()
-    with pytest.raises(ValueError, match=r"the grid has 10,000,000 rows \(1000 x 10000 values of prompt, seed\); at most 100,000"):
+    with pytest.raises(
+        ValueError,
+        match=r"the grid has 10,000,000 rows \(1000 x 10000 values of prompt, seed\); at most 100,000",
+    ):
         mg.grid([f"p{i}" for i in range(1000)], seed=list(range(10_000)))
     assert time.perf_counter() - t0 < 1.0
     with pytest.raises(ValueError, match="rows has 100,001 rows; at most 100,000"):
@@ -141,8 +144,14 @@ def test_a_huge_grid_is_refused_before_any_row_is_built():
     [
         (dict(guidance_scale=[1.0, float("nan")]), "grid: guidance_scale is NaN"),
         (dict(cfg_coef_beta=float("nan")), "grid: cfg_coef_beta is NaN"),
-        (dict(rows=[dict(prompt="a", seed=1, temperature=float("nan"))]), r"rows\[0\]: temperature is NaN"),
-        (dict(rows=[dict(prompt="a", seed=1, top_k=np.float64("nan"))]), r"rows\[0\]: top_k is NaN"),
+        (
+            dict(rows=[dict(prompt="a", seed=1, temperature=float("nan"))]),
+            r"rows\[0\]: temperature is NaN",
+        ),
+        (
+            dict(rows=[dict(prompt="a", seed=1, top_k=np.float64("nan"))]),
+            r"rows\[0\]: top_k is NaN",
+        ),
     ],
 )
 def test_nan_is_refused_by_name_not_reported_as_none(kwargs, match):

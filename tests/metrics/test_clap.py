@@ -152,9 +152,13 @@ def test_a_clap_checkpoint_that_cannot_load_is_refused_at_once(monkeypatch, tmp_
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("MUSICGEN_NB_STANDIN", raising=False)
     t0 = time.perf_counter()
-    with pytest.raises(ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"):
+    with pytest.raises(
+        ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"
+    ):
         M.metric("clap_score")
-    with pytest.raises(ModelUnavailableError, match="'nobody/clap' is not in the Hugging Face cache"):
+    with pytest.raises(
+        ModelUnavailableError, match="'nobody/clap' is not in the Hugging Face cache"
+    ):
         M.metric("clap_score", model="nobody/clap")
     assert time.perf_counter() - t0 < 5
     assert require("tiny-clap") == "tiny-clap" and require(str(tmp_path)) == str(tmp_path)

@@ -72,7 +72,11 @@ def test_kl_shape_errors():
     ],
 )
 def test_kl_refuses_what_is_not_a_distribution_by_name(p, match):
-    q = np.ones(np.shape(p)) / max(np.shape(p)[-1] if np.ndim(p) else 1, 1) if np.size(p) else np.zeros(np.shape(p))
+    q = (
+        np.ones(np.shape(p)) / max(np.shape(p)[-1] if np.ndim(p) else 1, 1)
+        if np.size(p)
+        else np.zeros(np.shape(p))
+    )
     with pytest.raises((ValueError, TypeError), match=match):
         M.kl(p, q)
     with pytest.raises((ValueError, TypeError), match=match.replace("p ", "q ", 1)):
