@@ -136,18 +136,6 @@ class RunFolder:
             )
         return True
 
-    def check_grid(self, order: list[str]) -> None:
-        """Refuse a folder that holds clips of another grid (a manifest never mixes two grids)."""
-        wanted = set(order)
-        other = [rec for clip, rec in self.done.items() if clip not in wanted]
-        if other:
-            ex = other[0]
-            raise ValueError(
-                f"{str(self.dir)!r} holds {len(other)} clip(s) that are not in this grid (e.g. "
-                f"prompt {ex.get('prompt')!r}, seed {ex.get('seed')!r}); a run folder holds one "
-                "grid: use another out= directory, or a grid that includes those rows"
-            )
-
     def _read_journal(self) -> dict:
         """Journaled rows whose file is intact, by clip_id.
 

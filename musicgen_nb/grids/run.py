@@ -45,8 +45,9 @@ def run_grid(
     out : path
         The run directory. Run again with the same ``out`` to finish an
         interrupted run: only the missing rows are generated. One directory holds
-        one grid made by one model (same precision, adapter and stand-in): anything
-        else is refused.
+        clips of one model (same precision, adapter and stand-in): anything else is
+        refused. The manifest holds the rows of this grid only, whatever other
+        grids the directory holds.
     backend : {"local", "ray"}
         ``"local"`` runs in this process. ``"ray"`` runs one model per Ray actor
         (GPU actors when the cluster has GPUs, else CPU actors); see
@@ -109,7 +110,6 @@ def run_grid(
     run = RunFolder(out, {k: v for k, v in config.items() if k != "device"})
     order = [r["clip_id"] for r in rows]
     try:
-        run.check_grid(order)
         load_kwargs = dict(device=device, precision=precision, random_weights=random_weights,
                            adapter=adapter)  # fmt: skip
         _generate(run, rows, name if session is None else session, load_kwargs, fmt=fmt,

@@ -251,15 +251,15 @@ def test_a_failed_start_locks_nothing_in(tiny, tmp_path, model, exc, match):
     check_run(out, m)
 
 
-def test_another_grid_into_the_same_out_is_refused(tiny, tmp_path):
+def test_another_grid_into_the_same_out_never_returns_the_old_rows(tiny, tmp_path):
     first = mg.run_grid(small_grid().head(2), model=tiny, out=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="holds 1 clip\\(s\\) that are not in this grid"):
-        mg.run_grid(small_grid().iloc[1:3], model=tiny, out=tmp_path, progress=False)
-    bigger = mg.run_grid(
-        small_grid().head(3), model=tiny, out=tmp_path, progress=False
-    )  # extends it
-    assert bigger["sha256"].tolist()[:2] == first["sha256"].tolist()
-    assert pd.read_csv(tmp_path / MANIFEST_CSV)["clip_id"].tolist() == bigger["clip_id"].tolist()
+    other = mg.run_grid(small_grid().iloc[1:3], model=tiny, out=tmp_path, progress=False)
+    assert other["clip_id"].tolist() == small_grid()["clip_id"].iloc[1:3].tolist()
+    assert pd.read_csv(tmp_path / MANIFEST_CSV)["clip_id"].tolist() == other["clip_id"].tolist()
+    assert other["sha256"].iloc[0] == first["sha256"].iloc[1]  # the shared row is not made again
+    assert other["run_id"].iloc[0] == first["run_id"].iloc[0] != other["run_id"].iloc[1]
+    again = mg.run_grid(small_grid().head(2), model=tiny, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again, first)  # each grid gets exactly its own rows back
 
 
 def test_precisions_never_mix_in_one_folder(tiny, tmp_path):
