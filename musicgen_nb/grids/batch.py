@@ -1,10 +1,10 @@
 """The work of one batch, shared by both backends of :func:`musicgen_nb.run_grid`.
 
 The local backend and every Ray actor call :func:`generate_batch` on the same
-batches, so both write the same files (same sha256): on CPU the audio of the
-files is decoded from the codes with :data:`DECODE_THREADS` torch threads,
-because EnCodec's convolutions round differently with another thread count,
-and a Ray actor runs with another one than this process. It returns the encoded
+batches, so both write the same files (same sha256): on CPU the EnCodec decode
+of the files runs on :data:`DECODE_THREADS` torch threads (the decode steps keep
+the process's count), because EnCodec's convolutions round differently with
+another thread count, and a Ray actor runs with another one than this process. It returns the encoded
 audio; the caller writes the files and the journal. An interrupted generation
 (Ctrl-C, a stop event) raises :class:`GridInterrupted`: its short clips are
 never returned, so they are never journaled as done.
@@ -100,15 +100,14 @@ def generate_batch(
     for rows in _groups(s, specs):
         params = {k: rows[0][k] for k in PARAMS}
         t0 = time.perf_counter()
-        g = s.generate([r["prompt"] for r in rows], seed=[r["seed"] for r in rows],
-                       progress=False, stop=stop, **params)  # fmt: skip
+        g, pinned = _generate(s, rows, params, stop)
         if g.interrupted:  # generate keeps a partial result (for notebooks): a grid does not
             raise GridInterrupted(
                 f"interrupted while generating {len(rows)} clip(s) "
                 f"({g.audio.shape[-1] / g.sample_rate:.2f} of {params['duration']} s): not saved"
             )
         wall = time.perf_counter() - t0
-        audio = fixed_decode(s, g)
+        audio = g.audio if pinned else fixed_decode(s, g)
         for i, spec in enumerate(rows):
             out.append(
                 dict(
@@ -122,6 +121,30 @@ def generate_batch(
                 )
             )  # fmt: skip
     return out
+
+
+def _generate(s, rows: list[dict], params: dict, stop):
+    """``(generation, pinned)``: on CPU, the codec decode runs on :data:`DECODE_THREADS` threads.
+
+    The thread count is set when the last decode step is reported (``callback``), so
+    the EnCodec decode that follows runs on it, with no second decode. ``pinned``
+    says it did (a GPU needs no pinning); otherwise the caller decodes again.
+    """
+    import torch
+
+    threads, pinned = torch.get_num_threads(), [s.device.type != "cpu"]
+
+    def pin(done: int, total: int) -> None:
+        if done >= total and not pinned[0]:
+            torch.set_num_threads(DECODE_THREADS)
+            pinned[0] = True
+
+    try:
+        g = s.generate([r["prompt"] for r in rows], seed=[r["seed"] for r in rows],
+                       progress=False, stop=stop, callback=pin, **params)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return g, pinned[0]
 
 
 def adapter_of(s) -> str | None:

@@ -67,6 +67,23 @@ def test_files_do_not_depend_on_the_thread_count(tiny):
     for n in (2, 3):
         assert [r["data"] for r in out[n][0]] == [r["data"] for r in out[1][0]]
         assert np.array_equal(out[n][2], out[1][2])
+    g = tiny.generate(["jazz", "rock"], seed=[3, 4], duration=1.0, progress=False)  # 1 thread
+    assert out[3][0][0]["data"] == encode_audio(g.audio[0], 32000, "wav")  # the same decode
+
+
+def test_long_clips_in_windows_are_pinned_too(tiny):
+    """4 s is the longest single window of tiny: 6 s runs in 2 windows (the step count spans both)."""
+    rows = mg.grid(["jazz"], seed=[3], duration=6.0, extend_stride=2.0).to_dict("records")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        got = generate_batch(tiny, rows, "wav")[0]["data"]
+        assert torch.get_num_threads() == 3  # restored
+        torch.set_num_threads(1)
+        want = generate_batch(tiny, rows, "wav")[0]["data"]
+    finally:
+        torch.set_num_threads(threads)
+    assert got == want
 
 
 def test_an_interrupted_batch_returns_nothing(tiny):
