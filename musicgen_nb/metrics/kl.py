@@ -116,6 +116,14 @@ def _distribution(x, name: str) -> np.ndarray:
     return arr
 
 
+def _named(name: str, audio, sr, classifier, device) -> np.ndarray:
+    """:func:`label_distribution` whose input errors name the argument (``gen`` or ``ref``)."""
+    try:
+        return label_distribution(audio, sr, classifier=classifier, device=device)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def kl(p: ArrayLike, q: ArrayLike, *, eps: float = 1e-12) -> np.ndarray:
     """KL(p || q) along the last axis of two (batches of) distributions, in nats.
 
@@ -184,8 +192,8 @@ def kl_divergence(
     """
     gen, sr = audio_input(gen, sr)
     ref, ref_sr = audio_input(ref, ref_sr if ref_sr is not None else sr)
-    p = label_distribution(ref, ref_sr, classifier=classifier, device=device)
-    q = label_distribution(gen, sr, classifier=classifier, device=device)
+    p, q = (_named(name, x, rate, classifier, device)
+            for name, x, rate in (("ref", ref, ref_sr), ("gen", gen, sr)))  # fmt: skip
     if p.shape != q.shape:
         raise ValueError(
             f"gen and ref must hold the same number of clips, got {len(q)} and {len(p)}"
