@@ -297,29 +297,16 @@ def _nbval_sanitize(args) -> int:
 
 
 def _grid(args) -> int:
-    import yaml
-
-    from .grids import grid as make_grid
     from .grids import run_grid
+    from .grids.spec import read_spec
 
-    spec = yaml.safe_load(Path(args.spec).read_text(encoding="utf-8"))
-    if not isinstance(spec, dict) or "model" not in spec:
-        raise ValueError(f"{args.spec}: the spec must be a mapping with 'model' and grid axes")
-    run_keys = ("model", "backend", "batch_size", "precision", "device", "random_weights", "fmt",
-                "metrics", "workers", "address")  # fmt: skip
-    run = {k: spec.pop(k) for k in run_keys if k in spec}
-    rows = spec.pop("rows", None)
-    if rows is not None and spec:
-        raise ValueError(
-            f"{args.spec}: give either rows or grid axes, not both (extra: {sorted(spec)})"
-        )
-    grid = make_grid(rows=rows) if rows is not None else make_grid(**spec)
+    grid, run = read_spec(args.spec)
     if args.backend:
         run["backend"] = args.backend
     if args.address:
         run["address"] = args.address
     m = run_grid(grid, out=args.out, progress=not args.quiet, **run)
-    print(f"{len(m)} clips in {Path(args.out) / 'manifest.parquet'}")
+    print(f"{len(m)} clips in {Path(args.out) / 'manifest.csv'}")
     return 0
 
 

@@ -153,6 +153,8 @@ def _as_chroma(x, name: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric chroma array, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds NaN or inf; a chroma holds finite values")
     if arr.ndim not in (2, 3) or arr.shape[-1] != 12 or arr.shape[-2] == 0:
         raise ValueError(
             f"{name} must be chroma [frames, 12] or [batch, frames, 12] with frames >= 1, "

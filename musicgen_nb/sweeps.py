@@ -99,12 +99,18 @@ def sweep(
     """
     import pandas as pd
 
+    if not (hasattr(s, "generate") and hasattr(s, "num_codebooks")):
+        raise TypeError(
+            f"s must be a loaded MusicGen session (s = mg.load(...)), got {type(s).__name__}"
+        )
     if isinstance(prompt, (list, tuple)):
         raise TypeError(
             "prompt must be one string (or None) in a sweep; sweep the settings, not the prompts"
         )
     axes, fixed = _split_grid(grid)
     combos = list(itertools.product(*axes.values()))
+    for combo in combos:  # every value checked before the first clip is generated
+        _check(s, prompt, seed, dict(zip(axes, combo, strict=True)), fixed)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -121,6 +127,14 @@ def sweep(
     if bar is not None:
         bar.close()
     return SweepResult(table=pd.DataFrame(rows), generations=gens)
+
+
+def _check(s, prompt, seed, settings: dict, fixed: dict) -> None:
+    """The checks ``generate`` makes before any work, for one combination of the sweep."""
+    from .generation import make_request
+
+    kwargs = dict(fixed, **settings)
+    make_request(s, prompt, seed=seed, progress=False, **kwargs)
 
 
 def _split_grid(grid: dict) -> tuple[dict, dict]:

@@ -120,3 +120,14 @@ def test_frames_bounds_the_work_for_a_wrong_rate():
     assert c.shape == (235, 12) and time.perf_counter() - t0 < 30
     with pytest.raises(ValueError, match="^melody_sr must be a positive integer"):
         melody.chroma(x, 0, name="melody")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_similarity_refuses_a_chroma_that_is_not_finite(bad):
+    a = np.eye(12)[[0, 4, 7]]
+    b = a.copy()
+    b[1, 3] = bad
+    with pytest.raises(ValueError, match="b holds NaN or inf"):
+        melody.similarity(a, b)
+    with pytest.raises(ValueError, match="a holds NaN or inf"):
+        melody.similarity(b[None], a)

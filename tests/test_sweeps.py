@@ -43,3 +43,24 @@ def test_sweep_errors(tiny):
         mg.sweep(tiny, ["a", "b"], guidance_scale=[1, 2])
     with pytest.raises(ValueError, match="guidance_scale must list at least one value"):
         mg.sweep(tiny, "x", guidance_scale=[])
+
+
+@pytest.mark.parametrize("s", [None, "tiny", 3])
+def test_sweep_needs_a_session(s):
+    with pytest.raises(
+        TypeError, match=r"s must be a loaded MusicGen session \(s = mg.load\(...\)\)"
+    ):
+        mg.sweep(s, "jazz", guidance_scale=[1, 3], progress=False)
+
+
+def test_sweep_checks_every_value_before_the_first_clip(tiny):
+    steps = []
+    with pytest.raises(ValueError, match="guidance_scale"):
+        mg.sweep(tiny, "jazz", guidance_scale=[1, 3, -5], duration=0.5, progress=False,
+                 callback=lambda done, total: steps.append(done))  # fmt: skip
+    assert steps == []  # no clip was generated
+    with pytest.raises(ValueError, match="duration"):
+        mg.sweep(
+            tiny, "jazz", duration=[0.5, 1e9], progress=False, callback=lambda *a: steps.append(a)
+        )
+    assert steps == []

@@ -5,12 +5,18 @@ How a run stays consistent after an interrupt, a crash or ``kill -9``:
 * each clip's file is written to a temporary name and moved into place;
 * then one JSON line (its row, path, sha256, timings) is appended to
   ``DIR/journal.jsonl`` and flushed to disk. The journal is the record of
-  what is done; a truncated last line (a kill mid-write) is ignored;
-* ``manifest.parquet`` is rebuilt from the journal after every batch,
-  atomically (temporary file, then rename);
+  what is done; a last line cut short (a kill mid-write) is dropped, and
+  any other bad line is an error naming the file and the line;
+* a journaled path must be a file of ``DIR/audio`` (no ``..``, no absolute
+  path, no symlink): the run never reads outside its folder;
+* ``manifest.csv`` (and ``manifest.parquet`` when pyarrow is installed) is
+  rebuilt from the journal after every batch, atomically (temporary file,
+  then rename);
 * a rerun checks every journaled file against its sha256 and generates
   only the rows that are missing. A file that is not in the journal is
   the leftover of a killed run and is replaced.
+* ``run.json`` is written with the first clip, so a start that fails
+  (a bad model name, a checkpoint that is not cached) locks nothing in.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import socket
 import time
+from pathlib import PurePosixPath
 
 import numpy as np
 
@@ -29,7 +36,10 @@ from .table import PARAMS
 
 JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.parquet"
+MANIFEST_CSV = "manifest.csv"
 CONFIG = "run.json"
+#: Columns that say which model made a clip: one run folder never mixes two values of these.
+KIND = ("model", "standin", "precision", "adapter")
 
 
 class RunFolder:
@@ -38,21 +48,22 @@ class RunFolder:
     Opening it checks the folder (as :meth:`Generation.save` does), takes the
     lock (or raises if a live run holds it), checks the settings against
     ``run.json``, removes a killed run's temporary files and reads the journal.
-    Call :meth:`release` when done.
+    ``run.json`` itself is written with the first clip. Call :meth:`release` when done.
 
     Parameters
     ----------
     out : path
         The run folder (made if missing).
     config : dict
-        The run's settings (``model``, ``precision``, ``random_weights``, ``fmt``).
+        The run's settings (``model``, ``precision``, ``random_weights``, ``fmt``,
+        ``standin``, ``adapter``).
 
     Examples
     --------
     >>> import tempfile
     >>> run = RunFolder(tempfile.mkdtemp(), dict(model="tiny", fmt="wav"))
     >>> run.done, (run.dir / "run.json").exists(), (run.dir / ".lock").exists()
-    ({}, True, True)
+    ({}, False, True)
     >>> run.release(); (run.dir / ".lock").exists()
     False
     """
@@ -63,12 +74,13 @@ class RunFolder:
         # the same folder checks as Generation.save: a path, not a file, writable (made here)
         self.dir, _, _ = check_save(out, names={"directory": "out"})
         self.fmt = config["fmt"]
+        self.config = dict(config)
         (self.dir / "audio").mkdir(exist_ok=True)
         self.lock = self.dir / ".lock"
         self.journal = None
         self._take_lock()
         try:
-            self._check_config(config)
+            self._written = self._check_config(config)
             # a killed run's half-written files (clips, manifest, journal): we hold the lock,
             # so no live run is writing them
             for folder in (self.dir, self.dir / "audio"):
@@ -78,7 +90,6 @@ class RunFolder:
         except BaseException:
             self.release()
             raise
-        self.journal = open(self.dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
 
     def _take_lock(self):
         me = f"{socket.gethostname()} {os.getpid()}"
@@ -86,7 +97,7 @@ class RunFolder:
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                host, _, pid = self.lock.read_text().partition(" ")
+                host, _, pid = self.lock.read_text(errors="replace").partition(" ")
                 if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
                     self.lock.unlink(missing_ok=True)  # its run was killed: take over
                     continue
@@ -106,53 +117,100 @@ class RunFolder:
             self.journal = None
         self.lock.unlink(missing_ok=True)
 
-    def _check_config(self, config: dict):
+    def _check_config(self, config: dict) -> bool:
+        """Compare with ``run.json`` (if any); return whether it is written."""
         path = self.dir / CONFIG
         if not path.exists():
-            write_atomic(path, json.dumps(config, indent=1), overwrite=True)
-            return
-        old = json.loads(path.read_text())
+            return False
+        old = read_config(path)
         diff = {
             k: (old.get(k), v)
             for k, v in config.items()
-            if old.get(k) != v and "auto" not in (old.get(k), v)  # "auto" matches what it picked
+            if old.get(k) != v and not (k == "precision" and "auto" in (old.get(k), v))
         }
         if diff:
             raise ValueError(
                 f"{str(self.dir)!r} holds a run with other settings "
                 f"({', '.join(f'{k}: {a!r} there, {b!r} now' for k, (a, b) in diff.items())}); "
-                "use another out= directory or the same settings"
+                "one folder never mixes runs: use another out= directory or the same settings"
             )
+        return True
 
     def _read_journal(self) -> dict:
-        """Journaled rows whose file is intact, by clip_id (a bad line or file is dropped)."""
+        """Journaled rows whose file is intact, by clip_id.
+
+        A line cut short by a kill (the last one, with no newline) is dropped; any
+        other bad line raises, naming the file and the line.
+        """
         done: dict = {}
         path = self.dir / JOURNAL
         if not path.exists():
             return done
-        lines = path.read_text(encoding="utf-8").split("\n")
-        good = []
-        for line in lines:
+        *lines, tail = path.read_bytes().split(b"\n")
+        recs = [(i, self._parse(line, i)) for i, line in enumerate(lines, 1) if line.strip()]
+        if tail.strip():  # no newline after it: a write cut short by a kill
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # empty, or cut short by a kill
-            good.append(line)
+                recs.append((len(lines) + 1, self._parse(tail, len(lines) + 1)))
+            except ValueError:
+                pass
+            keep = "".join(json.dumps(r, default=_json_default) + "\n" for _, r in recs)
+            write_atomic(path, keep, overwrite=True)  # drop the cut line for good
+        for _, rec in recs:
             if "metrics" in rec:
                 if rec["clip_id"] in done:
                     done[rec["clip_id"]].update(rec["metrics"])
                 continue
             file = self.dir / rec["path"]
-            if file.exists() and sha256_file(file) == rec["sha256"]:
+            if file.is_file() and sha256_file(file) == rec["sha256"]:
                 done[rec["clip_id"]] = rec
             else:
                 done.pop(rec["clip_id"], None)
-        if len(good) != sum(1 for line in lines if line.strip()):  # drop a truncated line for good
-            write_atomic(path, "".join(line + "\n" for line in good), overwrite=True)
         return done
+
+    def _parse(self, line: bytes, i: int) -> dict:
+        """One journal record, checked; a bad one raises naming the file and the line."""
+        where = f"{self.dir / JOURNAL}:{i}"
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"{where}: not a JSON record ({type(exc).__name__}: {exc}); the journal is "
+                "damaged: fix or delete that line (its clip is then generated again)"
+            ) from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("clip_id"), str):
+            raise ValueError(f"{where}: a journal record must be an object with a clip_id")
+        if "metrics" in rec:
+            if not isinstance(rec["metrics"], dict):
+                raise ValueError(
+                    f"{where}: 'metrics' must be an object, got {rec['metrics']!r:.80}"
+                )
+            return rec
+        lacking = [k for k in ("path", "sha256", "prompt", "seed") if k not in rec]
+        if lacking:
+            raise ValueError(f"{where}: the record lacks {lacking}; fix or delete that line")
+        self._inside(rec["path"], where)
+        return rec
+
+    def _inside(self, path, where: str) -> None:
+        """Refuse a journaled path that is not a plain file name in ``audio/``."""
+        p = PurePosixPath(path) if isinstance(path, str) else None
+        ok = (
+            p is not None and not p.is_absolute() and len(p.parts) == 2 and p.parts[0] == "audio"
+            and p.name not in ("", ".", "..") and "\\" not in path
+            and not (self.dir / "audio" / p.name).is_symlink()
+        )  # fmt: skip
+        if not ok:
+            raise ValueError(
+                f"{where}: path {path!r} points outside the run folder's audio/ (or through a "
+                "symlink); a run reads only its own files: delete that line or use another out="
+            )
 
     def commit(self, spec: dict, result: dict, run_id: str) -> dict:
         """Write one clip's file (``result["data"]``), then journal it; return its record."""
+        self._check_clip(spec, result)
+        if not self._written:
+            write_atomic(self.dir / CONFIG, json.dumps(self.config, indent=1), overwrite=True)
+            self._written = True
         data = result.pop("data")
         name = f"{slug(spec['prompt'])[:32]}_seed{spec['seed']}_{spec['clip_id']}.{self.fmt}"
         # a file not in the journal is a killed run's leftover: replace it
@@ -163,29 +221,92 @@ class RunFolder:
         self.done[spec["clip_id"]] = rec
         return rec
 
+    def _check_clip(self, spec: dict, result: dict) -> None:
+        """Never journal a short clip, nor one of another model, precision, adapter or stand-in."""
+        want = round(spec["duration"] * result["sample_rate"])
+        if result.get("interrupted") or round(result["duration_s"] * result["sample_rate"]) < want:
+            raise RuntimeError(
+                f"clip {spec['clip_id']} ({spec['prompt']!r}, seed {spec['seed']}) is "
+                f"{result['duration_s']:.3f} s of {spec['duration']} s (interrupted): not saved"
+            )
+        for rec in self.done.values():
+            diff = [k for k in KIND if k in rec and k in result and rec[k] != result[k]]
+            if diff:
+                raise ValueError(
+                    f"{str(self.dir)!r} holds clips made with "
+                    f"{', '.join(f'{k}={rec[k]!r}' for k in diff)}, and this one has "
+                    f"{', '.join(f'{k}={result[k]!r}' for k in diff)}; one folder never mixes "
+                    "them: use another out= directory"
+                )
+            break
+
     def add_metrics(self, clip: str, values: dict):
         """Journal metric values of a done clip."""
         self._append(dict(clip_id=clip, metrics=values))
         self.done[clip].update(values)
 
     def _append(self, rec: dict):
+        if self.journal is None:  # opened with the first record: a failed start leaves none
+            self.journal = open(self.dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
         self.journal.write(json.dumps(rec, default=_json_default) + "\n")
         self.journal.flush()
         os.fsync(self.journal.fileno())
 
     def manifest(self, order: list[str]):
-        """The manifest (rows of this grid first, in grid order), written atomically."""
+        """The manifest of this grid's rows, in grid order, written atomically.
+
+        ``manifest.csv`` always; ``manifest.parquet`` too when pyarrow is installed
+        (else a stale one is removed: it is rebuilt from the journal next time).
+        """
         import pandas as pd
 
         rank = {c: i for i, c in enumerate(order)}
-        recs = sorted(self.done.values(), key=lambda r: rank.get(r["clip_id"], len(rank)))
+        recs = sorted((r for r in self.done.values() if r["clip_id"] in rank),
+                      key=lambda r: rank[r["clip_id"]])  # fmt: skip
         df = pd.DataFrame(recs)
         if not len(df):
             df = pd.DataFrame(columns=["clip_id", "prompt", "seed", *PARAMS, "path", "sha256"])
+        write_atomic(self.dir / MANIFEST_CSV, df.to_csv(index=False), overwrite=True)
+        try:
+            import pyarrow  # noqa: F401  (optional: the [scale] extra)
+        except ImportError:
+            (self.dir / MANIFEST).unlink(missing_ok=True)
+            return df
         buf = io.BytesIO()
         df.to_parquet(buf, index=False)
         write_atomic(self.dir / MANIFEST, buf.getvalue(), overwrite=True)
         return df
+
+
+def read_config(path) -> dict:
+    """The settings in a run's ``run.json``; a damaged file raises naming it (and the line).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.json"
+    >>> _ = p.write_text('{"model": "tiny"}')
+    >>> read_config(p)
+    {'model': 'tiny'}
+    >>> _ = p.write_text('{"model": ')
+    >>> read_config(p)
+    Traceback (most recent call last):
+    ...
+    ValueError: .../run.json:1: damaged (...); delete it to start the run again
+    """
+    try:
+        old = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: damaged (not UTF-8: {exc}); delete it to start the run again"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}:{exc.lineno}: damaged ({exc.msg}); delete it to start the run again"
+        ) from None
+    if not isinstance(old, dict):
+        raise ValueError(f"{path}: damaged (not a JSON object); delete it to start the run again")
+    return old
 
 
 def _json_default(v):

@@ -6,8 +6,14 @@ on the same batches, so both backends write the same files (same sha256).
 Actors return the encoded audio; the driver writes the files and the
 journal, so workers need no shared file system.
 
-* ``num_gpus=1`` per actor when the cluster has GPUs (one actor per GPU),
-  else CPU actors (``num_cpus=1`` each, one per CPU).
+* GPU actors when the cluster has GPUs: ``gpus_per_worker`` GPUs each (1 by
+  default, a fraction such as 0.5 to share a GPU), and never more actors than
+  the GPUs hold, so no actor waits forever to be placed. A GPU request on a
+  cluster without GPUs is refused at once. Else CPU actors (``num_cpus=1``
+  each, one per CPU).
+* The model name is checked in the driver before any actor starts; an actor
+  that dies anyway (e.g. a checkpoint missing on a worker) ends the run with
+  one line naming the model.
 * No address: a local Ray is started (or the one this process already
   started is used). With an address (``"auto"``, ``"ray://head:10001"``),
   the run joins that cluster.
@@ -67,24 +73,80 @@ class GridWorker:
         return generate_batch(self.s, batch, fmt)
 
 
-def actor_options(resources: dict, workers: int | None) -> tuple[dict, int]:
+def check_gpus_per_worker(gpus_per_worker: float) -> float:
+    """``gpus_per_worker`` checked: a fraction in (0, 1] or a whole number of GPUs.
+
+    Examples
+    --------
+    >>> check_gpus_per_worker(0.5), check_gpus_per_worker(2)
+    (0.5, 2.0)
+    >>> check_gpus_per_worker(1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: gpus_per_worker must be a fraction in (0, 1] or a whole number of GPUs, got 1.5
+    """
+    import math
+    import numbers
+
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, numbers.Real):
+        raise TypeError(f"gpus_per_worker must be a number of GPUs, got {gpus_per_worker!r}")
+    g = float(gpus_per_worker)
+    if not math.isfinite(g) or g <= 0 or (g > 1 and not g.is_integer()):
+        raise ValueError(
+            "gpus_per_worker must be a fraction in (0, 1] or a whole number of GPUs, "
+            f"got {gpus_per_worker!r}"
+        )
+    return g
+
+
+def actor_options(
+    resources: dict, workers: int | None, gpus_per_worker: float | None = None
+) -> tuple[dict, int]:
     """Ray options of each actor and how many actors, from ``ray.cluster_resources()``.
+
+    GPU actors never outnumber what the GPUs hold (``floor(1 / g)`` actors per GPU
+    for a fraction ``g``, ``GPUs // g`` for whole GPUs): more would never be placed
+    and the run would hang, so an explicit ``workers`` above that is refused, as
+    is a GPU request on a cluster without GPUs.
 
     Examples
     --------
     >>> actor_options({"CPU": 8.0, "GPU": 4.0}, None)
-    ({'num_gpus': 1, 'num_cpus': 1}, 4)
+    ({'num_gpus': 1.0, 'num_cpus': 1}, 4)
+    >>> actor_options({"CPU": 8.0, "GPU": 2.0}, None, 0.5)
+    ({'num_gpus': 0.5, 'num_cpus': 1}, 4)
     >>> actor_options({"CPU": 2.0}, None)
     ({'num_cpus': 1}, 2)
+    >>> actor_options({"CPU": 2.0}, None, 0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: gpus_per_worker=0.5 asks for GPUs, but the Ray cluster has none ...
     """
-    gpus = int(resources.get("GPU", 0))
-    if gpus:
-        return dict(num_gpus=1, num_cpus=1), workers or gpus
-    cpus = max(1, int(resources.get("CPU", 1)))
-    return dict(num_cpus=1), workers or cpus
+    gpus = int(resources.get("GPU", 0) + 1e-9)
+    if gpus_per_worker is not None:
+        g = check_gpus_per_worker(gpus_per_worker)
+        if not gpus:
+            raise ValueError(
+                f"gpus_per_worker={gpus_per_worker!r} asks for GPUs, but the Ray cluster has none "
+                f"(it reports {resources.get('GPU', 0)} GPUs); leave gpus_per_worker out for CPU actors"
+            )
+    elif gpus:
+        g = 1.0
+    else:
+        return dict(num_cpus=1), workers or max(1, int(resources.get("CPU", 1)))
+    room = gpus * int(1 / g + 1e-9) if g <= 1 else gpus // int(g)
+    if not room or (workers or 0) > room:
+        raise ValueError(
+            f"workers={workers or 1} with {g:g} GPU(s) each need {(workers or 1) * g:g} GPUs; the "
+            f"cluster has {gpus}, room for {room} such worker(s): lower workers, or share GPUs "
+            "with a fraction (e.g. gpus_per_worker=0.5)"
+        )
+    return dict(num_gpus=g, num_cpus=1), workers or room
 
 
-def run_batches(batches, *, model, load_kwargs, fmt, address, workers, on_result):
+def run_batches(
+    batches, *, model, load_kwargs, fmt, address, workers, on_result, gpus_per_worker=None
+):
     """Run ``batches`` on Ray actors; call ``on_result(results)`` in the driver as each finishes.
 
     Parameters
@@ -100,6 +162,8 @@ def run_batches(batches, *, model, load_kwargs, fmt, address, workers, on_result
         The cluster to join; None starts a local Ray (or uses this process's).
     workers : int or None
         Number of actors (default from :func:`actor_options`).
+    gpus_per_worker : float, optional
+        GPUs per actor (see :func:`actor_options`).
     on_result : callable
         Called with the results of each batch (from
         :func:`~musicgen_nb.grids.batch.generate_batch`).
@@ -124,14 +188,20 @@ def run_batches(batches, *, model, load_kwargs, fmt, address, workers, on_result
         started = True
     actors = []
     try:
-        opts, n = actor_options(ray.cluster_resources(), workers)
+        opts, n = actor_options(ray.cluster_resources(), workers, gpus_per_worker)
         n = min(n, len(batches))
         threads = None if opts.get("num_gpus") else opts["num_cpus"]
         Worker = ray.remote(**opts)(GridWorker)
         actors = [Worker.remote(model, load_kwargs, threads) for _ in range(n)]
         pool = ray.util.ActorPool(actors)
-        for results in pool.map_unordered(lambda a, b: a.run.remote(b, fmt), batches):
-            on_result(results)
+        try:
+            for results in pool.map_unordered(lambda a, b: a.run.remote(b, fmt), batches):
+                on_result(results)
+        except ray.exceptions.RayActorError as exc:
+            why = str(getattr(exc, "cause", None) or exc).strip().splitlines()
+            raise RuntimeError(
+                f"a Ray worker running model {model!r} died: {why[-1] if why else type(exc).__name__}"
+            ) from None
     finally:
         for a in actors:
             ray.kill(a)

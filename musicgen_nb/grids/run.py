@@ -13,12 +13,13 @@ import uuid
 from typing import TYPE_CHECKING
 
 from .._util.checks import check_choice
-from .batch import generate_batch
+from .batch import COLUMNS, GridInterrupted, generate_batch
 from .journal import RunFolder
-from .table import batches, missing, specs
+from .table import PARAMS, batches, missing, specs
 
 if TYPE_CHECKING:
     import os
+    import threading
 
     import pandas as pd
 
@@ -30,8 +31,9 @@ BACKENDS = ("local", "ray")
 def run_grid(
     grid: pd.DataFrame | list[dict], *, model: str | MusicGen, out: str | os.PathLike, backend: str="local", batch_size: int=8, precision: str="auto", device: str="auto",
     random_weights: bool=False, fmt: str="wav", metrics: list | None=None, progress: bool=True, address: str | None=None, workers: int | None=None,
+    adapter: str | os.PathLike | None=None, gpus_per_worker: float | None=None, stop: threading.Event | None=None,
 ) -> pd.DataFrame:  # fmt: skip
-    """Generate every row of a grid; write one audio file per row and ``out/manifest.parquet``.
+    """Generate every row of a grid; write one audio file per row and ``out/manifest.csv``.
 
     Parameters
     ----------
@@ -42,68 +44,120 @@ def run_grid(
         directory). The local backend also takes a loaded session.
     out : path
         The run directory. Run again with the same ``out`` to finish an
-        interrupted run: only the missing rows are generated.
+        interrupted run: only the missing rows are generated. One directory holds
+        clips of one model (same precision, adapter and stand-in): anything else is
+        refused. The manifest holds the rows of this grid only, whatever other
+        grids the directory holds.
     backend : {"local", "ray"}
         ``"local"`` runs in this process. ``"ray"`` runs one model per Ray actor
-        (``num_gpus=1`` each when the cluster has GPUs, else CPU actors); see
+        (GPU actors when the cluster has GPUs, else CPU actors); see
         :mod:`musicgen_nb.grids.ray_backend`.
     batch_size : int
         Rows with the same parameters share a ``generate`` call, up to this many.
-    precision, device, random_weights
+    precision, device, random_weights, adapter
         Passed to :func:`musicgen_nb.load`.
     fmt : {"wav", "flac"}
     metrics : list, optional
         Per-clip metric columns to fill (see :func:`musicgen_nb.metrics.row_metrics`):
         ``"clap_score"``, ``"loudness"`` or callables ``f(audio, sr, prompt) -> float``.
+        Named ones run on the model's device; their models are checked first.
     progress : bool
         One progress bar over clips.
     address : str, optional
         Ray only: the cluster to join (``"auto"``, ``"ray://host:10001"``...). None
         starts a local Ray (or uses the one already started in this process).
     workers : int, optional
-        Ray only: number of actors (default: one per GPU, else one per CPU).
+        Ray only: number of actors (default: as many as the GPUs or CPUs hold).
+    gpus_per_worker : float, optional
+        Ray only: GPUs per actor, e.g. 0.5 for two actors per GPU (default 1 when
+        the cluster has GPUs). See :func:`~musicgen_nb.grids.ray_backend.actor_options`.
+    stop : threading.Event, optional
+        Set it to stop the run: the clips in flight are not saved, and
+        :class:`~musicgen_nb.grids.batch.GridInterrupted` is raised.
 
     Returns
     -------
     pandas.DataFrame
         The manifest: the row's parameters, ``path`` (relative to ``out``),
         ``sha256`` of the file, ``codes_sha256``, ``duration_s``, timings, the worker,
-        ``run_id`` of the run that made it, library versions and metric columns.
+        ``model``, ``standin`` (the offline checkpoint that stood in for it, else
+        None), ``precision``, ``adapter``, ``run_id`` of the run that made it,
+        library versions and metric columns. Also written to ``out/manifest.csv``,
+        and to ``out/manifest.parquet`` when pyarrow is installed.
+
+    Raises
+    ------
+    GridInterrupted
+        (a ``KeyboardInterrupt``) on Ctrl-C or ``stop``: the clips in flight are
+        not journaled, and a rerun generates them.
 
     Examples
     --------
     >>> import musicgen_nb as mg, tempfile
     >>> g = mg.grid(["jazz", "rock"], seed=[1, 2], duration=0.5)
     >>> m = mg.run_grid(g, model="tiny", out=tempfile.mkdtemp(), progress=False)
-    >>> len(m), m["sha256"].str.len().unique().tolist()
-    (4, [64])
+    >>> len(m), m["sha256"].str.len().unique().tolist(), m["standin"].tolist()
+    (4, [64], [None, None, None, None])
     """
     from ..metrics import row_metrics
 
-    _check_args(backend, batch_size, fmt, address, workers)
-    metric_fns = row_metrics(metrics)
-    _require_pyarrow()
+    _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker)
     rows = specs(_grid_rows(grid))
     session, name = _model(model, backend)
-    config = dict(model=name, precision=precision, random_weights=random_weights, fmt=fmt)
-    if session is not None:
-        config["precision"] = session.precision
-    run = RunFolder(out, config)
+    config = _config(session, name, precision, device, random_weights, fmt, adapter, backend)
+    metric_fns = row_metrics(metrics, device=session.device if session else config["device"])
+    _check_metric_names(metric_fns)
+    run = RunFolder(out, {k: v for k, v in config.items() if k != "device"})
     order = [r["clip_id"] for r in rows]
     try:
-        load_kwargs = dict(device=device, precision=precision, random_weights=random_weights)
+        load_kwargs = dict(device=device, precision=precision, random_weights=random_weights,
+                           adapter=adapter)  # fmt: skip
         _generate(run, rows, name if session is None else session, load_kwargs, fmt=fmt,
                   batch_size=batch_size, progress=progress, backend=backend, address=address,
-                  workers=workers)  # fmt: skip
+                  workers=workers, gpus=gpus_per_worker, stop=stop)  # fmt: skip
         _fill_metrics(run, order, metric_fns)
         return run.manifest(order)
     finally:
         run.release()
 
 
+def _config(session, name, precision, device, random_weights, fmt, adapter, backend) -> dict:
+    """The run's settings, checked before anything is written (``run.json`` holds them).
+
+    A model name is checked as :func:`musicgen_nb.load` checks it (an unknown name
+    raises here, not in a worker); the precision is the one a local load picks.
+    """
+    from ..checkpoints import standins
+    from ..checkpoints.loading import resolve_device, resolve_source
+    from ..models import resolve_precision
+    from .batch import adapter_of
+
+    if session is not None:
+        if adapter is not None:
+            raise ValueError("adapter= is for a model name; this session is loaded already")
+        return dict(model=name, precision=session.precision, random_weights=random_weights,
+                    fmt=fmt, standin=session.standin, adapter=adapter_of(session),
+                    device=session.device)  # fmt: skip
+    if not isinstance(random_weights, bool):
+        raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
+    resolve_source(name, random_weights=random_weights)  # ValueError naming an unknown model
+    standin = None if random_weights or not standins.enabled() else standins.standin_for(name)
+    if adapter is not None:
+        from pathlib import Path
+
+        if not Path(adapter).is_dir():
+            raise ValueError(f"adapter must be a fine-tune folder, got {str(adapter)!r}")
+        adapter = str(Path(adapter).resolve())
+    dev = resolve_device(device) if backend == "local" or device != "auto" else None
+    prec = resolve_precision(precision, dev) if dev is not None else precision
+    return dict(model=name, precision=prec, random_weights=random_weights, fmt=fmt,
+                standin=standin, adapter=adapter, device=dev or "cpu")  # fmt: skip
+
+
 def _generate(
-    run, rows, model, load_kwargs, *, fmt, batch_size, progress, backend, address, workers
-):
+    run, rows, model, load_kwargs, *, fmt, batch_size, progress, backend, address, workers, gpus,
+    stop,
+):  # fmt: skip
     """Generate, write and journal the rows ``run`` lacks, in batches, with one progress bar.
 
     ``model`` is a loaded session (local backend) or a checkpoint name (loaded when needed).
@@ -111,23 +165,23 @@ def _generate(
     todo = [r for r in rows if r["clip_id"] not in run.done]
     bar = _bar(len(rows), len(rows) - len(todo), progress)
     try:
-        on_result = _committer(run, rows, bar)
+        on_result = _committer(run, rows, bar, stop if backend == "ray" else None)
         work = batches(todo, batch_size)
         if work and backend == "local":
             session = _load(model, load_kwargs) if isinstance(model, str) else model
             for batch in work:
-                on_result(generate_batch(session, batch, fmt))
+                on_result(generate_batch(session, batch, fmt, stop=stop))
         elif work:
             from .ray_backend import run_batches
 
-            run_batches(work, model=model, load_kwargs=load_kwargs, fmt=fmt,
-                        address=address, workers=workers, on_result=on_result)  # fmt: skip
+            run_batches(work, model=model, load_kwargs=load_kwargs, fmt=fmt, address=address,
+                        workers=workers, on_result=on_result, gpus_per_worker=gpus)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
 
 
-def _check_args(backend, batch_size, fmt, address, workers) -> None:
+def _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker) -> None:
     """The run settings, checked before any work."""
     from ..audio import FORMATS
 
@@ -135,22 +189,18 @@ def _check_args(backend, batch_size, fmt, address, workers) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     check_choice(fmt, "fmt", FORMATS)
-    for name, value in (("address", address), ("workers", workers)):
+    for name, value in (("address", address), ("workers", workers),
+                        ("gpus_per_worker", gpus_per_worker)):  # fmt: skip
         if value is not None and backend != "ray":
             raise ValueError(f"{name}= is for backend='ray', got backend={backend!r}")
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
         raise ValueError(f"workers must be None or an int >= 1, got {workers!r}")
+    if gpus_per_worker is not None:
+        from .ray_backend import check_gpus_per_worker
 
-
-def _require_pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401  (pandas writes manifest.parquet with it)
-    except ImportError:
-        raise ImportError(
-            "run_grid writes manifest.parquet with pyarrow: pip install 'musicgen-nb[scale]' (or pyarrow)"
-        ) from None
+        check_gpus_per_worker(gpus_per_worker)
 
 
 def _grid_rows(grid) -> list:
@@ -158,7 +208,7 @@ def _grid_rows(grid) -> list:
     import pandas as pd
 
     if isinstance(grid, pd.DataFrame):
-        return grid.to_dict("records")
+        return grid  # specs reads its NaN cells as missing, as pandas fills them
     if isinstance(grid, (list, tuple)):
         return list(grid)
     raise TypeError(
@@ -187,8 +237,11 @@ def _load(name: str, load_kwargs: dict):
     return load(name, **load_kwargs)
 
 
-def _committer(run: RunFolder, rows: list[dict], bar):
-    """``on_result(results)``: write and journal each clip, rewrite the manifest, move the bar."""
+def _committer(run: RunFolder, rows: list[dict], bar, stop=None):
+    """``on_result(results)``: write and journal each clip, rewrite the manifest, move the bar.
+
+    After a batch, a set ``stop`` ends the run (the Ray backend's actors cannot see it).
+    """
     run_id = uuid.uuid4().hex[:12]
     order = [r["clip_id"] for r in rows]
     by_id = {r["clip_id"]: r for r in rows}
@@ -199,6 +252,8 @@ def _committer(run: RunFolder, rows: list[dict], bar):
         run.manifest(order)
         if bar is not None:
             bar.update(len(results))
+        if stop is not None and stop.is_set():
+            raise GridInterrupted("stopped; the clips not yet saved are generated by a rerun")
 
     return commit
 
@@ -211,6 +266,18 @@ def _bar(total: int, done: int, enabled: bool):
     return tqdm(total=total, initial=done, desc="grid", unit="clip")
 
 
+def _check_metric_names(fns: dict) -> None:
+    """Refuse a metric named like a manifest column: it would never be computed."""
+    taken = {"clip_id", "prompt", "seed", *PARAMS, "path", "sha256", "run_id", "finished_at",
+             "data", *COLUMNS}  # fmt: skip
+    for name in fns:
+        if name in taken or name.startswith("version_"):
+            raise ValueError(
+                f"metrics: {name!r} is a manifest column; give the metric another name "
+                "(e.g. metrics={'my_name': f})"
+            )
+
+
 def _fill_metrics(run: RunFolder, order: list[str], fns: dict):
     """Compute each metric for the rows of this grid that lack it (read back from the files)."""
     from ..audio import load
@@ -221,4 +288,23 @@ def _fill_metrics(run: RunFolder, order: list[str], fns: dict):
         if not todo:
             continue
         wav, sr = load(run.dir / rec["path"])
-        run.add_metrics(clip, {n: float(f(wav, sr, rec["prompt"])) for n, f in todo.items()})
+        run.add_metrics(
+            clip, {n: _number(n, f(wav, sr, rec["prompt"]), rec) for n, f in todo.items()}
+        )
+
+
+def _number(name: str, value, rec: dict) -> float:
+    """A metric's value as a float; anything else raises naming the metric and the clip."""
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"metric {name!r} returned {type(value).__name__} {value!r:.60} for clip "
+            f"{rec['clip_id']} ({rec['prompt']!r}, seed {rec['seed']}); a metric must return a "
+            "real number (NaN for no value)"
+        )
+    return float(value)

@@ -26,6 +26,8 @@ PARAMS = dict(
     guidance_scale=3.0, temperature=1.0, top_k=250, top_p=0.0, do_sample=True, duration=8.0,
     negative_prompt=None, cfg_coef_beta=None, extend_stride=None,
 )  # fmt: skip
+#: The most rows a grid may have: a larger one is refused before any row is built.
+MAX_ROWS = 100_000
 _INT = ("seed", "top_k")
 _FLOAT = ("guidance_scale", "temperature", "top_p", "duration", "cfg_coef_beta", "extend_stride")
 
@@ -52,13 +54,15 @@ def grid(
         Lists (or single values) of any of ``guidance_scale``, ``temperature``,
         ``top_k``, ``top_p``, ``do_sample``, ``duration``, ``negative_prompt``,
         ``cfg_coef_beta``, ``extend_stride``. Missing ones take ``generate``'s
-        defaults (:data:`PARAMS`), so every row is complete.
+        defaults (:data:`PARAMS`), so every row is complete. NaN is refused (leave a
+        parameter out, or give None where None is allowed).
 
     Returns
     -------
     pandas.DataFrame
         One row per clip: ``clip_id`` (a hash of the row), ``prompt``, ``seed``
-        and every parameter.
+        and every parameter. At most :data:`MAX_ROWS` rows: a larger product is
+        refused before any row is built.
 
     Examples
     --------
@@ -92,9 +96,15 @@ def _product(prompts, seed, params: dict) -> list[dict]:
         if key not in PARAMS:
             raise ValueError(f"unknown grid parameter {key!r}; allowed: {', '.join(PARAMS)}")
         axes[key] = _values(key, value)
+    sizes = [len(v) for v in axes.values()]
+    if math.prod(sizes) > MAX_ROWS:
+        raise ValueError(
+            f"the grid has {math.prod(sizes):,} rows ({' x '.join(map(str, sizes))} values of "
+            f"{', '.join(axes)}); at most {MAX_ROWS:,} rows per grid: split it into several runs"
+        )
     return _unique(
         [
-            canon(dict(zip(axes, combo, strict=True)), where="grid")
+            canon(dict(zip(axes, combo, strict=True)), where="grid", nan_missing=False)
             for combo in itertools.product(*axes.values())
         ]
     )
@@ -125,6 +135,8 @@ def specs(rows) -> list[dict]:
         rows = rows.to_dict("records")
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f"rows must be a list of dicts or a DataFrame, got {type(rows).__name__}")
+    if len(rows) > MAX_ROWS:
+        raise ValueError(f"rows has {len(rows):,} rows; at most {MAX_ROWS:,} per grid: split it")
     return _unique([canon(r, where=f"rows[{i}]") for i, r in enumerate(rows)])
 
 
@@ -160,11 +172,20 @@ def missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _normalise(key: str, value):
-    """A cell as a plain Python value: None for missing, ints and floats where the column wants them."""
-    value = None if missing(value) else value
+def _normalise(key: str, value, nan_missing: bool, where: str):
+    """A cell as a plain Python value: None for missing, ints and floats where the column wants them.
+
+    In rows, NaN is a missing cell (pandas fills one so) of a column whose default is
+    None; anywhere else (a grid axis, a number column) it is refused by name.
+    """
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        if not nan_missing or PARAMS.get(key, 0) is not None:
+            raise ValueError(
+                f"{where}: {key} is NaN; give a number (or leave {key} out for its default)"
+            )
+        value = None
     if value is not None and key in _INT and isinstance(value, float) and value.is_integer():
         value = int(value)
     if (
@@ -177,7 +198,7 @@ def _normalise(key: str, value):
     return value
 
 
-def canon(row: dict, *, where: str) -> dict:
+def canon(row: dict, *, where: str, nan_missing: bool = True) -> dict:
     """A complete, type-normalised row with its ``clip_id``; bad values raise here, not hours later.
 
     Parameters
@@ -186,6 +207,9 @@ def canon(row: dict, *, where: str) -> dict:
         ``prompt``, ``seed`` and any of :data:`PARAMS` (and optionally its ``clip_id``).
     where : str
         Where the row comes from, to start error messages (e.g. ``"rows[3]"``).
+    nan_missing : bool
+        Read NaN as a missing cell (as pandas fills one) in the prompt and the
+        columns whose default is None. False (grid axes): NaN is refused everywhere.
 
     Returns
     -------
@@ -204,11 +228,12 @@ def canon(row: dict, *, where: str) -> dict:
         raise ValueError(f"{where}: unknown column(s) {unknown}; allowed: {', '.join(allowed)}")
     if "seed" not in row or missing(row["seed"]):
         raise ValueError(f"{where}: every row needs a seed (an int >= 0), got {row.get('seed')!r}")
-    spec = {"prompt": None if missing(row.get("prompt")) else row.get("prompt")}
+    prompt = row.get("prompt")
+    spec = {"prompt": None if prompt is None or (nan_missing and missing(prompt)) else prompt}
     if spec["prompt"] is not None and not isinstance(spec["prompt"], str):
         raise TypeError(f"{where}: prompt must be a string or None, got {spec['prompt']!r}")
     for key, default in [("seed", None), *PARAMS.items()]:
-        spec[key] = _normalise(key, row.get(key, default))
+        spec[key] = _normalise(key, row.get(key, default), nan_missing, where)
     _check(spec, where)
     spec["clip_id"] = clip_id(spec)
     if row.get("clip_id") not in (None, spec["clip_id"]) and not missing(row.get("clip_id")):

@@ -2,7 +2,10 @@
 
 Checkpoints load by name (:data:`DEFAULT_CLAP`, a local directory) for users with
 internet access. ``"tiny-clap"`` is a small random stand-in built offline: every
-code path runs, and its numbers mean nothing.
+code path runs, and its numbers mean nothing. :func:`require` checks up front
+that a checkpoint can load (cached, a directory, or the hub reachable), so a
+grid does not find out after generating every clip. The model runs on the
+``device`` asked for (a session's device in :func:`musicgen_nb.run_grid`).
 """
 
 from __future__ import annotations
@@ -59,25 +62,95 @@ def _tiny_clap():
     return seeded(lambda: ClapModel(cfg)), ClapFeatureExtractor(truncation="rand_trunc"), tok
 
 
-@functools.cache
-def load_clap(name: str):
+def require(name: str, offline_name: str = "tiny-clap") -> str:
+    """Check, fast and before any work, that checkpoint ``name`` can load; return the name to load.
+
+    A local directory, the offline stand-in and a checkpoint in the Hugging Face
+    cache pass. Otherwise the hub must answer within 3 s (and not be turned off
+    with ``HF_HUB_OFFLINE``), else a :class:`ModelUnavailableError` names the
+    checkpoint and what to do, instead of transformers' retries for minutes.
+
+    Examples
+    --------
+    >>> require("tiny-clap")
+    'tiny-clap'
+    """
+    import os
+    from pathlib import Path
+
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..checkpoints.loading import ModelUnavailableError, hub_reachable
+
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"model must be a checkpoint name or directory, got {name!r}")
+    name = standin(name, offline_name)
+    if name == offline_name or Path(name).is_dir():
+        return name
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return name
+    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
+    if offline or not hub_reachable(timeout=3.0):
+        raise ModelUnavailableError(
+            f"the metric model {name!r} is not in the Hugging Face cache and the hub cannot be "
+            f"reached; download it once where you have internet (huggingface-cli download {name}), "
+            f"pass a local directory, or use {offline_name!r} (random weights) to try the code path"
+        )
+    return name
+
+
+def torch_device(device):
+    """``device`` (None for CPU, a string or a torch.device) as a torch.device.
+
+    Examples
+    --------
+    >>> torch_device(None), torch_device("meta")
+    (device(type='cpu'), device(type='meta'))
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
+    return torch.device(device)
+
+
+def load_clap(name: str, device=None):
     """(ClapModel, feature extractor, tokenizer) for a checkpoint name, directory or ``"tiny-clap"``.
 
-    Loaded once per name (cached). With stand-ins on, a hub name loads ``"tiny-clap"``.
+    Loaded once per name and device (cached), on ``device`` (None: CPU). With
+    stand-ins on, a hub name loads ``"tiny-clap"``.
 
     Examples
     --------
     >>> model, fe, tok = load_clap("tiny-clap")
-    >>> type(model).__name__, fe.sampling_rate
-    ('ClapModel', 48000)
+    >>> type(model).__name__, fe.sampling_rate, next(model.parameters()).device.type
+    ('ClapModel', 48000, 'cpu')
     """
+    return _load_clap(name, str(torch_device(device)))
+
+
+@functools.cache
+def _load_clap(name: str, device: str):
+    """The cached load of :func:`load_clap`."""
     from transformers import ClapModel, ClapProcessor
 
     name = standin(name, "tiny-clap")
     if name == "tiny-clap":
-        return _tiny_clap()
-    proc = ClapProcessor.from_pretrained(name)
-    return ClapModel.from_pretrained(name).eval(), proc.feature_extractor, proc.tokenizer
+        model, fe, tok = _tiny_clap()
+    else:
+        proc = ClapProcessor.from_pretrained(name)
+        model, fe, tok = (
+            ClapModel.from_pretrained(name).eval(),
+            proc.feature_extractor,
+            proc.tokenizer,
+        )
+    return model.to(device), fe, tok
+
+
+load_clap.cache_clear = _load_clap.cache_clear  # type: ignore[attr-defined]
 
 
 def features(out):
@@ -94,7 +167,7 @@ def features(out):
     return out if hasattr(out, "dim") else out.pooler_output
 
 
-def clap_audio(audio: np.ndarray, sr: int, name: str) -> np.ndarray:
+def clap_audio(audio: np.ndarray, sr: int, name: str, device=None) -> np.ndarray:
     """L2-normalised CLAP audio embeddings ``[N, D]`` (audio made mono at the model's rate).
 
     Examples
@@ -105,15 +178,21 @@ def clap_audio(audio: np.ndarray, sr: int, name: str) -> np.ndarray:
     """
     import torch
 
-    model, fe, _ = load_clap(name)
+    model, fe, _ = load_clap(name, device)
     mono = mono_at(audio, sr, fe.sampling_rate)
     inputs = fe(list(mono), sampling_rate=fe.sampling_rate, return_tensors="pt")
     with torch.inference_mode():
-        emb = features(model.get_audio_features(**inputs))
-    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+        emb = features(model.get_audio_features(**_to(inputs, model)))
+    return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
 
-def clap_text(texts: list[str], name: str) -> np.ndarray:
+def _to(inputs, model) -> dict:
+    """Processor outputs on the model's device."""
+    dev = next(model.parameters()).device
+    return {k: v.to(dev) if hasattr(v, "to") else v for k, v in inputs.items()}
+
+
+def clap_text(texts: list[str], name: str, device=None) -> np.ndarray:
     """L2-normalised CLAP text embeddings ``[N, D]``.
 
     Examples
@@ -123,11 +202,11 @@ def clap_text(texts: list[str], name: str) -> np.ndarray:
     """
     import torch
 
-    model, _, tok = load_clap(name)
+    model, _, tok = load_clap(name, device)
     inputs = tok(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
-        emb = features(model.get_text_features(**inputs))
-    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+        emb = features(model.get_text_features(**_to(inputs, model)))
+    return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
 
 def clap_score(
@@ -136,6 +215,7 @@ def clap_score(
     texts: str | list[str] | None = None,
     *,
     model: str = "clap",
+    device: str | None = None,
 ) -> np.ndarray:
     """CLAP score: cosine similarity of each clip's CLAP audio embedding and its text's.
 
@@ -149,6 +229,8 @@ def clap_score(
         Checked before any model runs.
     model : str
         ``"clap"`` (:data:`DEFAULT_CLAP`), a CLAP checkpoint or ``"tiny-clap"``.
+    device : str or torch.device, optional
+        Where CLAP runs (None: CPU); e.g. a session's ``s.device``.
 
     Returns
     -------
@@ -172,8 +254,8 @@ def clap_score(
     if not isinstance(name, str):
         raise TypeError(f"model must be 'clap' or a CLAP checkpoint name, got {model!r}")
     texts = _clap_texts(texts, as_batch(audio).shape[0])  # before any model runs
-    a = clap_audio(audio, sr, name)
-    t = clap_text(texts, name)
+    a = clap_audio(audio, sr, name, device)
+    t = clap_text(texts, name, device)
     return np.clip((a * t).sum(-1), -1.0, 1.0).astype(np.float64)
 
 

@@ -69,6 +69,7 @@ def embed(
     model: str | MusicGen | Callable[..., Any] = "clap",
     musicgen: MusicGen | None = None,
     pool: str = "mean",
+    device: str | None = None,
 ) -> np.ndarray:
     """Embed audio clips, one vector per clip (or per frame).
 
@@ -90,6 +91,9 @@ def embed(
     pool : {"mean", "frames"}
         EnCodec only: the mean over time per clip, or every frame as a row
         (many more rows for :func:`frechet_distance`, as fadtk does).
+    device : str or torch.device, optional
+        CLAP only: where it runs (None: CPU), e.g. a session's ``s.device``.
+        EnCodec latents run where the session's model is.
 
     Returns
     -------
@@ -122,7 +126,7 @@ def embed(
         raise TypeError(
             f"model must be 'clap', a CLAP checkpoint name, 'encodec', a MusicGen or a callable; got {model!r}"
         )
-    return clap_audio(audio, sr, DEFAULT_CLAP if model == "clap" else model)
+    return clap_audio(audio, sr, DEFAULT_CLAP if model == "clap" else model, device)
 
 
 def _call(model, audio, sr) -> np.ndarray:

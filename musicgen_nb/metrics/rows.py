@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .clap import clap_score
+from .clap import DEFAULT_CLAP, clap_score, require
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -14,11 +14,15 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def metric(name: str, **kwargs: Any) -> Callable[[np.ndarray, int, str | None], float]:
+def metric(
+    name: str, *, device: str | None = None, **kwargs: Any
+) -> Callable[[np.ndarray, int, str | None], float]:
     """A per-clip metric ``f(audio [C, n], sr, prompt) -> float`` for ``run_grid(metrics=[...])``.
 
     ``"clap_score"`` (kwargs: ``model=``; NaN for an unconditional clip) or
-    ``"loudness"`` (integrated LUFS).
+    ``"loudness"`` (integrated LUFS). ``device``: where a metric model runs (None:
+    CPU). The CLAP checkpoint is checked here (:func:`~musicgen_nb.metrics.clap.require`),
+    so a missing one fails at once, not after a grid has generated every clip.
 
     Examples
     --------
@@ -27,13 +31,12 @@ def metric(name: str, **kwargs: Any) -> Callable[[np.ndarray, int, str | None], 
     """
     if name == "clap_score":
         model = kwargs.pop("model", "clap")
+        require(DEFAULT_CLAP if model == "clap" else model)
 
         def fn(audio, sr, prompt):
-            return (
-                math.nan
-                if prompt is None
-                else float(clap_score(audio[None], sr, [prompt], model=model)[0])
-            )
+            if prompt is None:
+                return math.nan
+            return float(clap_score(audio[None], sr, [prompt], model=model, device=device)[0])
 
     elif name == "loudness":
         from ..audio import loudness
@@ -49,8 +52,10 @@ def metric(name: str, **kwargs: Any) -> Callable[[np.ndarray, int, str | None], 
     return fn
 
 
-def row_metrics(metrics: list | dict | None) -> dict:
+def row_metrics(metrics: list | dict | None, *, device: str | None = None) -> dict:
     """``{column: f(audio, sr, prompt)}`` from a list of names/callables or a dict.
+
+    Names become :func:`metric` on ``device``.
 
     Examples
     --------
@@ -71,7 +76,7 @@ def row_metrics(metrics: list | dict | None) -> dict:
         )
     out = {}
     for col, m in items:
-        fn = metric(m) if isinstance(m, str) else m
+        fn = metric(m, device=device) if isinstance(m, str) else m
         if not callable(fn) or not isinstance(col, str) or col in ("", "<lambda>"):
             raise ValueError(
                 f"metrics entries must be names or named callables (or a dict name -> callable), got {m!r}"

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+import pandas as pd
 import pytest
 from _grids import ROOT, check_run, small_grid
 
 import musicgen_nb as mg
-from musicgen_nb.grids.journal import JOURNAL, MANIFEST, RunFolder
+from musicgen_nb.grids.journal import JOURNAL, MANIFEST, MANIFEST_CSV, RunFolder, read_config
 
 
 def test_resume_repairs_what_a_crash_leaves(tiny, tmp_path):
@@ -140,12 +143,16 @@ def test_run_folder_commits_journals_and_writes_the_manifest(tmp_path):
     row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
     run = RunFolder(tmp_path, dict(model="tiny", fmt="wav"))
     try:
-        rec = run.commit(row, dict(clip_id=row["clip_id"], data=b"RIFF-data", worker="w"), "r1")
+        res = dict(clip_id=row["clip_id"], data=b"RIFF-data", worker="w", duration_s=0.5,
+                   sample_rate=32000)  # fmt: skip
+        assert not (tmp_path / "run.json").exists()  # written with the first clip
+        rec = run.commit(row, res, "r1")
         assert (tmp_path / rec["path"]).read_bytes() == b"RIFF-data"
         assert rec["path"].startswith("audio/jazz_seed1_") and rec["run_id"] == "r1"
         run.add_metrics(row["clip_id"], {"loudness": -20.0})
         m = run.manifest([row["clip_id"]])
         assert m["loudness"].tolist() == [-20.0] and (tmp_path / MANIFEST).exists()
+        assert (tmp_path / MANIFEST_CSV).exists() and (tmp_path / "run.json").exists()
     finally:
         run.release()
     lines = (tmp_path / JOURNAL).read_text().splitlines()
@@ -156,3 +163,142 @@ def test_run_folder_commits_journals_and_writes_the_manifest(tmp_path):
     finally:
         again.release()
     assert not (tmp_path / ".lock").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_run_folder_never_journals_a_short_clip(tmp_path):
+    row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
+    run = RunFolder(tmp_path, dict(model="tiny", fmt="wav"))
+    try:
+        short = dict(clip_id=row["clip_id"], data=b"RIFF", duration_s=0.46, sample_rate=32000)
+        with pytest.raises(RuntimeError, match=r"is 0\.460 s of 0\.5 s \(interrupted\): not saved"):
+            run.commit(row, short, "r1")
+    finally:
+        run.release()
+    assert not (tmp_path / JOURNAL).exists() and not list((tmp_path / "audio").iterdir())
+
+
+# --------------------------------------------------------------------------- damaged or hostile folders
+def _journal_line(tmp_path, tiny, **change):
+    """A run of one clip whose journal line is then changed; the journal's path."""
+    mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
+    journal = tmp_path / JOURNAL
+    rec = json.loads(journal.read_text().splitlines()[0])
+    journal.write_text(json.dumps(dict(rec, **change)) + "\n")
+    return journal
+
+
+@pytest.mark.parametrize("path", ["../outside.wav", "/etc/hostname", "audio/../../outside.wav",
+                                  "audio/sub/x.wav", "outside.wav", "audio/link.wav"])  # fmt: skip
+def test_journal_paths_outside_the_folder_are_refused(tiny, tmp_path, path):
+    outside = tmp_path.parent / "outside.wav"
+    outside.write_bytes(b"RIFF secret")
+    (tmp_path / "audio").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "audio" / "link.wav").symlink_to(outside)
+    journal = _journal_line(
+        tmp_path, tiny, path=path, sha256=hashlib.sha256(b"RIFF secret").hexdigest()
+    )
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(journal))}:1: path '{re.escape(path)}' points outside"
+    ):
+        mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
+    assert not (tmp_path / ".lock").exists()
+
+
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        (b"\xff\xfe not utf-8", "not a JSON record \\(UnicodeDecodeError"),
+        (b"{not json", "not a JSON record \\(JSONDecodeError"),
+        (
+            b'{"clip_id": "x", "prompt": "a", "seed": 1, "sha256": "0"}',
+            r"the record lacks \['path'\]",
+        ),
+        (b"[1, 2]", "a journal record must be an object with a clip_id"),
+        (b'{"clip_id": "x", "metrics": 3}', "'metrics' must be an object"),
+    ],
+)
+def test_corrupt_journal_lines_name_the_file_and_line(tiny, tmp_path, line, match):
+    journal = _journal_line(tmp_path, tiny)
+    good = journal.read_bytes()
+    journal.write_bytes(good + line + b"\n" + good)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(journal))}:2: {match}"):
+        mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
+    assert journal.read_bytes() == good + line + b"\n" + good  # left as it is, for the user
+
+
+@pytest.mark.parametrize("text, match", [(b'{"model": ', r"run\.json:1: damaged"),
+                                         (b"\xff", r"run\.json: damaged \(not UTF-8"),
+                                         (b"[]", r"run\.json: damaged \(not a JSON object")])  # fmt: skip
+def test_a_corrupt_run_json_names_the_file(tiny, tmp_path, text, match):
+    mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
+    (tmp_path / "run.json").write_bytes(text)
+    with pytest.raises(ValueError, match=match):
+        mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=match):
+        read_config(tmp_path / "run.json")
+
+
+@pytest.mark.parametrize("model, exc, match", [("nosuch", ValueError, "unknown model 'nosuch'"),
+                                               ("nobody/musicgen-nothing", Exception, "nobody/musicgen-nothing")])  # fmt: skip
+def test_a_failed_start_locks_nothing_in(tiny, tmp_path, model, exc, match):
+    out = tmp_path / "run"
+    with pytest.raises(exc, match=match):
+        mg.run_grid(small_grid().head(1), model=model, out=out, progress=False)
+    assert not (out / "run.json").exists() and not (out / JOURNAL).exists()
+    m = mg.run_grid(
+        small_grid().head(1), model="tiny", out=out, progress=False
+    )  # the corrected call
+    check_run(out, m)
+
+
+def test_another_grid_into_the_same_out_never_returns_the_old_rows(tiny, tmp_path):
+    first = mg.run_grid(small_grid().head(2), model=tiny, out=tmp_path, progress=False)
+    other = mg.run_grid(small_grid().iloc[1:3], model=tiny, out=tmp_path, progress=False)
+    assert other["clip_id"].tolist() == small_grid()["clip_id"].iloc[1:3].tolist()
+    assert pd.read_csv(tmp_path / MANIFEST_CSV)["clip_id"].tolist() == other["clip_id"].tolist()
+    assert other["sha256"].iloc[0] == first["sha256"].iloc[1]  # the shared row is not made again
+    assert other["run_id"].iloc[0] == first["run_id"].iloc[0] != other["run_id"].iloc[1]
+    again = mg.run_grid(small_grid().head(2), model=tiny, out=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again, first)  # each grid gets exactly its own rows back
+
+
+def test_precisions_never_mix_in_one_folder(tiny, tmp_path):
+    g = small_grid().head(1)
+    m = mg.run_grid(g, model="tiny", out=tmp_path, progress=False)
+    assert m["precision"].tolist() == ["fp32"] and m["adapter"].isna().all()
+    assert read_config(tmp_path / "run.json")["precision"] == "fp32"
+    with pytest.raises(ValueError, match="precision: 'fp32' there, 'bf16' now"):
+        mg.run_grid(g, model="tiny", precision="bf16", out=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="precision: 'fp32' there, 'bf16' now"):
+        mg.run_grid(g, model=mg.load("tiny", precision="bf16"), out=tmp_path, progress=False)
+
+
+def test_adapter_and_base_runs_never_mix(tiny, tmp_path):
+    pytest.importorskip("peft")
+    from musicgen_nb import finetune as FT
+
+    data = FT.dataset(
+        FT.synth_dataset(tmp_path / "data", seconds=1.0), cache_dir=tmp_path / "codes"
+    )
+    FT.train(tiny, data, out=tmp_path / "lora", steps=2, batch_size=2, seed=0, progress=False)
+    g = small_grid().head(1)
+    m = mg.run_grid(
+        g, model="tiny", adapter=tmp_path / "lora", out=tmp_path / "run", progress=False
+    )
+    assert m["adapter"].tolist() == [str((tmp_path / "lora").resolve())]
+    with pytest.raises(ValueError, match="adapter: '.*lora' there, None now"):
+        mg.run_grid(g, model="tiny", out=tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="adapter: '.*lora' there, None now"):
+        mg.run_grid(g, model=tiny, out=tmp_path / "run", progress=False)
+
+
+def test_a_standin_run_says_so(tmp_path):
+    from musicgen_nb.checkpoints.standins import use_standins
+
+    with use_standins():
+        m = mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)
+    assert m["model"].tolist() == ["small"] and m["standin"].tolist() == ["tiny"]
+    assert read_config(tmp_path / "run.json")["standin"] == "tiny"
+    assert pd.read_csv(tmp_path / MANIFEST_CSV)["standin"].tolist() == ["tiny"]
+    with use_standins(False), pytest.raises(ValueError, match="standin: 'tiny' there, None now"):
+        mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from _grids import check_run, small_grid
+import soundfile as sf
+from _grids import ROOT, check_run, small_grid
 
 import musicgen_nb as mg
+from musicgen_nb.grids.batch import GridInterrupted
 
 SPEC = """\
 model: tiny
@@ -106,7 +117,7 @@ def test_cli_grid_matches_the_python_call(tiny, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
     assert main(["grid", str(spec), "--out", str(tmp_path / "cli"), "--quiet"]) == 0
-    m = pd.read_parquet(tmp_path / "cli" / "manifest.parquet")
+    m = pd.read_csv(tmp_path / "cli" / "manifest.csv")
     ref = mg.run_grid(small_grid(), model=tiny, out=tmp_path / "py", progress=False)
     assert m["sha256"].tolist() == ref["sha256"].tolist()
 
@@ -118,3 +129,157 @@ def test_cli_grid_errors_are_one_line(tmp_path, capsys):
     spec.write_text("model: tiny\nprompts: [a]\nguidance: [1, 2]\n")
     assert main(["grid", str(spec), "--out", str(tmp_path / "o")]) == 2
     assert "unknown grid parameter 'guidance'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- interrupts
+def _long_rows(n_long=3, long=3.0):
+    """One short row first (its clip journaled quickly), then long ones an interrupt lands in."""
+    rows = [dict(prompt="jazz", seed=1, duration=0.5)]
+    rows += [dict(prompt=f"rock {i}", seed=i, duration=long) for i in range(n_long)]
+    return mg.grid(rows=rows)
+
+
+def _journaled(out):
+    path = out / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _full_length(out, recs):
+    for rec in recs:
+        info = sf.info(out / rec["path"])
+        assert info.frames == round(rec["duration"] * info.samplerate), rec["path"]
+
+
+def test_a_stopped_grid_saves_no_short_clip_and_resumes(tiny, tmp_path):
+    g = _long_rows()
+    stop = threading.Event()
+
+    def stop_after_first_clip():
+        while not _journaled(tmp_path) and not done.is_set():
+            time.sleep(0.01)
+        stop.set()
+
+    done = threading.Event()
+    watcher = threading.Thread(target=stop_after_first_clip)
+    watcher.start()
+    try:
+        with pytest.raises(
+            GridInterrupted, match=r"interrupted while generating 1 clip\(s\) .*: not saved"
+        ):
+            mg.run_grid(g, model=tiny, out=tmp_path, batch_size=1, progress=False, stop=stop)
+    finally:
+        done.set()
+        watcher.join()
+    recs = _journaled(tmp_path)
+    assert 1 <= len(recs) < len(g)
+    _full_length(tmp_path, recs)
+    assert pd.read_csv(tmp_path / "manifest.csv")["clip_id"].tolist() == [
+        r["clip_id"] for r in recs
+    ]
+    m = mg.run_grid(g, model=tiny, out=tmp_path, batch_size=1, progress=False)  # the resume
+    check_run(tmp_path, m)
+    _full_length(tmp_path, _journaled(tmp_path))
+    clean = mg.run_grid(g, model=tiny, out=tmp_path / "clean", batch_size=1, progress=False)
+    assert m["sha256"].tolist() == clean["sha256"].tolist()
+
+
+def test_ctrl_c_in_the_cli_exits_130_and_a_resume_regenerates(tiny, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    rows = "".join(f"  - {{prompt: 'rock {i}', seed: {i}, duration: 4.0}}\n" for i in range(3))
+    spec.write_text(
+        "model: tiny\nbatch_size: 1\nrows:\n  - {prompt: jazz, seed: 1, duration: 0.5}\n" + rows
+    )
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "musicgen_nb.cli", "grid", str(spec), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    # the first clip's manifest is written last: from then on the run generates a 4 s clip
+    last = out / ("manifest.parquet" if importlib.util.find_spec("pyarrow") else "manifest.csv")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "musicgen-nb: interrupted" in err and "Traceback" not in err
+    recs = _journaled(out)
+    assert 1 <= len(recs) < 4
+    _full_length(out, recs)
+    from musicgen_nb.cli import main
+
+    assert main(["grid", str(spec), "--out", str(out), "--quiet"]) == 0
+    m = pd.read_csv(out / "manifest.csv")
+    assert len(m) == 4
+    _full_length(out, _journaled(out))
+    redone = m.loc[~m["clip_id"].isin([r["clip_id"] for r in recs]), "clip_id"]
+    assert len(redone) == 4 - len(recs)
+
+
+# --------------------------------------------------------------------------- metrics and settings
+def test_a_metric_named_like_a_column_is_refused(tmp_path):
+    def seed(audio, sr, prompt):
+        return 1.0
+
+    for metrics in ([seed], {"path": seed}, {"version_torch": seed}, {"standin": seed}):
+        with pytest.raises(ValueError, match="is a manifest column; give the metric another name"):
+            mg.run_grid(
+                small_grid(), model="tiny", out=tmp_path / "o", metrics=metrics, progress=False
+            )
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("value", ["loud", None, [1.0, 2.0], True])
+def test_a_metric_returning_a_non_number_is_named(tiny, tmp_path, value):
+    def label(audio, sr, prompt):
+        return value
+
+    with pytest.raises(
+        TypeError, match=r"metric 'label' returned .* for clip [0-9a-f]{16} \('jazz', seed 1\)"
+    ):
+        mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, metrics=[label], progress=False)
+
+
+def test_clap_score_without_its_model_fails_before_any_clip(tmp_path, monkeypatch):
+    from musicgen_nb.checkpoints.loading import ModelUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MUSICGEN_NB_STANDIN", raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(
+        ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"
+    ):
+        mg.run_grid(
+            small_grid(), model="tiny", out=tmp_path / "o", metrics=["clap_score"], progress=False
+        )
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "o").exists()
+
+
+def test_a_local_grid_needs_no_pyarrow(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["pyarrow"] = None  # as if pyarrow were not installed
+        import musicgen_nb as mg
+        m = mg.run_grid(mg.grid(["jazz"], seed=[1, 2], duration=0.5), model="tiny",
+                        out={str(tmp_path)!r}, progress=False)
+        print(len(m))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "2"
+    assert (
+        len(pd.read_csv(tmp_path / "manifest.csv")) == 2
+        and not (tmp_path / "manifest.parquet").exists()
+    )
+
+
+def test_nan_parameters_are_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="grid: temperature is NaN"):
+        mg.run_grid(
+            mg.grid(["a"], temperature=float("nan")), model="tiny", out=tmp_path, progress=False
+        )

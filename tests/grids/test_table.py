@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
 from _grids import small_grid
 
 import musicgen_nb as mg
-from musicgen_nb.grids.table import PARAMS, batches, canon, clip_id, missing, specs
+from musicgen_nb.grids.table import MAX_ROWS, PARAMS, batches, canon, clip_id, missing, specs
 
 
 def test_grid_is_the_full_product_with_defaults():
@@ -124,3 +125,35 @@ def test_clip_id_hashes_prompt_seed_and_parameters_only():
 def test_missing():
     assert missing(None) and missing(math.nan) and missing(np.float64("nan"))
     assert not missing(0) and not missing("") and not missing(0.0)
+
+
+def test_a_huge_grid_is_refused_before_any_row_is_built():
+    t0 = time.perf_counter()
+    with pytest.raises(
+        ValueError,
+        match=r"the grid has 10,000,000 rows \(1000 x 10000 values of prompt, seed\); at most 100,000",
+    ):
+        mg.grid([f"p{i}" for i in range(1000)], seed=list(range(10_000)))
+    assert time.perf_counter() - t0 < 1.0
+    with pytest.raises(ValueError, match="rows has 100,001 rows; at most 100,000"):
+        mg.grid(rows=[dict(prompt="a", seed=i) for i in range(MAX_ROWS + 1)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(guidance_scale=[1.0, float("nan")]), "grid: guidance_scale is NaN"),
+        (dict(cfg_coef_beta=float("nan")), "grid: cfg_coef_beta is NaN"),
+        (
+            dict(rows=[dict(prompt="a", seed=1, temperature=float("nan"))]),
+            r"rows\[0\]: temperature is NaN",
+        ),
+        (
+            dict(rows=[dict(prompt="a", seed=1, top_k=np.float64("nan"))]),
+            r"rows\[0\]: top_k is NaN",
+        ),
+    ],
+)
+def test_nan_is_refused_by_name_not_reported_as_none(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mg.grid(["a"] if "rows" not in kwargs else None, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -128,3 +130,35 @@ def test_features_takes_a_tensor_or_an_output():
 
     t = torch.ones(1, 2)
     assert features(t) is t and features(SimpleNamespace(pooler_output=t)) is t
+
+
+def test_clap_runs_on_the_device_asked_for():
+    model, _, _ = load_clap("tiny-clap", "meta")  # a device with no data: where the weights are put
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert load_clap("tiny-clap") is load_clap("tiny-clap", torch.device("cpu"))
+    assert next(load_clap("tiny-clap")[0].parameters()).device.type == "cpu"
+    x = clips(2)
+    on_cpu = M.clap_score(x, 32000, ["a", "b"], model="tiny-clap", device="cpu")
+    np.testing.assert_array_equal(on_cpu, M.clap_score(x, 32000, ["a", "b"], model="tiny-clap"))
+    np.testing.assert_array_equal(
+        M.embed(x, 32000, model="tiny-clap", device="cpu"), clap_audio(x, 32000, "tiny-clap")
+    )
+
+
+def test_a_clap_checkpoint_that_cannot_load_is_refused_at_once(monkeypatch, tmp_path):
+    from musicgen_nb.checkpoints.loading import ModelUnavailableError
+    from musicgen_nb.metrics.clap import require
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MUSICGEN_NB_STANDIN", raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(
+        ModelUnavailableError, match="'laion/larger_clap_music' is not in the Hugging Face cache"
+    ):
+        M.metric("clap_score")
+    with pytest.raises(
+        ModelUnavailableError, match="'nobody/clap' is not in the Hugging Face cache"
+    ):
+        M.metric("clap_score", model="nobody/clap")
+    assert time.perf_counter() - t0 < 5
+    assert require("tiny-clap") == "tiny-clap" and require(str(tmp_path)) == str(tmp_path)

@@ -82,3 +82,43 @@ def test_fad_refuses_too_few_samples():
 def test_fad_bad_input(x, y, match):
     with pytest.raises(ValueError, match=match):
         M.frechet_distance(x, y, allow_singular=True)
+
+
+@pytest.mark.parametrize(
+    "x, exc, match",
+    [
+        (RNG.normal(size=(50, 3)) * 1e200, ValueError, "x: its covariance overflows float64"),
+        (RNG.normal(size=(50, 3)).astype(str), TypeError, "x must hold real numbers, got dtype <U"),
+        ([[1.0, 2.0, 3.0], [1.0, 2.0]], ValueError, "x is ragged"),
+        (RNG.normal(size=(50, 3)) + 1j, TypeError, "x is complex"),
+        ([["a", 1.0, 2.0], [1, 2, 3]], TypeError, "x must hold real numbers"),
+    ],
+)
+def test_fad_refuses_inputs_it_cannot_measure_by_name(x, exc, match):
+    with pytest.raises(exc, match=match):
+        M.frechet_distance(x, RNG.normal(size=(50, 3)))
+    with pytest.raises(exc, match=match.replace("x", "y", 1)):
+        M.frechet_distance(RNG.normal(size=(50, 3)), x)
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, None])
+def test_allow_singular_must_be_a_bool(flag):
+    with pytest.raises(TypeError, match=f"allow_singular must be True or False, got {flag!r}"):
+        M.frechet_distance(RNG.normal(size=(50, 3)), RNG.normal(size=(50, 3)), allow_singular=flag)
+
+
+@pytest.mark.parametrize(
+    "sigma1, match",
+    [
+        (np.array([[np.nan]]), "sigma1 holds NaN or inf"),
+        (np.array([[-1.0]]), "sigma1 has a negative eigenvalue"),
+        (np.array([[1.0, 2.0], [0.0, 1.0]]), "sigma1 is not symmetric"),
+        (np.array([[1.0, 2.0], [2.0, 1.0]]), "sigma1 has a negative eigenvalue"),
+    ],
+)
+def test_gaussian_frechet_refuses_a_bad_covariance(sigma1, match):
+    d = sigma1.shape[0]
+    with pytest.raises(ValueError, match=match):
+        M.gaussian_frechet(np.zeros(d), sigma1, np.zeros(d), np.eye(d))
+    with pytest.raises(ValueError, match="mu2 holds NaN"):
+        M.gaussian_frechet(np.zeros(1), np.eye(1), [np.nan], np.eye(1))

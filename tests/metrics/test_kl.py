@@ -57,6 +57,58 @@ def test_kl_shape_errors():
         M.kl_divergence(clips(2), clips(3), 32000, classifier="tiny-ast")
 
 
+@pytest.mark.parametrize(
+    "p, match",
+    [
+        ([0.5, -0.5, 1.0], r"p holds negative values \(-0\.5\); probabilities are >= 0"),
+        ([0.5, np.nan, 0.5], "p holds NaN or inf"),
+        ([0.5, np.inf, 0.5], "p holds NaN or inf"),
+        ([0.0, 0.0, 0.0], "p has a distribution that is all zeros"),
+        ([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]], "p has a distribution that is all zeros"),
+        (np.zeros((2, 0)), r"p is empty \(shape \(2, 0\)\)"),
+        ([], r"p is empty"),
+        (["a", "b", "c"], "p must be real numbers"),
+        ([1 + 1j, 0, 0], "p must be real numbers"),
+    ],
+)
+def test_kl_refuses_what_is_not_a_distribution_by_name(p, match):
+    q = (
+        np.ones(np.shape(p)) / max(np.shape(p)[-1] if np.ndim(p) else 1, 1)
+        if np.size(p)
+        else np.zeros(np.shape(p))
+    )
+    with pytest.raises((ValueError, TypeError), match=match):
+        M.kl(p, q)
+    with pytest.raises((ValueError, TypeError), match=match.replace("p ", "q ", 1)):
+        M.kl(q if np.size(p) else [1.0], p)
+
+
+@pytest.mark.parametrize("eps", [-1, 0, 1.0, float("nan"), "1e-12", True])
+def test_kl_eps_must_be_a_small_positive_float(eps):
+    with pytest.raises(ValueError, match=r"eps must be a float in \(0, 1\)"):
+        M.kl([0.5, 0.5], [0.5, 0.5], eps=eps)
+
+
+def test_kl_divergence_refuses_nan_audio():
+    bad = clips(1).copy()
+    bad[..., 10] = np.nan
+    with pytest.raises(ValueError, match="^gen: audio holds non-finite values: 1 NaN"):
+        M.kl_divergence(bad, clips(1), 32000, classifier="tiny-ast")
+    with pytest.raises(ValueError, match="^ref: audio holds non-finite values: 1 NaN"):
+        M.kl_divergence(clips(1), bad, 32000, classifier="tiny-ast")
+
+
+def test_the_tagger_runs_on_the_device_asked_for():
+    model, _ = load_ast("tiny-ast", "meta")  # a device with no data: where the weights are put
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert load_ast("tiny-ast", None)[0] is load_ast("tiny-ast", torch.device("cpu"))[0]
+    assert next(load_ast("tiny-ast")[0].parameters()).device.type == "cpu"
+    p = M.label_distribution(clips(1), 32000, classifier="tiny-ast", device="cpu")
+    np.testing.assert_array_equal(p, M.label_distribution(clips(1), 32000, classifier="tiny-ast"))
+    with pytest.raises(TypeError, match="device must be None, a string or a torch.device"):
+        M.label_distribution(clips(1), 32000, classifier="tiny-ast", device=3)
+
+
 # --------------------------------------------------------------------------- the public helpers
 def test_load_ast_is_cached_and_seeded():
     model, fe = load_ast("tiny-ast")

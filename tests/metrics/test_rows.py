@@ -30,3 +30,15 @@ def test_metric_bad_input():
         TypeError, match="metrics must be a list of names/callables or a dict, got str"
     ):
         M.row_metrics("loudness")
+
+
+def test_named_metrics_run_on_the_device_given():
+    from musicgen_nb.metrics.clap import load_clap
+
+    x = clips(1)[0]
+    meta = M.metric("clap_score", model="tiny-clap", device="meta")
+    with pytest.raises((NotImplementedError, RuntimeError, ValueError)):
+        meta(x, 32000, "jazz")  # it ran on "meta": a device that holds no data cannot give a score
+    assert next(load_clap("tiny-clap", "meta")[0].parameters()).device.type == "meta"
+    on_cpu = M.metric("clap_score", model="tiny-clap", device="cpu")(x, 32000, "jazz")
+    assert on_cpu == M.metric("clap_score", model="tiny-clap")(x, 32000, "jazz")
