@@ -92,7 +92,7 @@ def _load(path: Path) -> tuple[dict, dict, list]:
     if not isinstance(spec, dict) or "model" not in spec:
         raise ValueError(
             f"{path}:1: the spec must be a mapping with 'model' and grid axes or rows "
-            "(see docs/scale.md)"
+            "(see the Ray guide: https://musicgen-nb.github.io/musicgen-nb/guides/ray.html)"
         )
     lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
     bad = [k for k in spec if not isinstance(k, str)]
