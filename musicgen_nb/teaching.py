@@ -288,9 +288,7 @@ def scratch(notebook: str, part: str = "run", *, root: str | os.PathLike | None 
     """
     for name, value in (("notebook", notebook), ("part", part)):
         if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-            raise ValueError(
-                f"{name} must be 1-64 letters, digits, '_' or '-', got {value!r}"
-            )
+            raise ValueError(f"{name} must be 1-64 letters, digits, '_' or '-', got {value!r}")
     base = Path(tempfile.gettempdir() if root is None else root) / "musicgen-nb" / notebook
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{part}-", dir=base))
