@@ -16,7 +16,7 @@ COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_PINS := .ci/colab-constraints.txt
 export MUSICGEN_NB_CACHE ?= $(CURDIR)/build/cache
 
-.PHONY: install demo test test-fast test-colab lint notebooks sdist clean
+.PHONY: install demo test test-fast test-colab lint notebooks sdist clean reference-run
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ test-colab: $(COLAB_VENV)/.installed
 	OMP_NUM_THREADS=1 $(COLAB_PY) -m pytest -q -n 2 -p no:cacheprovider --durations=5 \
 		tests/players/test_static.py tests/audio/test_ogg.py tests/ui/ \
 		tests/e2e/test_browser_studio.py
+
+# Every notebook on the real checkpoints, on a GPU (network for the hub): executed copies,
+# handouts and every file they wrote kept in REFERENCE_OUT, for a release to ship. With a
+# fresh venv, install a CUDA torch: `make reference-run TORCH_INDEX=` (see TORCH_INDEX above).
+REFERENCE_OUT ?= build/reference
+reference-run: install
+	$(PY) tools/reference_run.py --out $(REFERENCE_OUT)
 
 sdist:
 	$(PY) -m build --sdist --outdir dist
