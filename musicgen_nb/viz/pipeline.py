@@ -90,15 +90,16 @@ def _hop(audio: dict) -> int:
 
 
 def _title(melody: bool, s, real: str | None) -> str:
-    title = "MusicGen, from text to audio" + (" (and melody)" if melody else "")
+    """Title and subtitle lines (short: the figure must read at 700 px)."""
+    lines = ["MusicGen, from text to audio" + (" (and melody)" if melody else "")]
     if real is not None:
-        title += (
-            f"<br><sup>stand-in {esc(str(s.standin))!s} loaded (random weights); the sizes are "
-            f"those of the real {esc(real)}, from its spec</sup>"
-        )
+        lines.append(f"<sup>stand-in {esc(str(s.standin))} loaded (random weights);</sup>")
+        lines.append(f"<sup>sizes of the real {esc(real)}, from its spec</sup>")
     if melody:
-        title += "<br><sup>melody models: projected chroma and text are prepended to the decoder's input</sup>"
-    return title
+        lines.append(
+            "<sup>melody models: chroma and text are prepended to the decoder's input</sup>"
+        )
+    return "<br>".join(lines)
 
 
 def pipeline(
@@ -155,14 +156,15 @@ def pipeline(
     width = COLUMNS * (W + GAP) - GAP
     fig.update_xaxes(visible=False, range=[-0.1, width + 0.1], fixedrange=True)
     fig.update_yaxes(visible=False, range=[-0.45, (rows - 1) * ROW + H + 0.1], fixedrange=True)
+    title = _title(melody, s, real)
     base_layout(
         fig,
-        title=_title(melody, s, real),
-        height=150 + 175 * rows,
+        title=title,
+        height=110 + 175 * rows + 22 * title.count("<br>"),
         shapes=d.shapes,
         annotations=d.notes,
     )
-    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(margin=dict(l=10, r=10, t=40 + 22 * title.count("<br>"), b=10))
     return fig
 
 
@@ -180,7 +182,8 @@ class _Diagram:
             dict(type="rect", x0=x, x1=x + W, y0=y, y1=y + H, line=dict(color=EDGE_ON if on else EDGE, width=3 if on else 1.5, dash=dash),
                  fillcolor=FILL_ON if on else FILL, layer="below")
         )  # fmt: skip
-        extra = f"<br><i>{esc(self.sizes[key])}</i>" if key in self.sizes else ""
+        size = esc(self.sizes[key]) if key in self.sizes else ""
+        extra = f'<br><i><span style="font-size:9.5px">{size}</span></i>' if size else ""
         self.notes.append(
             dict(x=x + W / 2, y=y + H / 2, text=f"<b>{esc(title)}</b><br>{what}{extra}",
                  showarrow=False, font=dict(size=10.5))
