@@ -16,7 +16,7 @@ COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_PINS := .ci/colab-constraints.txt
 export MUSICGEN_NB_CACHE ?= $(CURDIR)/build/cache
 
-.PHONY: install demo test test-fast test-colab lint notebooks docs sdist clean
+.PHONY: install demo test test-fast test-colab lint notebooks docs sdist clean reference-run
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,13 @@ docs: install
 	rm -rf $(DOCS_OUT) build/docs-doctrees
 	$(PY) -m sphinx -b html -W --keep-going -n -q -d build/docs-doctrees docs $(DOCS_OUT)
 	$(PY) tools/check_site.py $(DOCS_OUT)
+
+# Every notebook on the real checkpoints, on a GPU (network for the hub): executed copies,
+# handouts and every file they wrote kept in REFERENCE_OUT, for a release to ship. With a
+# fresh venv, install a CUDA torch: `make reference-run TORCH_INDEX=` (see TORCH_INDEX above).
+REFERENCE_OUT ?= build/reference
+reference-run: install
+	$(PY) tools/reference_run.py --out $(REFERENCE_OUT)
 
 sdist:
 	$(PY) -m build --sdist --outdir dist

@@ -24,14 +24,32 @@ Needs trained weights: 'tiny' has random weights.
 from __future__ import annotations
 
 import html
+import os
 import re
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .models import MusicGen
 
-__all__ = ["FACTS", "Callout", "Fact", "callout", "has_random_weights"]
+__all__ = [
+    "FACTS",
+    "SOLUTIONS_ENV",
+    "Callout",
+    "Fact",
+    "callout",
+    "has_random_weights",
+    "scratch",
+    "setup",
+    "solutions",
+]
+
+#: Set to 1 to run the exercise solutions of every notebook (same as ``SOLUTIONS = True``).
+SOLUTIONS_ENV = "MUSICGEN_NB_SOLUTIONS"
 
 
 @dataclass(frozen=True)
@@ -61,12 +79,13 @@ FACTS: dict[str, Fact] = {
         why="random decoder weights pick random tokens, and the codec decodes them to noise.",
     ),
     "codec": Fact(
-        shows="one codebook keeps the tune but sounds coarse; each added codebook restores "
-        "detail, so the signal-to-noise ratio rises with the number of codebooks.",
-        source="EnCodec's residual quantizer makes each codebook encode what the previous ones "
-        'missed, and its listening scores rise with bitrate (Défossez et al. 2022, "High '
-        'Fidelity Neural Audio Compression"). MusicGen uses its 32 kHz model: 4 codebooks '
-        f"of 2048 entries at 50 frames/s ({PAPER}).",
+        shows="one codebook keeps the outline of the sound; each added codebook encodes what "
+        "the previous ones missed, so the decoded audio gets closer to the input (the SNR column "
+        "is our own measure of that; no published SNR figure is quoted).",
+        source="EnCodec's residual quantizer makes each codebook encode the residual of the "
+        "previous ones, and its listening scores (MUSHRA) rise with the bitrate (Défossez et "
+        'al. 2022, "High Fidelity Neural Audio Compression", arXiv:2210.13438). MusicGen '
+        f"uses a 32 kHz EnCodec: 4 codebooks of 2048 entries at 50 frames/s ({PAPER}).",
         why="the offline codec's codebooks are random vectors, so the decoded audio is "
         "unrelated to the input and the SNR does not depend on how many codebooks you keep.",
     ),
@@ -115,6 +134,17 @@ FACTS: dict[str, Fact] = {
         'Unified Text-to-Text Transformer").',
         why="the offline tokenizer is trained on a tiny corpus, so it splits words into "
         "single characters, and random weights attend arbitrarily.",
+    ),
+    "metrics": Fact(
+        shows="numbers that describe the music: CLAP adherence that changes with the guidance "
+        "scale, and FAD and KL between sets of real music.",
+        source=f"{PAPER} (arXiv:2306.05284, Sec. 4) evaluates on MusicCaps: FAD on VGGish "
+        "embeddings against the reference recordings, KL between PaSST label distributions of "
+        "generated and reference audio, a CLAP text-audio score, and human ratings of overall "
+        "quality (OVL) and relevance to the text (REL). The metrics here use other embedders "
+        "and no reference set, so their numbers are not the paper's.",
+        why="the clips of random weights are noise: CLAP scores, FAD and KL measure noise "
+        "against noise, and a FAD near 0 only says that two sets of noise look alike.",
     ),
     "sampling": Fact(
         shows="sampling with top-k 250 gives varied, musical continuations; greedy decoding "
@@ -222,3 +252,149 @@ def callout(s: MusicGen, topic: str) -> Callout | None:
     if not has_random_weights(s):
         return None
     return Callout(topic=topic, model=str(getattr(s, "name", "this model")), fact=FACTS[topic])
+
+
+def scratch(notebook: str, part: str = "run", *, root: str | os.PathLike | None = None) -> Path:
+    """A new, empty folder for the files one notebook run (or one exercise) writes.
+
+    Every call gives a fresh folder under the system's temporary directory
+    (``tempfile.gettempdir()``, which ``TMPDIR`` moves), in ``musicgen-nb/<notebook>/``.
+    So a notebook run twice, or a cell run again out of order, never finds the
+    files of an earlier run, and nothing is written beside the notebook.
+
+    Parameters
+    ----------
+    notebook : str
+        The notebook's name, e.g. ``"08_experiments"``: letters, digits, ``_`` and ``-``.
+    part : str
+        What the folder is for (``"run"``, ``"exercise1"``); same characters.
+    root : str or os.PathLike, optional
+        Where ``musicgen-nb/<notebook>/`` goes instead of the temporary directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The new folder (it exists and is empty).
+
+    Raises
+    ------
+    ValueError
+        A name with other characters (a path separator, ``..``), checked before anything is created.
+
+    Examples
+    --------
+    >>> a, b = scratch("doctest", "ex1", root="."), scratch("doctest", "ex1", root=".")
+    >>> a != b and a.is_dir() and not any(a.iterdir())
+    True
+    >>> a.parent.name, a.name.startswith("ex1-")
+    ('doctest', True)
+    """
+    for name, value in (("notebook", notebook), ("part", part)):
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError(f"{name} must be 1-64 letters, digits, '_' or '-', got {value!r}")
+    base = Path(tempfile.gettempdir() if root is None else root) / "musicgen-nb" / notebook
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{part}-", dir=base))
+
+
+def solutions(flag: bool) -> bool:
+    """True if the solution cells should run: ``flag`` (the ``SOLUTIONS`` parameter) or the env flag.
+
+    A solution cell starts with ``if mg.teaching.solutions(SOLUTIONS):``. In a default
+    run (Run All, a handout) it prints one line saying how to run it and returns False,
+    so no answer appears under an exercise until the student asks for it: set
+    ``SOLUTIONS = True`` in the parameters cell (papermill: ``-p SOLUTIONS True``), or
+    ``MUSICGEN_NB_SOLUTIONS=1`` in the environment.
+
+    Parameters
+    ----------
+    flag : bool
+        The notebook's ``SOLUTIONS`` parameter.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    TypeError
+        ``flag`` is not a bool.
+
+    Examples
+    --------
+    >>> solutions(True)
+    True
+    >>> solutions(False)  # doctest: +ELLIPSIS
+    Solution not run: set SOLUTIONS = True in the parameters cell ...
+    False
+    """
+    if not isinstance(flag, bool):
+        raise TypeError(f"flag must be True or False (SOLUTIONS), got {flag!r}")
+    if flag or os.environ.get(SOLUTIONS_ENV) == "1":
+        return True
+    print(
+        "Solution not run: set SOLUTIONS = True in the parameters cell "
+        f"(or {SOLUTIONS_ENV}=1) and run this cell again."
+    )
+    return False
+
+
+#: Weights musicgen-small reads in one decode step: its decoder (419.6M) less the
+#: cross-attention keys and values of the text, computed once per clip (24 x 2 x 1024^2).
+SMALL_STEP_WEIGHTS = 419_584_000 - 24 * 2 * 1024 * 1024
+
+
+def setup() -> tuple[bool, bool]:
+    """The notebooks' setup: plotly renderer, Colab's widget manager, and one device line.
+
+    On a CPU the line states a step time for musicgen-small *measured here*: a
+    matrix-vector product over 64 MB of fp32 weights is timed (about 0.1-0.5 s), and
+    scaled to the weights one decode step reads. A decode step on a CPU is bound by
+    reading its weights, so this is close to the real step time at fp32.
+
+    Returns
+    -------
+    (in_colab, quick) : tuple of bool
+        Running in Colab; ``MUSICGEN_NB_QUICK=1`` (CI's short clips).
+
+    Examples
+    --------
+    >>> in_colab, quick = setup()  # doctest: +ELLIPSIS
+    device: ...
+    >>> in_colab
+    False
+    """
+    import plotly.io as pio
+    import torch
+
+    in_colab = "google.colab" in sys.modules
+    quick = os.environ.get("MUSICGEN_NB_QUICK") == "1"
+    if in_colab:  # pragma: no cover - Colab only
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+        pio.renderers.default = "colab"
+    else:  # JupyterLab draws figures from the plotly mimetype; HTML exports load plotly.js once
+        pio.renderers.default = "plotly_mimetype+notebook_connected"
+    if torch.cuda.is_available():
+        print(f"device: cuda ({torch.cuda.get_device_name(0)})")
+        return in_colab, quick
+    ms = 1000 * _seconds_per_weight(torch) * SMALL_STEP_WEIGHTS
+    switch = " For a GPU: Runtime > Change runtime type > T4 GPU, then run all." if in_colab else ""
+    print(
+        f"device: cpu. musicgen-small: ~{ms:.0f} ms a step here (measured just now, fp32, "
+        f"{torch.get_num_threads()} threads; 50 steps = 1 s of audio). precision='int8' reads "
+        f"a quarter of the bytes.{switch}"
+    )
+    return in_colab, quick
+
+
+def _seconds_per_weight(torch) -> float:
+    """Time one fp32 weight read in a matrix-vector product (batch 2, as with guidance)."""
+    w, x = torch.randn(4096, 4096), torch.randn(2, 4096)
+    with torch.inference_mode():
+        torch.nn.functional.linear(x, w)  # warm-up
+        start, reps = time.perf_counter(), 6
+        for _ in range(reps):
+            torch.nn.functional.linear(x, w)
+    return (time.perf_counter() - start) / reps / w.numel()

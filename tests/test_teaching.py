@@ -74,3 +74,36 @@ def test_core_import_has_no_widgets():
     code = "import sys, musicgen_nb.teaching; print('ipywidgets' in sys.modules, 'plotly' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_scratch_gives_a_new_empty_folder_each_call(tmp_path):
+    a = mg.teaching.scratch("08_experiments", "exercise1", root=tmp_path)
+    (a / "clip.wav").write_bytes(b"x")
+    b = mg.teaching.scratch("08_experiments", "exercise1", root=tmp_path)
+    assert a != b and not any(b.iterdir())
+    assert a.parent == b.parent == tmp_path / "musicgen-nb" / "08_experiments"
+
+
+def test_scratch_defaults_to_the_temp_dir(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert mg.teaching.scratch("00_quickstart").parent == tmp_path / "musicgen-nb" / "00_quickstart"
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "", "x" * 65, 3])
+def test_scratch_refuses_names_that_leave_its_folder(bad, tmp_path):
+    with pytest.raises(ValueError, match=r"notebook must be 1-64 letters"):
+        mg.teaching.scratch(bad, root=tmp_path)
+    assert not (tmp_path / "musicgen-nb").exists()
+
+
+def test_solutions_off_by_default_and_on_by_flag_or_env(capsys, monkeypatch):
+    monkeypatch.delenv(mg.teaching.SOLUTIONS_ENV, raising=False)
+    assert mg.teaching.solutions(False) is False
+    assert "set SOLUTIONS = True" in capsys.readouterr().out
+    assert mg.teaching.solutions(True) is True and capsys.readouterr().out == ""
+    monkeypatch.setenv(mg.teaching.SOLUTIONS_ENV, "1")
+    assert mg.teaching.solutions(False) is True
+    with pytest.raises(TypeError, match="flag must be True or False"):
+        mg.teaching.solutions("yes")

@@ -87,35 +87,16 @@ def badge(p: dict, notebook: str) -> str:
 def setup_source(p: dict) -> str:
     """The setup cell: the same in every notebook."""
     return f'''# Setup (written by tools/colab_cells.py; edit it there). In Colab: install
-# musicgen-nb {p["tag"]} once and turn on widget support. Elsewhere: pick the plotly renderer.
+# musicgen-nb {p["tag"]} once. mg.teaching.setup() picks the plotly renderer (and Colab's
+# widget manager), and prints the device with a step time measured on this machine.
 import importlib.util
-import os
 import sys
 
-import plotly.io as pio
-import torch
+if "google.colab" in sys.modules and importlib.util.find_spec("musicgen_nb") is None:
+    %pip install --quiet "{pip_url(p)}"
+import musicgen_nb as mg
 
-IN_COLAB = "google.colab" in sys.modules
-QUICK = os.environ.get("MUSICGEN_NB_QUICK") == "1"  # CI's small workload: short clips
-if IN_COLAB:
-    if importlib.util.find_spec("musicgen_nb") is None:
-        %pip install --quiet "{pip_url(p)}"
-    from google.colab import output
-
-    output.enable_custom_widget_manager()
-    pio.renderers.default = "colab"
-else:
-    # JupyterLab draws figures from the plotly mimetype; HTML exports load plotly.js
-    # once from its CDN instead of pasting 3 MB of it into every output.
-    pio.renderers.default = "plotly_mimetype+notebook_connected"
-if torch.cuda.is_available():
-    print(f"device: cuda ({{torch.cuda.get_device_name(0)}})")
-else:
-    switch = " For a GPU: Runtime > Change runtime type > T4 GPU, then run all." if IN_COLAB else ""
-    print(
-        "device: cpu. musicgen-small takes ~65 ms a step on 2 cores "
-        f"(50 steps = 1 s of audio; ~21 ms with precision='int8').{{switch}}"
-    )'''
+IN_COLAB, QUICK = mg.teaching.setup()'''
 
 
 def _badged(source: str, p: dict, notebook: str) -> str:

@@ -3,10 +3,18 @@
 Usage::
 
     python tools/handout.py build/notebooks/*.ipynb     # writes NAME.html beside each
+    python tools/handout.py --student --out handouts build/notebooks/*.ipynb
+        # writes handouts/NAME.html and handouts/NAME.ipynb without the solution cells
+    python tools/handout.py --inline one.ipynb          # one self-contained page
+
+A folder of handouts shares one copy of plotly.js, ``plotly.min.js``, written beside
+them (about 4.6 MB; pasting it into each page made every handout over 5 MB). With
+``--inline`` each page carries its own copy instead and works alone.
 
 What differs from a plain ``jupyter nbconvert --to html``:
 
-- **Figures draw offline.** plotly.js is pasted once into the page's ``<head>``, and every
+- **Figures draw offline.** plotly.js is loaded from ``plotly.min.js`` beside the page
+  (or pasted into its ``<head>`` with ``--inline``), and every
   figure output (the ``application/vnd.plotly.v1+json`` mimetype) becomes a ``<div>`` and a
   ``Plotly.newPlot`` call with a stable id. No script is loaded from a CDN.
 - **Math renders offline.** ``$$...$$`` and ``$...$`` in markdown cells become MathML,
@@ -35,7 +43,9 @@ import nbformat
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLOTLY = "application/vnd.plotly.v1+json"
 WIDGET = "application/vnd.jupyter.widget-view+json"
-__all__ = ["export", "latex_to_mathml", "prepare", "to_html"]
+__all__ = ["PLOTLY_JS", "export", "latex_to_mathml", "prepare", "student", "to_html"]
+#: The shared copy of plotly.js that the handouts of a folder load (``<script src=...>``).
+PLOTLY_JS = "plotly.min.js"
 
 _DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w$])")
@@ -125,8 +135,18 @@ def prepare(nb) -> tuple[nbformat.NotebookNode, int]:
     return nb, figures
 
 
-def to_html(nb) -> str:
-    """The offline HTML handout of an executed notebook ``nb``."""
+def student(nb) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without its solution cells (code cells tagged ``solution``) and their outputs."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if "solution" not in c.get("metadata", {}).get("tags", [])]
+    return nb
+
+
+def to_html(nb, *, inline: bool = False) -> str:
+    """The offline HTML handout of an executed notebook ``nb``.
+
+    ``inline=False`` loads plotly.js from :data:`PLOTLY_JS` beside the page (see :func:`export`).
+    """
     import plotly.offline
     from nbconvert import HTMLExporter
 
@@ -134,20 +154,40 @@ def to_html(nb) -> str:
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="handout")
     body, _ = exporter.from_notebook_node(nb)
     if figures:
-        script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>\n'
+        if inline:
+            script = f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>\n'
+        else:
+            script = f'<script type="text/javascript" src="{PLOTLY_JS}"></script>\n'
         head_end = body.index("</head>")
         body = body[:head_end] + script + body[head_end:]
     return body
 
 
-def export(path, out=None) -> Path:
-    """Write the handout of the notebook at ``path`` to ``out`` (default: same name, .html)."""
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)  # never a half-written file
+
+
+def export(path, out=None, *, inline: bool = False, solutions: bool = True) -> Path:
+    """Write the handout of the notebook at ``path`` to ``out`` (default: same name, .html).
+
+    Unless ``inline``, the page loads :data:`PLOTLY_JS` from its own folder, and that
+    file is written there too when missing or different (one copy for every handout of
+    the folder). ``solutions=False`` leaves the solution cells out (:func:`student`).
+    """
+    import plotly.offline
+
     path = Path(path)
     out = Path(out) if out is not None else path.with_suffix(".html")
-    text = to_html(nbformat.read(path, as_version=4))
-    tmp = out.with_name(out.name + ".part")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)  # never a half-written handout
+    nb = nbformat.read(path, as_version=4)
+    text = to_html(nb if solutions else student(nb), inline=inline)
+    if not inline and f'src="{PLOTLY_JS}"' in text:
+        js = out.parent / PLOTLY_JS
+        code = plotly.offline.get_plotlyjs()
+        if not js.is_file() or js.read_text(encoding="utf-8") != code:
+            _write(js, code)
+    _write(out, text)
     return out
 
 
@@ -156,9 +196,27 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("paths", nargs="+", type=Path)
+    ap.add_argument("--student", action="store_true", help="leave out the solution cells")
+    ap.add_argument("--inline", action="store_true", help="paste plotly.js into each page")
+    ap.add_argument("--out", type=Path, help="folder for the pages (default: beside each notebook)")
     args = ap.parse_args(argv)
-    for path in args.paths:
-        print("wrote", export(path))
+    jobs = []
+    for path in args.paths:  # every check before the first write
+        if path.suffix != ".ipynb" or not path.is_file():
+            ap.error(f"paths must be .ipynb files, got {str(path)!r}")
+        folder = args.out if args.out is not None else path.parent
+        suffix = ".student" if args.student and args.out is None else ""
+        book = folder / f"{path.stem}{suffix}.ipynb" if args.student else None
+        if book is not None and book.resolve() == path.resolve():
+            ap.error(f"--student would overwrite {str(path)!r}; pass --out with another folder")
+        jobs.append((path, folder / f"{path.stem}{suffix}.html", book))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    for path, page, book in jobs:
+        print("wrote", export(path, page, inline=args.inline, solutions=not args.student))
+        if book is not None:
+            _write(book, nbformat.writes(student(nbformat.read(path, as_version=4))) + "\n")
+            print("wrote", book)
     return 0
 
 

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 REQUIRED = ("codebook", "entropy_bits", "unique_codes")
 
 
+#: Checked before any work: a usage table holds one count per code (MusicGen: 2048).
+MAX_CODEBOOK_SIZE = 2**16
+
+
 def _usage_frame(codes_or_df, codebook_size: int, item):
     """Codes, a Generation or a usage DataFrame -> (DataFrame, total tokens per codebook or None)."""
     import pandas as pd
@@ -98,7 +102,7 @@ def codebook_usage(
     >>> len(fig.data)
     2
     """
-    codebook_size = check_int(codebook_size, "codebook_size", minimum=1)
+    codebook_size = check_int(codebook_size, "codebook_size", minimum=1, maximum=MAX_CODEBOOK_SIZE)
     df, total = _usage_frame(codes_or_df, codebook_size, item)
     cb = np.asarray(df["codebook"])
     # codebooks count from 0 everywhere (tokens, patterns, notebooks)

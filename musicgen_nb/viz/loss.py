@@ -52,5 +52,10 @@ def loss_figure(history: list[dict] | pd.DataFrame) -> go.Figure:
         title="Fine-tuning", xaxis_title="step", height=320, margin=dict(l=50, r=50, t=40, b=40)
     )
     fig.update_yaxes(title_text="cross-entropy", secondary_y=False)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1], secondary_y=True)
+    # Round percentages, and no second grid: its lines would not match the loss axis's.
+    fig.update_yaxes(
+        title_text="accuracy", range=[0, 1], dtick=0.25, tickformat=".0%", showgrid=False,
+        secondary_y=True,
+    )  # fmt: skip
+    fig.update_layout(template="plotly_white")
     return fig

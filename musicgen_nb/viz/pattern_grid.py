@@ -18,6 +18,10 @@ MAX_TEXT_STEPS = 80
 SPECIAL_COLOR = "#c8c8c8"
 #: Cell label size (px): legible at 16 steps per panel in a notebook-wide figure.
 TEXT_SIZE = 12
+#: Caps checked before any work: a figure of more cells than this is unreadable and can
+#: exhaust memory (``frames=10**9`` would build a 4 x 10**9 layout).
+MAX_FRAMES = 3000  # 60 s at 50 frames/s
+MAX_CODEBOOKS = 64
 HOVER = "step %{x}<br>%{y}<br>predicts frame %{z}<extra>%{fullData.name}</extra>"
 HOVER_SPECIAL = "step %{x}<br>%{y}<br>special token<extra>%{fullData.name}</extra>"
 
@@ -83,8 +87,8 @@ def pattern_grid(
     >>> [a.text for a in fig.layout.annotations]
     ['parallel: 8 steps', 'delay: 11 steps']
     """
-    num_codebooks = check_int(num_codebooks, "num_codebooks", minimum=1)
-    frames = check_int(frames, "frames", minimum=1)
+    num_codebooks = check_int(num_codebooks, "num_codebooks", minimum=1, maximum=MAX_CODEBOOKS)
+    frames = check_int(frames, "frames", minimum=1, maximum=MAX_FRAMES)
     resolved = _resolve_all(patterns, num_codebooks, frames)
     n = len(resolved)
     titles = [esc(f"{name}: {layout.shape[0]} steps") for name, layout in resolved]

@@ -15,6 +15,10 @@ execution must reproduce every checked output.
 Set ``MUSICGEN_NB_UPDATE_EXPECTED=1`` to rewrite the expected text after a
 deliberate change (and read the diff before committing it).
 
+Each notebook runs twice in one working directory (first with ``SOLUTIONS=True``, then
+as a student's Run All): re-running must be safe, a default run prints no solution, and
+nothing is written beside the notebook.
+
 The static checks need no kernel: no committed output or execution count, a
 ``parameters`` cell and at least one ``solution`` cell.
 """
@@ -209,40 +213,80 @@ def checked_text(nb) -> list[str]:
     return texts
 
 
+def _execute(papermill, path: Path, out: Path, cwd: Path, kernel: str, parameters: dict):
+    papermill.execute_notebook(
+        str(path),
+        str(out),
+        parameters=parameters,
+        kernel_name=kernel,
+        cwd=str(cwd),
+        execution_timeout=CELL_TIMEOUT,
+        progress_bar=False,
+        log_output=False,
+    )
+    executed = _read(out)
+    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+    return executed
+
+
+def _solution_text(nb) -> list[str]:
+    """What each solution cell printed (stream text and displayed plain text)."""
+    texts = []
+    for cell in nb.cells:
+        if "solution" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        text = ""
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            text += out.get("text", "") + data.get("text/plain", "")
+            text += "".join(f"<{kind}>" for kind in data if not kind.startswith("text/"))
+        texts.append(text)
+    return texts
+
+
 @pytest.mark.notebooks
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_notebook_runs(path, kernel, tmp_path, monkeypatch):
+def test_notebook_runs_twice_in_one_folder(path, kernel, tmp_path, monkeypatch):
+    """Two runs in the same working directory: with the solutions, then as a student's Run All.
+
+    The second run must not trip over the first one's files (re-running is safe), print
+    the same checked outputs, print no solution (only the line saying how to run it), and
+    neither run may write beside the notebook: files go to ``mg.teaching.scratch`` folders
+    in the temp directory (TMPDIR here).
+    """
     papermill = pytest.importorskip("papermill")
 
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     out = BUILD_DIR / path.name
-    params = {}
+    cwd, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the kernel's tempfile.gettempdir()
     monkeypatch.setenv("MUSICGEN_NB_STANDIN", "1")  # what `pytest --musicgen-standin` sets
     monkeypatch.setenv("MUSICGEN_NB_QUICK", "1")  # the kernel inherits it: short clips
+    monkeypatch.delenv("MUSICGEN_NB_SOLUTIONS", raising=False)
     # One torch thread per kernel: with notebooks run side by side (pytest -n 2) on 2 cores,
     # more threads oversubscribe the CPU and decoding slows down about 50x.
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     if "MUSICGEN_NB_CACHE" not in os.environ:
         monkeypatch.setenv("MUSICGEN_NB_CACHE", str(ROOT / "build" / "cache"))
-    try:
-        papermill.execute_notebook(
-            str(path),
-            str(out),
-            parameters=params,
-            kernel_name=kernel,
-            cwd=str(tmp_path),  # files the notebook writes (g.save) stay out of the repo
-            execution_timeout=CELL_TIMEOUT,
-            progress_bar=False,
-            log_output=False,
-        )
+    first = _execute(
+        papermill, path, tmp_path / "with_solutions.ipynb", cwd, kernel, {"SOLUTIONS": True}
+    )
+    try:  # the student's run: the executed copy that nbval re-runs and the handout show
+        second = _execute(papermill, path, out, cwd, kernel, {})
     finally:
         if out.exists():  # the offline handout (tools/handout.py), for people to look at
             _handout().export(out)
-    executed = _read(out)
-    errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors, f"{path.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
-    got = checked_text(executed)
+    assert sorted(p.name for p in cwd.iterdir()) == [], f"{path.name} wrote beside the notebook"
+    solved = _solution_text(first)
+    assert all(t and "Solution not run" not in t for t in solved), (path.name, solved)
+    hidden = _solution_text(second)
+    assert all(t.startswith("Solution not run") and t.count("\n") == 1 for t in hidden), hidden
+    got = checked_text(second)
+    assert checked_text(first) == got, f"{path.name}: a second run printed other checked outputs"
     expected = json.loads(EXPECTED.read_text())
     if os.environ.get("MUSICGEN_NB_UPDATE_EXPECTED") == "1":
         expected[path.stem] = got
@@ -282,4 +326,18 @@ def test_solutions_hidden_and_explained(path):
             assert "# Why:" in cell.source, (
                 f"{path.name} cell {i}: the exercise asks why; answer it in words in the "
                 "(hidden) solution cell, in a comment block starting with '# Why:'"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_solutions_run_only_when_asked(path):
+    """Run All executes no solution: each solution cell is guarded by the SOLUTIONS parameter."""
+    nb = _read(path)
+    assert dict(_parameter_values(_parameters_cell(nb))).get("SOLUTIONS") is False, (
+        f"{path.name}: the parameters cell must set SOLUTIONS = False"
+    )
+    for i, cell in enumerate(nb.cells):
+        if "solution" in cell.get("metadata", {}).get("tags", []):
+            assert cell.source.startswith("if mg.teaching.solutions(SOLUTIONS):\n"), (
+                f"{path.name} cell {i}: start a solution with `if mg.teaching.solutions(SOLUTIONS):`"
             )

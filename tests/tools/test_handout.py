@@ -87,13 +87,59 @@ def test_prepare_replaces_figures_and_widgets(executed):
 
 
 def test_page_has_no_remote_scripts(executed):
-    page = handout.to_html(nbformat.read(executed, as_version=4))
+    page = handout.to_html(nbformat.read(executed, as_version=4), inline=True)
     assert page.count("<script") >= 3
     assert '<script src="http' not in page and "require.js" not in page
     import plotly.offline
 
     assert page.count(plotly.offline.get_plotlyjs()[-300:]) == 1  # plotly.js pasted once
     assert page.count('<details class="mg-solution">') == 1
+
+
+def test_folder_of_handouts_shares_one_plotly_js(executed, tmp_path):
+    import plotly.offline
+
+    code = plotly.offline.get_plotlyjs()
+    pages = [handout.export(executed, tmp_path / f"h{i}.html") for i in range(3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "h0.html",
+        "h1.html",
+        "h2.html",
+        "plotly.min.js",
+    ]
+    assert (tmp_path / "plotly.min.js").read_text(encoding="utf-8") == code
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert '<script type="text/javascript" src="plotly.min.js"></script>' in text
+        assert code[-300:] not in text and len(text) < len(code) / 4
+
+
+def test_student_build_leaves_out_every_solution(executed, tmp_path, capsys):
+    out = tmp_path / "student"
+    assert handout.main(["--student", "--out", str(out), str(executed)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "handout_test.html",
+        "handout_test.ipynb",
+        "plotly.min.js",
+    ]
+    page = (out / "handout_test.html").read_text(encoding="utf-8")
+    assert '<details class="mg-solution">' not in page and "6 * 7" not in page
+    assert "Exercise 1" in page
+    book = nbformat.read(out / "handout_test.ipynb", as_version=4)
+    tags = [t for c in book.cells for t in c.get("metadata", {}).get("tags", [])]
+    assert "solution" not in tags and len(book.cells) == len(_notebook().cells) - 1
+    assert nbformat.read(executed, as_version=4).cells[-1].source == "print(6 * 7)"  # input kept
+
+
+def test_student_build_refuses_to_overwrite_its_input(executed, tmp_path):
+    import shutil
+
+    book = tmp_path / "handout_test.ipynb"
+    shutil.copy(executed, book)
+    with pytest.raises(SystemExit):
+        handout.main(["--student", "--out", str(tmp_path), str(book)])
+    assert nbformat.read(book, as_version=4).cells[-1].source == "print(6 * 7)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handout_test.ipynb"]  # nothing written
 
 
 @pytest.mark.browser

@@ -44,7 +44,7 @@ def test_codebook_usage_errors():
         viz.codebook_usage(pd.DataFrame({"codebook": [0]}))
     with pytest.raises(ValueError, match="shape"):
         viz.codebook_usage(np.zeros(5, dtype=int))
-    with pytest.raises(ValueError, match="codebook_size must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"codebook_size must be an int in \[1, 65536\]"):
         viz.codebook_usage(np.zeros((2, 2), dtype=int), codebook_size=0)
 
 
@@ -52,3 +52,9 @@ def test_codebook_usage_from_generation(tiny):
     g = tiny.generate("x", duration=1, seed=0, progress=False)
     fig = viz.codebook_usage(g, codebook_size=tiny.model.config.decoder.vocab_size)
     assert len(fig.data[0].x) == tiny.num_codebooks
+
+
+def test_codebook_usage_refuses_a_huge_codebook_size_up_front():
+    codes = np.zeros((4, 10), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"codebook_size must be .*65536"):
+        viz.codebook_usage(codes, codebook_size=10**12)

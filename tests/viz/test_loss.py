@@ -23,3 +23,9 @@ def test_a_frame_gives_the_same_figure_and_empty_history_draws():
     assert loss_figure(pd.DataFrame(ROWS)).to_json() == loss_figure(ROWS).to_json()
     empty = loss_figure([])
     assert [len(t.x) for t in empty.data] == [0, 0]
+
+
+def test_loss_figure_accuracy_axis_has_round_percent_ticks():
+    fig = loss_figure([dict(step=1, loss=7.6, accuracy=0.0), dict(step=2, loss=6.9, accuracy=0.1)])
+    y2 = fig.layout.yaxis2
+    assert (y2.dtick, y2.tickformat, y2.showgrid, tuple(y2.range)) == (0.25, ".0%", False, (0, 1))

@@ -80,7 +80,7 @@ def test_pattern_grid_errors():
         viz.pattern_grid(3)
     with pytest.raises(ValueError, match="empty list"):
         viz.pattern_grid([])
-    with pytest.raises(ValueError, match="num_codebooks must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"num_codebooks must be an int in \[1, 64\], got 0"):
         viz.pattern_grid("delay", num_codebooks=0)
     with pytest.raises(ValueError, match=r"layout must have shape \[num_steps, num_codebooks\]"):
         viz.pattern_grid(SimpleNamespace(name="x", layout=np.arange(3)))
@@ -105,3 +105,12 @@ def test_pattern_grid_escapes_names():
     fake = SimpleNamespace(name="a<b>", layout=np.array([[0], [1]]))
     fig = viz.pattern_grid(fake)
     assert fig.layout.annotations[0].text == "a&lt;b&gt;: 2 steps"
+
+
+@pytest.mark.parametrize(
+    "kwargs, name, cap",
+    [(dict(frames=10**9), "frames", 3000), (dict(num_codebooks=10**6), "num_codebooks", 64)],
+)
+def test_pattern_grid_refuses_huge_sizes_up_front(kwargs, name, cap):
+    with pytest.raises(ValueError, match=rf"{name} must be .*{cap}"):
+        viz.pattern_grid("delay", **kwargs)

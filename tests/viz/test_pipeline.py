@@ -23,7 +23,11 @@ def test_pipeline_boxes_in_order_and_highlight(tiny):
 def test_pipeline_melody_row_is_a_prefix(tiny_melody):
     fig = viz.pipeline(tiny_melody, highlight="chroma")
     text = " ".join(a.text for a in fig.layout.annotations)
-    assert "<b>chroma</b>" in text and "prepended" in text and "cross-attn to text" not in text
+    assert (
+        "<b>chroma</b>" in text
+        and "prepended" in fig.layout.title.text
+        and "cross-attn to text" not in text
+    )
     assert len(fig.layout.shapes) == len(BOXES) + 3
     assert viz.pipeline(highlight="chroma").layout.height == fig.layout.height
 
@@ -31,3 +35,30 @@ def test_pipeline_melody_row_is_a_prefix(tiny_melody):
 def test_pipeline_bad_highlight():
     with pytest.raises(ValueError, match="highlight must name boxes in .* got 'T5'"):
         viz.pipeline(highlight="T5")
+
+
+def test_pipeline_refuses_a_name_in_place_of_a_model():
+    with pytest.raises(ValueError, match=r"s must be a loaded model .*'bogus'.*highlight=.*'t5'"):
+        viz.pipeline("bogus")
+
+
+def test_pipeline_of_a_standin_draws_the_real_sizes_labelled(monkeypatch):
+    import musicgen_nb as mg
+
+    monkeypatch.setenv("MUSICGEN_NB_STANDIN", "1")
+    s = mg.load("facebook/musicgen-small")
+    assert s.is_standin
+    fig = viz.pipeline(s)
+    text = " ".join(a.text for a in fig.layout.annotations)
+    # facebook/musicgen-small: 24 decoder layers of width 1024, T5-base (768) from the stored spec
+    assert "24 layers x 1024 (spec)" in text and "768 -&gt; 1024 (spec)" in text
+    assert f"{s.model.config.decoder.num_hidden_layers} layers" not in text
+    assert "stand-in tiny" in fig.layout.title.text
+    assert "facebook/musicgen-small" in fig.layout.title.text
+
+
+def test_pipeline_two_rows_of_at_most_four_boxes(tiny):
+    fig = viz.pipeline(tiny)
+    xs = sorted({round(sh.x0, 3) for sh in fig.layout.shapes})
+    ys = sorted({round(sh.y0, 3) for sh in fig.layout.shapes})
+    assert len(xs) == 4 and len(ys) == 2
