@@ -100,7 +100,7 @@ def test_flag_turns_standins_on_for_the_run_and_restores_after(pytester):
         def test_standin():
             assert os.environ["MUSICGEN_NB_STANDIN"] == "1"
             s = mg.load("facebook/musicgen-stereo-small")
-            assert s.name == "facebook/musicgen-stereo-small" and s.standin == "tiny-stereo"
+            assert s.name == "facebook/musicgen-stereo-small" and s.standin == "standin-stereo"
             assert s.audio_channels == 2
         """
     )

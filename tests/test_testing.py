@@ -24,7 +24,7 @@ def test_the_standin_api_is_the_one_of_checkpoints_standins():
     for name in testing.__all__:
         if name not in ("sanitize_file", "sanitize_rules"):
             assert getattr(testing, name) is getattr(standins, name), name
-    assert mg.testing.standin_for("melody") == "tiny-melody"
+    assert mg.testing.standin_for("melody") == "standin-melody"
 
 
 # ---------------------------------------------------------------------------- sanitize rules
