@@ -42,7 +42,9 @@ import pytest
 from . import testing
 
 _SKIP_REASON = "needs real weights; MusicGen stand-ins are on (--musicgen-standin)"
-_KINDS = dict(zip(("text", "melody", "stereo", "stereo melody"), testing.STANDINS.values()))
+_KINDS = dict(
+    zip(("text", "melody", "stereo", "stereo melody"), testing.STANDINS.values(), strict=True)
+)
 
 
 def pytest_addoption(parser):
@@ -121,7 +123,7 @@ def _set_env(config, name: str, value: str) -> None:
 
 
 def _kernels_get_standins(config) -> None:
-    """This process, and every interpreter it starts (notebook kernels), gets the stand-ins."""
+    """Give the stand-ins to this process and to every interpreter it starts (notebook kernels)."""
     import shutil
 
     from .checkpoints import hub_standins
@@ -152,7 +154,7 @@ def _standin_datasets(config) -> None:
     if importlib.util.find_spec("datasets") is None:
         raise pytest.UsageError(
             f"{where} maps {len(table)} dataset(s), but the optional 'datasets' package is not "
-            "installed: pip install \"musicgen-nb[datasets]\""
+            'installed: pip install "musicgen-nb[datasets]"'
         )
     _set_env(config, dataset_standins.ENV, json.dumps(table))
 

@@ -77,7 +77,7 @@ def require_datasets() -> Any:
     except ImportError:
         raise ImportError(
             "dataset stand-ins (musicgen_standin_datasets) need the optional 'datasets' "
-            "package, which is not installed: pip install \"musicgen-nb[datasets]\""
+            'package, which is not installed: pip install "musicgen-nb[datasets]"'
         ) from None
     return datasets
 
@@ -172,7 +172,7 @@ def _synthetic(spec: dict) -> dict:
     sr, n = int(spec["sampling_rate"]), int(spec["n"])
     t = np.arange(int(round(spec["seconds"] * sr))) / sr
     rows: dict = {"audio": []}
-    for i in range(n):
+    for _ in range(n):
         freq = 110.0 * 2 ** (rng.integers(0, 36) / 12)
         wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.1 * np.sin(2 * np.pi * 2 * freq * t)
         rows["audio"].append({"array": wave.astype(np.float32), "sampling_rate": sr})
@@ -236,7 +236,7 @@ def load_standin(hub_id: str, spec: dict, *, split: str | None = None, streaming
     ...         "labels": {"genre": ["pop"]}}
     >>> ds = load_standin("org/set", spec, split="train", streaming=True)
     >>> row = next(iter(ds))
-    >>> row["audio"]["array"].shape, row["genre"]
+    >>> row["audio"]["array"].shape, str(row["genre"])
     ((800,), 'pop')
     """
     datasets = require_datasets()
@@ -284,7 +284,9 @@ def patch_datasets() -> None:
             f"musicgen-nb: stand-in: {standins.ENV}=1, so the dataset {path!r} is replaced by "
             f"its stand-in ({mapped.get('path', 'synthetic')})."
         )
-        split = kwargs.get("split", args[3] if len(args) > 3 else None)  # path, name, data_dir, data_files, split
+        split = kwargs.get(
+            "split", args[3] if len(args) > 3 else None
+        )  # path, name, data_dir, data_files, split
         return load_standin(path, mapped, split=split, streaming=bool(kwargs.get("streaming")))
 
     setattr(load_dataset, _MARK, True)

@@ -24,9 +24,11 @@ kernel that never uses transformers pays nothing.
 
 Examples
 --------
+>>> import contextlib, io
 >>> from musicgen_nb.checkpoints.standins import use_standins
->>> with use_standins():
-...     hub_name("facebook/musicgen-small")[1].standin
+>>> with use_standins(), contextlib.redirect_stdout(io.StringIO()):  # the notice
+...     folder, standin = hub_name("facebook/musicgen-small")
+>>> standin.standin
 'standin'
 >>> with use_standins(False):
 ...     hub_name("facebook/musicgen-small")

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 ENV = "MUSICGEN_NB_STANDIN"
 #: The stand-in of each kind of checkpoint, keyed by (melody, stereo): the tiny layouts of
 #: that kind with the real window (30 s), rates, codebooks and channels.
-STANDINS = dict(zip([(False, False), (True, False), (False, True), (True, True)], STANDIN_PRESETS))
+STANDINS = dict(
+    zip([(False, False), (True, False), (False, True), (True, True)], STANDIN_PRESETS, strict=True)
+)
 _KIND_OF = {v: k for k, v in STANDINS.items()}
 #: Tag (or comment line) that marks a notebook cell whose claims need real weights.
 NEEDS_WEIGHTS_TAG = "needs-weights"

@@ -126,7 +126,9 @@ def test_unknown_hub_ids_get_the_standin_their_name_suggests(hub_id, want):
 
 
 def test_notice_says_when_the_kind_was_guessed():
-    guessed = standins.notice(standins.Standin("someone/musicgen-melody-jazz", "standin-melody", True))
+    guessed = standins.notice(
+        standins.Standin("someone/musicgen-melody-jazz", "standin-melody", True)
+    )
     assert "'someone/musicgen-melody-jazz'" in guessed and "'standin-melody'" in guessed
     assert "guessed from the name: melody" in guessed
     known = standins.notice(standins.Standin("facebook/musicgen-small", "standin", False))
