@@ -151,7 +151,11 @@ def _standin_datasets(config) -> None:
         table = dataset_standins.parse_table(lines, root=root, where=where)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
-    if importlib.util.find_spec("datasets") is None:
+    try:
+        missing = importlib.util.find_spec("datasets") is None
+    except (ImportError, ValueError):  # a broken or blocked install
+        missing = True
+    if missing:
         raise pytest.UsageError(
             f"{where} maps {len(table)} dataset(s), but the optional 'datasets' package is not "
             'installed: pip install "musicgen-nb[datasets]"'
