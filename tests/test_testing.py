@@ -54,3 +54,25 @@ def test_cli_rules_redirected_to_a_file(tmp_path):
             stdout=f, env=env, check=True, timeout=120,
         )  # fmt: skip
     assert out.read_text() == testing.sanitize_file().read_text()
+
+
+def _sanitize(text: str) -> str:
+    import re
+
+    plugin = pytest.importorskip("nbval.plugin")
+    for regex, replace in plugin.get_sanitize_patterns(testing.sanitize_rules()):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_tqdm_rule_replaces_bars_only():
+    bar = " 40%|████      | 4/10 [00:01<00:02,  3.00it/s]"
+    assert _sanitize(bar) == "PROGRESS"
+    kept = ["a || b", "| name | value |", "|---|---|", "x = a | b", "0.5|| 1 |"]
+    for line in kept:
+        assert _sanitize(line) == line
+
+
+def test_the_standin_notice_is_dropped_from_compared_output():
+    notice = testing.notice(testing.Standin("facebook/musicgen-small", "standin", False))
+    assert _sanitize(f"{notice}\n32000 50 4\n") == "32000 50 4\n"

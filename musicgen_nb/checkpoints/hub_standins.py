@@ -206,26 +206,35 @@ def patch_transformers() -> None:
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
-    """Run ``callback`` once, right after the top-level module ``name`` is first imported."""
+    """Run ``callback`` once, right after the top-level module ``name`` is first imported.
+
+    It stays in ``sys.meta_path`` until the module is executed: a bare
+    ``importlib.util.find_spec(name)`` (as libraries do to test for an optional
+    package) runs no import, so the hook waits for the real one.
+    """
 
     def __init__(self, name: str, callback: Callable[[Any], None]) -> None:
-        self.name, self.callback = name, callback
+        self.name, self.callback, self.busy = name, callback, False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != self.name:
+        if fullname != self.name or self.busy:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        loader, callback = spec.loader, self.callback
-        exec_module = loader.exec_module
+        exec_module, finder = spec.loader.exec_module, self
 
         def run_then_patch(module):
             exec_module(module)
-            callback(module)
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
+                finder.callback(module)
 
-        loader.exec_module = run_then_patch
+        spec.loader.exec_module = run_then_patch
         return spec
 
 

@@ -146,3 +146,19 @@ def test_unknown_names_under_standins_say_unknown_and_list_known(standins_on):
     with pytest.raises(ValueError, match=r"unknown model 'a/b/c'.*Known names: 'small'") as err:
         mg.load("a/b/c")
     assert "turn on stand-ins" not in str(err.value)
+
+
+def test_a_probe_for_the_package_does_not_use_up_the_hook():
+    """Libraries test for optional packages with find_spec; the hook waits for the import."""
+    code = (
+        "import importlib.util, sys\n"
+        "from musicgen_nb.checkpoints import hub_standins\n"
+        "hub_standins.install()\n"
+        "assert importlib.util.find_spec('datasets') is not None and 'datasets' not in sys.modules\n"
+        "import datasets\n"
+        "print(datasets.load_dataset._musicgen_nb_standin)\n"
+    )
+    env = dict(os.environ, MUSICGEN_NB_STANDIN="1", PYTHONPATH=str(ROOT))
+    out = _python(code, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True"]
