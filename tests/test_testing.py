@@ -76,3 +76,8 @@ def test_tqdm_rule_replaces_bars_only():
 def test_the_standin_notice_is_dropped_from_compared_output():
     notice = testing.notice(testing.Standin("facebook/musicgen-small", "standin", False))
     assert _sanitize(f"{notice}\n32000 50 4\n") == "32000 50 4\n"
+
+
+def test_the_metric_standin_notice_is_dropped_too():
+    text = "musicgen-nb: MUSICGEN_NB_STANDIN=1, so the metric model 'x' is replaced by ...\nok\n"
+    assert _sanitize(text) == "ok\n"
