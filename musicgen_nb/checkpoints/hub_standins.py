@@ -53,7 +53,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["SITECUSTOMIZE", "hub_name", "install", "installed", "patch_transformers", "startup_dir"]
+__all__ = [
+    "SITECUSTOMIZE",
+    "hub_name",
+    "install",
+    "installed",
+    "patch_transformers",
+    "shared_startup_dir",
+    "startup_dir",
+]
 
 #: The ``sitecustomize`` a kernel runs at start (:func:`startup_dir`): stand-ins on, then the
 #: ``sitecustomize`` this one hides, if any.
@@ -301,4 +309,25 @@ def startup_dir(root: str | os.PathLike | None = None) -> Path:
     """
     folder = Path(tempfile.mkdtemp(prefix="musicgen-nb-startup-", dir=root))
     (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    return folder
+
+
+def shared_startup_dir() -> Path:
+    """The folder of :data:`SITECUSTOMIZE` in the offline cache, written once (atomically).
+
+    :func:`musicgen_nb.testing.use_standins` puts it on ``PYTHONPATH``.
+
+    Examples
+    --------
+    >>> (shared_startup_dir() / "sitecustomize.py").read_text() == SITECUSTOMIZE
+    True
+    """
+    from .._util.files import write_atomic
+    from .offline import cache_root
+
+    folder = cache_root() / "standin-startup"
+    file = folder / "sitecustomize.py"
+    if not file.is_file() or file.read_text(encoding="utf-8") != SITECUSTOMIZE:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(file, SITECUSTOMIZE, overwrite=True)
     return folder

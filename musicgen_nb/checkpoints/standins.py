@@ -88,7 +88,9 @@ class use_standins:  # noqa: N801 - used like a function, and as a context manag
     """Turn stand-ins on (or off) for this process and the kernels it starts.
 
     It sets ``MUSICGEN_NB_STANDIN`` in ``os.environ`` and, when on, installs the
-    transformers-level stand-ins (:func:`musicgen_nb.checkpoints.hub_standins.install`).
+    transformers-level stand-ins (:func:`musicgen_nb.checkpoints.hub_standins.install`)
+    and puts their ``sitecustomize`` on ``PYTHONPATH``, so kernels started from this
+    process (``papermill.execute_notebook``) get them even if they never import musicgen-nb.
     Called plainly, the change lasts; used as a context manager, the previous value
     comes back on exit.
 
@@ -111,20 +113,27 @@ class use_standins:  # noqa: N801 - used like a function, and as a context manag
         if not isinstance(on, bool):
             raise TypeError(f"on must be True or False, got {on!r}")
         self._previous = os.environ.get(ENV)
+        self._path = os.environ.get("PYTHONPATH")
         os.environ[ENV] = "1" if on else "0"
         if on:  # transformers' from_pretrained and pipeline too (they check the switch per call)
-            from .hub_standins import install
+            from .hub_standins import install, shared_startup_dir
 
             install()
+            folder = str(shared_startup_dir())  # kernels started from here run its sitecustomize
+            if folder not in (self._path or "").split(os.pathsep):
+                os.environ["PYTHONPATH"] = os.pathsep.join(
+                    [folder] + ([self._path] if self._path else [])
+                )
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = self._previous
+        for name, value in ((ENV, self._previous), ("PYTHONPATH", self._path)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _kind(name_or_path) -> tuple[bool, bool, bool] | None:

@@ -162,3 +162,23 @@ def test_a_probe_for_the_package_does_not_use_up_the_hook():
     out = _python(code, env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["True"]
+
+
+def test_use_standins_reaches_kernels_started_from_python(tmp_path):
+    """mg.testing.use_standins(), then a child interpreter (a papermill kernel) that never
+    imports musicgen_nb: transformers loads the stand-in there too."""
+    child = (
+        "from transformers import AutoConfig; "
+        "print(AutoConfig.from_pretrained('facebook/musicgen-melody').musicgen_nb_standin)"
+    )
+    code = (
+        "import subprocess, sys\n"
+        "import musicgen_nb as mg\n"
+        "mg.testing.use_standins()\n"
+        f"subprocess.run([sys.executable, '-c', {child!r}], check=True)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
+    env.pop(standins.ENV, None)
+    out = _python(code, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "standin-melody"

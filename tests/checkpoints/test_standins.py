@@ -163,12 +163,15 @@ def test_use_standins_call_and_context_manager(monkeypatch):
     # not the value the plain call below leaves (which would leak stand-ins into later tests)
     monkeypatch.setenv(standins.ENV, "0")
     monkeypatch.delenv(standins.ENV)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored after the test
+    path = os.environ["PYTHONPATH"]
     with standins.use_standins():
+        assert os.environ["PYTHONPATH"].split(os.pathsep)[0].endswith("standin-startup")
         assert standins.enabled() and os.environ[standins.ENV] == "1"
         with standins.use_standins(False):
             assert not standins.enabled()
         assert standins.enabled()
-    assert standins.ENV not in os.environ
+    assert standins.ENV not in os.environ and os.environ["PYTHONPATH"] == path
     standins.use_standins()  # a plain call lasts
     assert standins.enabled()
     monkeypatch.setenv(standins.ENV, "0")

@@ -109,7 +109,9 @@ def test_the_installed_wheel_gives_transformers_kernels_their_standins(dist, tmp
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
     nb.cells = [nbformat.v4.new_code_cell(
         "import sys\nfrom transformers import MusicgenForConditionalGeneration as M\n"
         "m = M.from_pretrained('facebook/musicgen-small')\n"
