@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .._util.files import write_atomic
+from . import encodec_names
 from .specs import build_config, known, model_class
 
 if TYPE_CHECKING:
@@ -389,11 +390,8 @@ def write(model, proc, folder: str | Path, *, max_duration: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     lm = {"xp.cfg": cfg, "best_state": _to_audiocraft(state), "exported": True, "musicgen_nb": ours}
     write_atomic(folder / STATE, _bytes(lm))
-    comp = {
-        "xp.cfg": cfg,
-        "best_state": {},
-        "exported": True,
-        "musicgen_nb": {"audio_encoder": audio},
-    }
+    codec = encodec_names.state_to_audiocraft(model.audio_encoder)  # audiocraft's names
+    comp = {"xp.cfg": cfg, "best_state": codec, "exported": True}
+    comp["musicgen_nb"] = {"audio_encoder": audio}
     write_atomic(folder / COMPRESSION, _bytes(comp))
     return folder
