@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP)
-	$(PY) -m pip install --quiet -e ".[dev,scale,train,docs]"
+	$(PY) -m pip install --quiet -e ".[dev,scale,train,docs,datasets]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (musicgen-nb)"
 	touch $@
 
@@ -45,7 +45,10 @@ test: install
 	MUSICGEN_NB_QUICK=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadscope -p no:cacheprovider \
 		--nbval-lax --musicgen-standin build/notebooks/
 	# A tutorial author's notebook, unchanged, on stand-ins (README: Test your own tutorial).
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --musicgen-standin examples/tutorial/
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --musicgen-standin \
+		examples/tutorial/ examples/audiocraft/
+	# Plain transformers code (never imports musicgen_nb); its pytest.ini maps its hub dataset.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --musicgen-standin examples/transformers/
 	# The docs site, strict, from the notebooks executed above (about 2 minutes).
 	$(MAKE) docs
 

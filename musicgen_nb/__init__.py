@@ -13,6 +13,7 @@ Examples
 (1, 1, 64000)
 """
 
+import os as _os
 from importlib import import_module
 
 from ._util import display as _display
@@ -22,6 +23,13 @@ from ._version import __version__
 # it never imports the players (or ipywidgets) itself. Imported on first display.
 _display.register("generation", "musicgen_nb.players:render_generation")
 _display.register("stream", "musicgen_nb.players:render_stream")
+
+# MUSICGEN_NB_STANDIN=1: transformers' from_pretrained and pipeline load the offline stand-ins
+# too (musicgen_nb.testing). Installed on first import of transformers; nothing when off.
+if _os.environ.get("MUSICGEN_NB_STANDIN", "").strip().lower() in ("1", "true", "yes", "on"):
+    from .checkpoints.hub_standins import install as _install_standins
+
+    _install_standins()
 
 # Submodules and names load on first use, so ``import musicgen_nb`` stays cheap.
 _LAZY = {

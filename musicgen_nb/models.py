@@ -110,8 +110,8 @@ def load(
     Notes
     -----
     With ``MUSICGEN_NB_STANDIN=1`` (or ``pytest --musicgen-standin``) a real
-    checkpoint loads its offline stand-in instead (``tiny``, ``tiny-melody``,
-    ``tiny-stereo``, ``tiny-stereo-melody``); ``s.name`` keeps the requested
+    checkpoint loads its offline stand-in of the same kind (``standin``, ``standin-melody``,
+    ``standin-stereo``, ``standin-stereo-melody``); ``s.name`` keeps the requested
     name and ``s.is_standin`` is True. See :mod:`musicgen_nb.testing`.
 
     Examples

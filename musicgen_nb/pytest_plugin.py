@@ -5,8 +5,16 @@ installing musicgen-nb is enough. ``-p no:musicgen_nb`` turns it off.
 
 - ``--musicgen-standin`` (or ``musicgen_standin = true`` in the pytest ini)
   sets ``MUSICGEN_NB_STANDIN=1`` for the run. Notebook kernels started by nbval
-  or papermill inherit it, so ``mg.load("facebook/musicgen-small")`` in a
-  notebook loads the offline ``tiny`` (see :mod:`musicgen_nb.testing`).
+  or papermill inherit it, and a ``sitecustomize`` put on their ``PYTHONPATH``
+  turns on the transformers-level stand-ins at interpreter start, so
+  ``mg.load("facebook/musicgen-small")`` and, in a notebook that never imports
+  musicgen-nb, ``MusicgenForConditionalGeneration.from_pretrained(...)``,
+  ``AutoProcessor.from_pretrained(...)`` and ``pipeline("text-to-audio", ...)``
+  load the offline stand-in (see :mod:`musicgen_nb.testing`).
+- ``musicgen_standin_datasets`` (ini, one ``HUB_ID = FOLDER`` or
+  ``HUB_ID = synthetic ...`` a line) makes ``datasets.load_dataset(HUB_ID)`` return
+  that audio set under stand-ins
+  (:mod:`musicgen_nb.checkpoints.dataset_standins`); it needs ``datasets``.
 - With stand-ins on (or ``--musicgen-sanitize``) nbval compares outputs after
   musicgen-nb's sanitize rules (timings, progress bars, addresses, temp paths).
   A file given with ``--nbval-sanitize-with`` is applied too, after ours.
@@ -34,8 +42,9 @@ import pytest
 from . import testing
 
 _SKIP_REASON = "needs real weights; MusicGen stand-ins are on (--musicgen-standin)"
-_KINDS = {"text": "tiny", "melody": "tiny-melody", "stereo": "tiny-stereo",
-          "stereo melody": "tiny-stereo-melody"}  # fmt: skip
+_KINDS = dict(
+    zip(("text", "melody", "stereo", "stereo melody"), testing.STANDINS.values(), strict=True)
+)
 
 
 def pytest_addoption(parser):
@@ -55,6 +64,14 @@ def pytest_addoption(parser):
         help="apply musicgen-nb's nbval sanitize rules without stand-ins",
     )
     parser.addini("musicgen_standin", type="bool", default=False, help="same as --musicgen-standin")
+    parser.addini(
+        "musicgen_standin_datasets",
+        type="linelist",
+        default=[],
+        help="under stand-ins, datasets.load_dataset(HUB_ID) returns a local folder or a "
+        "synthetic audio set: one 'HUB_ID = FOLDER' or 'HUB_ID = synthetic [n=8] [seconds=5] "
+        "[sampling_rate=32000] [LABEL=a,b]' a line (needs the 'datasets' package)",
+    )
 
 
 def standin_requested(config) -> bool:
@@ -84,13 +101,66 @@ def pytest_configure(config):
         raise pytest.UsageError(str(err)) from None
     standin = standin_requested(config)
     if standin:
-        previous = os.environ.get(testing.ENV)
-        os.environ[testing.ENV] = "1"
-        config.add_cleanup(lambda: _restore(testing.ENV, previous))
+        _set_env(config, testing.ENV, "1")
+        _kernels_get_standins(config)
+        _standin_datasets(config)
+    theirs = getattr(config.option, "nbval_sanitize_with", None)
+    if theirs and not Path(theirs).is_file():  # nbval would fail later with an INTERNALERROR
+        raise pytest.UsageError(
+            f"--nbval-sanitize-with {theirs}: no such file; give an existing nbval sanitize "
+            "file ([section], regex: and replace: lines)"
+        )
     if (standin or config.getoption("musicgen_sanitize")) and hasattr(
         config.option, "nbval_sanitize_with"
     ):
         config.option.nbval_sanitize_with = _sanitize_with(config)
+
+
+def _set_env(config, name: str, value: str) -> None:
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    config.add_cleanup(lambda: _restore(name, previous))
+
+
+def _kernels_get_standins(config) -> None:
+    """Give the stand-ins to this process and to every interpreter it starts (notebook kernels)."""
+    import shutil
+
+    from .checkpoints import hub_standins
+
+    hub_standins.install()
+    folder = hub_standins.startup_dir()
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    path = os.environ.get("PYTHONPATH")
+    _set_env(config, "PYTHONPATH", os.pathsep.join([str(folder)] + ([path] if path else [])))
+
+
+def _standin_datasets(config) -> None:
+    """Pass the ini's ``musicgen_standin_datasets`` table to this process and to kernels."""
+    import importlib.util
+    import json
+
+    from .checkpoints import dataset_standins
+
+    lines = config.getini("musicgen_standin_datasets")
+    if not lines:
+        return
+    where = f"musicgen_standin_datasets in {config.inipath or 'the pytest ini'}"
+    root = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
+    try:
+        table = dataset_standins.parse_table(lines, root=root, where=where)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    try:
+        missing = importlib.util.find_spec("datasets") is None
+    except (ImportError, ValueError):  # a broken or blocked install
+        missing = True
+    if missing:
+        raise pytest.UsageError(
+            f"{where} maps {len(table)} dataset(s), but the optional 'datasets' package is not "
+            'installed: pip install "musicgen-nb[datasets]"'
+        )
+    _set_env(config, dataset_standins.ENV, json.dumps(table))
 
 
 def _restore(name: str, value: str | None) -> None:
@@ -106,7 +176,14 @@ def _sanitize_with(config) -> str:
     theirs = config.option.nbval_sanitize_with
     if not theirs:
         return str(ours)
-    text = testing.sanitize_rules() + "\n" + Path(theirs).read_text(encoding="utf-8")
+    try:
+        text = testing.sanitize_rules() + "\n" + Path(theirs).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise pytest.UsageError(
+            f"--nbval-sanitize-with {theirs}: cannot read that file ({why}); give an "
+            "existing nbval sanitize file ([section], regex: and replace: lines)"
+        ) from None
     fd, path = tempfile.mkstemp(prefix="musicgen-nb-sanitize-", suffix=".cfg")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

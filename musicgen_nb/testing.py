@@ -4,19 +4,34 @@ With ``MUSICGEN_NB_STANDIN=1`` in the environment (or after :func:`use_standins`
 every :func:`musicgen_nb.load` of a real checkpoint loads the offline checkpoint
 of the same kind instead:
 
-=====================  ======================
+=====================  =========================
 requested              stand-in
-=====================  ======================
-text models            ``tiny``
-melody models          ``tiny-melody``
-stereo text models     ``tiny-stereo``
-stereo melody models   ``tiny-stereo-melody``
-=====================  ======================
+=====================  =========================
+text models            ``standin``
+melody models          ``standin-melody``
+stereo text models     ``standin-stereo``
+stereo melody models   ``standin-stereo-melody``
+=====================  =========================
+
+A stand-in is faithful where an author's code can tell: the real window (30 s
+of positions, so a prompt or duration the real model takes in one window is
+taken in one window), the 32 kHz rate, 50 frames/s, the codebooks (4, or 8 for
+stereo) and the channels. Only its sizes are tiny (a few MB) and its weights
+random. Its config carries the marker ``musicgen_nb_standin``.
 
 The loaded model keeps the requested name (``s.name``) and says what replaced it
 (``s.standin``, ``s.is_standin``). Every generation and every saved sidecar
 records the stand-in, so its files can never pass for real output. The first
-replacement in a process prints one notice on stderr.
+replacement in a process prints one notice on stdout (not stderr, which Jupyter
+paints as an error); the sanitize rules drop it from compared outputs.
+
+Code written against transformers gets the stand-ins too: with stand-ins on,
+``from_pretrained`` of the MusicGen classes, ``AutoProcessor``, ``AutoTokenizer``,
+``AutoFeatureExtractor``, ``AutoModelForTextToWaveform`` and
+``pipeline("text-to-audio", name)`` resolve a MusicGen hub id to the stand-in's
+folder (:mod:`musicgen_nb.checkpoints.hub_standins`). ``datasets.load_dataset``
+returns the local or synthetic audio sets an author maps to hub ids
+(:mod:`musicgen_nb.checkpoints.dataset_standins`).
 
 Local directories, the offline checkpoints themselves and ``random_weights=True``
 builds are never replaced. A hub id the toolkit does not know (a fine-tune) gets
@@ -33,11 +48,11 @@ Examples
 --------
 >>> import musicgen_nb as mg
 >>> mg.testing.standin_for("facebook/musicgen-melody")
-'tiny-melody'
+'standin-melody'
 >>> with mg.testing.use_standins():
 ...     s = mg.load("facebook/musicgen-small")  # doctest: +SKIP
 >>> s.name, s.standin, s.is_standin  # doctest: +SKIP
-('facebook/musicgen-small', 'tiny', True)
+('facebook/musicgen-small', 'standin', True)
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def test_flag_turns_standins_on_for_the_run_and_restores_after(pytester):
         def test_standin():
             assert os.environ["MUSICGEN_NB_STANDIN"] == "1"
             s = mg.load("facebook/musicgen-stereo-small")
-            assert s.name == "facebook/musicgen-stereo-small" and s.standin == "tiny-stereo"
+            assert s.name == "facebook/musicgen-stereo-small" and s.standin == "standin-stereo"
             assert s.audio_channels == 2
         """
     )
@@ -337,3 +337,67 @@ def test_tutorial_checked_outputs_are_compared(tmp_path):
     assert out.returncode == 1, out.stdout[-3000:]
     assert "Cell outputs differ" in out.stdout and "5 codebooks" in out.stdout
     assert "1 failed, 2 passed" in out.stdout
+
+
+# ---------------------------------------------------------------------------- round three
+def test_a_missing_sanitize_file_is_a_short_usage_error(pytester):
+    pytester.makepyfile("def test_x():\n    pass\n")
+    for flags in ([], ["--musicgen-standin"]):
+        result = run_inprocess(
+            pytester, "--nbval-lax", "--nbval-sanitize-with", "missing.cfg", *flags
+        )
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        text = "\n".join(result.errlines + result.outlines)
+        assert (
+            "INTERNALERROR" not in text
+            and "--nbval-sanitize-with missing.cfg: no such file" in text
+        )
+        assert len([line for line in result.errlines if line.strip()]) <= 3
+
+
+@pytest.mark.timeout(300)
+def test_a_kernel_that_never_imports_musicgen_nb_gets_transformers_standins(pytester):
+    """What nbval starts: a fresh kernel whose code uses transformers alone."""
+    notebook(
+        pytester.path / "nb.ipynb",
+        ("from transformers import AutoProcessor, MusicgenForConditionalGeneration", (), None),
+        ("m = MusicgenForConditionalGeneration.from_pretrained('facebook/musicgen-small')\n"
+         "p = AutoProcessor.from_pretrained('facebook/musicgen-small')", (), None),
+        ("import sys\nprint(m.config.musicgen_nb_standin, 'musicgen_nb.models' in sys.modules)\n"
+         "# NBVAL_CHECK_OUTPUT", (), "standin False\n"),
+    )  # fmt: skip
+    result = run(pytester, "--nbval-lax", "--musicgen-standin")
+    result.assert_outcomes(passed=3)
+
+
+@pytest.mark.timeout(300)
+def test_dataset_standins_from_the_ini(pytester):
+    pytester.makeini(
+        "[pytest]\nmusicgen_standin_datasets =\n    org/set = synthetic n=2 seconds=1 genre=a,b\n"
+    )
+    pytester.makepyfile(
+        """
+        def test_load():
+            from datasets import load_dataset
+
+            rows = list(load_dataset("org/set", split="train", streaming=True))
+            assert [str(r["genre"]) for r in rows] == ["a", "b"]
+            assert rows[0]["audio"]["sampling_rate"] == 32000
+        """
+    )
+    run(pytester, "--musicgen-standin").assert_outcomes(passed=1)
+
+
+def test_bad_dataset_lines_and_a_missing_datasets_are_usage_errors(pytester, monkeypatch):
+    pytester.makeini("[pytest]\nmusicgen_standin_datasets =\n    org/set = nowhere\n")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    result = run_inprocess(pytester, "--musicgen-standin")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*musicgen_standin_datasets in *tox.ini*line 1*'org/set' maps to*"]
+    )
+    pytester.makeini("[pytest]\nmusicgen_standin_datasets =\n    org/set = synthetic\n")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    result = run_inprocess(pytester, "--musicgen-standin")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'datasets' package is not installed*musicgen-nb[[]datasets[]]*"])

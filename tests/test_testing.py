@@ -24,7 +24,7 @@ def test_the_standin_api_is_the_one_of_checkpoints_standins():
     for name in testing.__all__:
         if name not in ("sanitize_file", "sanitize_rules"):
             assert getattr(testing, name) is getattr(standins, name), name
-    assert mg.testing.standin_for("melody") == "tiny-melody"
+    assert mg.testing.standin_for("melody") == "standin-melody"
 
 
 # ---------------------------------------------------------------------------- sanitize rules
@@ -54,3 +54,30 @@ def test_cli_rules_redirected_to_a_file(tmp_path):
             stdout=f, env=env, check=True, timeout=120,
         )  # fmt: skip
     assert out.read_text() == testing.sanitize_file().read_text()
+
+
+def _sanitize(text: str) -> str:
+    import re
+
+    plugin = pytest.importorskip("nbval.plugin")
+    for regex, replace in plugin.get_sanitize_patterns(testing.sanitize_rules()):
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_tqdm_rule_replaces_bars_only():
+    bar = " 40%|████      | 4/10 [00:01<00:02,  3.00it/s]"
+    assert _sanitize(bar) == "PROGRESS"
+    kept = ["a || b", "| name | value |", "|---|---|", "x = a | b", "0.5|| 1 |"]
+    for line in kept:
+        assert _sanitize(line) == line
+
+
+def test_the_standin_notice_is_dropped_from_compared_output():
+    notice = testing.notice(testing.Standin("facebook/musicgen-small", "standin", False))
+    assert _sanitize(f"{notice}\n32000 50 4\n") == "32000 50 4\n"
+
+
+def test_the_metric_standin_notice_is_dropped_too():
+    text = "musicgen-nb: MUSICGEN_NB_STANDIN=1, so the metric model 'x' is replaced by ...\nok\n"
+    assert _sanitize(text) == "ok\n"

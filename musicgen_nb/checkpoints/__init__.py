@@ -6,8 +6,12 @@
 - :mod:`~musicgen_nb.checkpoints.loading`: names to sources, devices, local checks, ``from_pretrained``.
 - :mod:`~musicgen_nb.checkpoints.adapter`: the fine-tune folder format that ``load(adapter=)`` reads.
 - :mod:`~musicgen_nb.checkpoints.standins`: offline stand-ins for real checkpoints.
+- :mod:`~musicgen_nb.checkpoints.hub_standins`: the same stand-ins for code that uses transformers.
+- :mod:`~musicgen_nb.checkpoints.dataset_standins`: ``datasets.load_dataset`` stand-ins.
+- :mod:`~musicgen_nb.checkpoints.audiocraft_format`: audiocraft's checkpoint layout, read and written.
 
-Importing this package imports no torch (``loading`` and ``adapter`` are imported by path).
+Importing this package imports no torch (``loading``, ``adapter`` and ``audiocraft_format``
+are imported by path).
 
 Examples
 --------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import audiocraft_format
 from .keep_fp32 import kept_fp32
 from .offline import offline_checkpoint
 from .specs import OFFLINE, build_config, known, model_class, offline_spec, short_name
@@ -304,6 +305,8 @@ def from_pretrained(
 
     local = Path(source).is_dir()
     kwargs = dict(use_safetensors=None if allow_pickle else True, trust_remote_code=False)
+    if local and audiocraft_format.is_layout(source):  # read with torch.load(weights_only=True)
+        return audiocraft_format.read(source)
     if local:
         check_local(Path(source), allow_pickle=allow_pickle)
         try:

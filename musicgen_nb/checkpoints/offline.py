@@ -111,6 +111,8 @@ def build_random(
     model.generation_config.do_sample = True
     model.generation_config.guidance_scale = 3.0
     model.generation_config.top_k = 250
+    if spec["meta"].get("standin"):  # the marker every config loaded from a stand-in carries
+        model.config.musicgen_nb_standin = spec["meta"]["name"]
     return model
 
 

@@ -34,6 +34,10 @@ SEED = 1234
 TINY_INIT_SCALE = 0.25
 
 OFFLINE = ("tiny", "tiny-melody", "tiny-stereo", "tiny-stereo-melody")
+#: The offline stand-ins of real checkpoints (:mod:`musicgen_nb.checkpoints.standins`): the tiny
+#: layouts with the real window (30 s of positions), so a prompt or duration the real model
+#: takes in one window also fits the stand-in's one window.
+STANDIN_PRESETS = ("standin", "standin-melody", "standin-stereo", "standin-stereo-melody")
 #: Display order of the known architectures.
 ORDER = (
     "small", "medium", "large", "melody", "melody-large",
@@ -101,16 +105,31 @@ def tiny_spec(melody: bool = False, stereo: bool = False) -> dict:
 
 
 def offline_spec(name: str) -> dict:
-    """The :func:`tiny_spec` of offline checkpoint ``name``.
+    """The :func:`tiny_spec` of offline checkpoint ``name`` (or of a stand-in preset).
+
+    A stand-in preset (:data:`STANDIN_PRESETS`) is the tiny layout with the real
+    checkpoints' window: 2048 positions and 30 s (1500 frames) per window.
 
     Examples
     --------
     >>> offline_spec("tiny-stereo-melody")["meta"]
     {'name': 'tiny-stereo-melody', 'checkpoint': 'tiny-stereo-melody', 'melody': True, 'stereo': True, 'max_duration': 4.0}
+    >>> spec = offline_spec("standin-melody")
+    >>> spec["meta"]["max_duration"], spec["config"]["decoder"]["max_position_embeddings"]
+    (30.0, 2048)
     """
-    if name not in OFFLINE:
-        raise ValueError(f"name must be one of {list(OFFLINE)}, got {name!r}")
-    return tiny_spec(melody=name.endswith("-melody"), stereo="-stereo" in name)
+    if name not in OFFLINE + STANDIN_PRESETS:
+        raise ValueError(f"name must be one of {list(OFFLINE + STANDIN_PRESETS)}, got {name!r}")
+    spec = tiny_spec(melody=name.endswith("-melody"), stereo="-stereo" in name)
+    if name in STANDIN_PRESETS:
+        real = known()["small"]
+        spec["config"]["decoder"]["max_position_embeddings"] = real["config"]["decoder"][
+            "max_position_embeddings"
+        ]
+        spec["meta"].update(
+            name=name, checkpoint=name, max_duration=real["meta"]["max_duration"], standin=True
+        )
+    return spec
 
 
 def model_class(model_type: str) -> type[PreTrainedModel]:

@@ -13,7 +13,7 @@ inherit it through the environment. This module imports no torch.
 Examples
 --------
 >>> standin_for("facebook/musicgen-melody")
-'tiny-melody'
+'standin-melody'
 """
 
 from __future__ import annotations
@@ -23,20 +23,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from .specs import OFFLINE, known, short_name
+from .specs import OFFLINE, STANDIN_PRESETS, known, short_name
 
 if TYPE_CHECKING:
     from typing import Any
 
 #: The environment variable that turns stand-ins on (``1``) or off (``0`` or unset).
 ENV = "MUSICGEN_NB_STANDIN"
-#: The stand-in of each kind of checkpoint, keyed by (melody, stereo).
-STANDINS = {
-    (False, False): "tiny",
-    (True, False): "tiny-melody",
-    (False, True): "tiny-stereo",
-    (True, True): "tiny-stereo-melody",
-}
+#: The stand-in of each kind of checkpoint, keyed by (melody, stereo): the tiny layouts of
+#: that kind with the real window (30 s), rates, codebooks and channels.
+STANDINS = dict(
+    zip([(False, False), (True, False), (False, True), (True, True)], STANDIN_PRESETS, strict=True)
+)
 _KIND_OF = {v: k for k, v in STANDINS.items()}
 #: Tag (or comment line) that marks a notebook cell whose claims need real weights.
 NEEDS_WEIGHTS_TAG = "needs-weights"
@@ -52,8 +50,8 @@ class Standin(NamedTuple):
 
     Examples
     --------
-    >>> Standin("facebook/musicgen-small", "tiny", False).standin
-    'tiny'
+    >>> Standin("facebook/musicgen-small", "standin", False).standin
+    'standin'
     """
 
     requested: str
@@ -89,8 +87,12 @@ def enabled() -> bool:
 class use_standins:  # noqa: N801 - used like a function, and as a context manager
     """Turn stand-ins on (or off) for this process and the kernels it starts.
 
-    It sets ``MUSICGEN_NB_STANDIN`` in ``os.environ``. Called plainly, the change
-    lasts; used as a context manager, the previous value comes back on exit.
+    It sets ``MUSICGEN_NB_STANDIN`` in ``os.environ`` and, when on, installs the
+    transformers-level stand-ins (:func:`musicgen_nb.checkpoints.hub_standins.install`)
+    and puts their ``sitecustomize`` on ``PYTHONPATH``, so kernels started from this
+    process (``papermill.execute_notebook``) get them even if they never import musicgen-nb.
+    Called plainly, the change lasts; used as a context manager, the previous value
+    comes back on exit.
 
     Parameters
     ----------
@@ -111,16 +113,27 @@ class use_standins:  # noqa: N801 - used like a function, and as a context manag
         if not isinstance(on, bool):
             raise TypeError(f"on must be True or False, got {on!r}")
         self._previous = os.environ.get(ENV)
+        self._path = os.environ.get("PYTHONPATH")
         os.environ[ENV] = "1" if on else "0"
+        if on:  # transformers' from_pretrained and pipeline too (they check the switch per call)
+            from .hub_standins import install, shared_startup_dir
+
+            install()
+            folder = str(shared_startup_dir())  # kernels started from here run its sitecustomize
+            if folder not in (self._path or "").split(os.pathsep):
+                os.environ["PYTHONPATH"] = os.pathsep.join(
+                    [folder] + ([self._path] if self._path else [])
+                )
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = self._previous
+        for name, value in ((ENV, self._previous), ("PYTHONPATH", self._path)):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _kind(name_or_path) -> tuple[bool, bool, bool] | None:
@@ -128,7 +141,7 @@ def _kind(name_or_path) -> tuple[bool, bool, bool] | None:
     if not isinstance(name_or_path, (str, os.PathLike)):
         return None  # load() raises its TypeError
     name = os.fspath(name_or_path)
-    if name in OFFLINE:
+    if name in OFFLINE or name in STANDIN_PRESETS:
         return None
     short = short_name(name)
     if short is not None:
@@ -153,14 +166,14 @@ def standin_for(name_or_path: str | os.PathLike) -> str | None:
     Returns
     -------
     str or None
-        ``"tiny"``, ``"tiny-melody"``, ``"tiny-stereo"`` or ``"tiny-stereo-melody"``;
-        None for local directories, the offline checkpoints themselves and names
-        that are not hub ids.
+        ``"standin"``, ``"standin-melody"``, ``"standin-stereo"`` or
+        ``"standin-stereo-melody"``; None for local directories, the offline
+        checkpoints themselves and names that are not hub ids.
 
     Examples
     --------
     >>> standin_for("small"), standin_for("stereo-melody-large")
-    ('tiny', 'tiny-stereo-melody')
+    ('standin', 'standin-stereo-melody')
     >>> standin_for("tiny") is None
     True
     """
@@ -171,12 +184,19 @@ def standin_for(name_or_path: str | os.PathLike) -> str | None:
 def resolve(
     name_or_path: str | os.PathLike, *, random_weights: bool = False
 ) -> tuple[object, Standin | None]:
-    """What :func:`musicgen_nb.load` should load: ``(name, standin)``.
+    """What :func:`musicgen_nb.load` should load: ``(name or folder, standin)``.
 
     When stand-ins are off, or nothing replaces ``name_or_path``, it comes back
-    unchanged with ``None``. Otherwise the stand-in's name comes back, with a
-    :class:`Standin` for :func:`mark`, and the first replacement of the process
-    prints the notice.
+    unchanged with ``None``. Otherwise the stand-in's folder comes back (built
+    once, offline), with a :class:`Standin` for :func:`mark`, and the first
+    replacement of the process prints the notice.
+
+    Raises
+    ------
+    ValueError
+        With stand-ins on, for a name that is neither a known checkpoint, a hub id
+        (``owner/name``) nor an existing folder: it is unknown, and the message lists
+        the known names.
 
     Examples
     --------
@@ -188,10 +208,30 @@ def resolve(
         return name_or_path, None
     kind = _kind(name_or_path)
     if kind is None:
+        _check_known(name_or_path)
         return name_or_path, None
     standin = Standin(os.fspath(name_or_path), STANDINS[kind[:2]], kind[2])
     _notify(standin)
-    return standin.standin, standin
+    from .offline import offline_checkpoint
+
+    return os.fspath(offline_checkpoint(standin.standin)), standin
+
+
+def _check_known(name_or_path) -> None:
+    """Refuse, by name, what no stand-in replaces and nothing else can load (stand-ins on)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        return  # load() raises its TypeError
+    name = os.fspath(name_or_path)
+    if name in OFFLINE or name in STANDIN_PRESETS or Path(name).exists():
+        return
+    if name.startswith((".", "/", "~")) or not name.strip():
+        return  # load() names the missing folder or the empty name
+    names = ", ".join(repr(n) for n in known())
+    raise ValueError(
+        f"unknown model {name!r}: it is not a known checkpoint, a hub id (owner/name) or an "
+        f"existing folder, so no stand-in replaces it ({ENV}=1). Known names: {names}, their "
+        f"hub ids (facebook/musicgen-...); offline presets: {', '.join(map(repr, OFFLINE))}"
+    )
 
 
 def mark(s: Any, standin: Standin | None) -> Any:
@@ -200,9 +240,9 @@ def mark(s: Any, standin: Standin | None) -> Any:
     Examples
     --------
     >>> from types import SimpleNamespace
-    >>> s = mark(SimpleNamespace(name="tiny", meta={}), Standin("small", "tiny", False))
+    >>> s = mark(SimpleNamespace(name="x", meta={}), Standin("small", "standin", False))
     >>> s.name, s.standin, s.meta
-    ('small', 'tiny', {'name': 'small', 'standin': 'tiny'})
+    ('small', 'standin', {'name': 'small', 'standin': 'standin'})
     """
     if standin is None:
         return s
@@ -217,8 +257,8 @@ def notice(standin: Standin) -> str:
 
     Examples
     --------
-    >>> notice(Standin("someone/musicgen-melody-jazz", "tiny-melody", True))
-    "musicgen-nb: MUSICGEN_NB_STANDIN=1, so 'someone/musicgen-melody-jazz' is replaced by ... (kind guessed from the name: melody): ..."
+    >>> notice(Standin("someone/musicgen-melody-jazz", "standin-melody", True))
+    "musicgen-nb: stand-in: MUSICGEN_NB_STANDIN=1, so 'someone/musicgen-melody-jazz' is replaced by ... (kind guessed from the name: melody): ..."
     """
     guessed = ""
     if standin.guessed:
@@ -226,10 +266,10 @@ def notice(standin: Standin) -> str:
         kind = " ".join(["stereo"] * stereo + ["melody"] * melody) or "text"
         guessed = f" (kind guessed from the name: {kind})"
     return (
-        f"musicgen-nb: {ENV}=1, so {standin.requested!r} is replaced by the offline stand-in "
-        f"{standin.standin!r}{guessed}: random weights, its audio is noise. Every real "
-        "checkpoint loaded in this process is replaced the same way (text -> tiny, melody -> "
-        "tiny-melody, stereo -> tiny-stereo, stereo melody -> tiny-stereo-melody)."
+        f"musicgen-nb: stand-in: {ENV}=1, so {standin.requested!r} is replaced by the offline "
+        f"stand-in {standin.standin!r}{guessed}: random weights, its audio is noise. Every real "
+        "checkpoint loaded in this process is replaced by the stand-in of its kind (same "
+        "window, rates, codebooks and channels)."
     )
 
 
@@ -237,19 +277,24 @@ def _notify(standin: Standin) -> None:
     global _noticed
     if not _noticed:
         _noticed = True
-        print(notice(standin), file=sys.stderr, flush=True)
+        notify_once(notice(standin))
 
 
 _told: set = set()
 
 
 def notify_once(message: str) -> None:
-    """Print a stand-in notice on stderr, once per process for each distinct message.
+    """Print a stand-in notice on stdout, once per process for each distinct message.
+
+    On stdout, not stderr: Jupyter paints stderr as an error, and a notice is not
+    one. The nbval sanitize rules (:func:`musicgen_nb.testing.sanitize_file`) drop
+    the line, so a checked cell's output is the same with stand-ins and without.
 
     Examples
     --------
-    >>> notify_once("musicgen-nb: a doctest notice")  # on stderr, the first time only
+    >>> notify_once("musicgen-nb: stand-in: a doctest notice")  # doctest: +ELLIPSIS
+    musicgen-nb: stand-in: a doctest notice
     """
     if message not in _told:
         _told.add(message)
-        print(message, file=sys.stderr, flush=True)
+        print(message, file=sys.stdout, flush=True)

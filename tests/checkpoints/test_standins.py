@@ -48,11 +48,11 @@ def test_list_models_names_are_all_covered():
 @pytest.mark.parametrize(
     "name, want",
     [
-        ("small", "tiny"), ("medium", "tiny"), ("large", "tiny"),
-        ("melody", "tiny-melody"), ("melody-large", "tiny-melody"),
-        ("stereo-small", "tiny-stereo"), ("stereo-medium", "tiny-stereo"),
-        ("stereo-large", "tiny-stereo"),
-        ("stereo-melody", "tiny-stereo-melody"), ("stereo-melody-large", "tiny-stereo-melody"),
+        ("small", "standin"), ("medium", "standin"), ("large", "standin"),
+        ("melody", "standin-melody"), ("melody-large", "standin-melody"),
+        ("stereo-small", "standin-stereo"), ("stereo-medium", "standin-stereo"),
+        ("stereo-large", "standin-stereo"),
+        ("stereo-melody", "standin-stereo-melody"), ("stereo-melody-large", "standin-stereo-melody"),
     ],
 )  # fmt: skip
 def test_mapping_table(name, want):
@@ -66,7 +66,12 @@ def test_every_known_checkpoint_loads_a_standin_of_its_kind(name, standins_on, n
     real = specs.known()[name]["config"]
     s = mg.load(name)
     assert s.name == name and s.is_standin and s.standin == standins.standin_for(name)
-    assert s.standin in specs.OFFLINE
+    assert s.standin in specs.STANDIN_PRESETS
+    # faithful: the real window (30 s of positions), rates, codebooks and channels
+    assert s.max_duration == specs.known()[name]["meta"]["max_duration"] == 30.0
+    assert s.frame_rate == 50 and s.model.config.musicgen_nb_standin == s.standin
+    if s.is_melody:
+        assert s.model.config.chroma_length == real["chroma_length"]
     assert s.is_melody == (real["model_type"] == "musicgen_melody")
     assert s.audio_channels == real["decoder"]["audio_channels"]
     assert s.num_codebooks == real["decoder"]["num_codebooks"]
@@ -76,8 +81,8 @@ def test_every_known_checkpoint_loads_a_standin_of_its_kind(name, standins_on, n
 
 def test_hub_id_keeps_the_requested_name(standins_on, no_hub):
     s = mg.load("facebook/musicgen-melody")
-    assert s.name == "facebook/musicgen-melody" and s.standin == "tiny-melody" and s.is_melody
-    assert "stand-in 'tiny-melody'" in repr(s) and "facebook/musicgen-melody" in repr(s)
+    assert s.name == "facebook/musicgen-melody" and s.standin == "standin-melody" and s.is_melody
+    assert "stand-in 'standin-melody'" in repr(s) and "facebook/musicgen-melody" in repr(s)
 
 
 @pytest.mark.parametrize("name", list(specs.OFFLINE))
@@ -110,10 +115,10 @@ def test_names_that_are_not_checkpoints_still_fail(standins_on):
 @pytest.mark.parametrize(
     "hub_id, want",
     [
-        ("someone/my-musicgen-finetune", "tiny"),
-        ("someone/musicgen-melody-jazz", "tiny-melody"),
-        ("someone/Stereo-Lofi", "tiny-stereo"),
-        ("someone/musicgen-stereo-melody-large-ft", "tiny-stereo-melody"),
+        ("someone/my-musicgen-finetune", "standin"),
+        ("someone/musicgen-melody-jazz", "standin-melody"),
+        ("someone/Stereo-Lofi", "standin-stereo"),
+        ("someone/musicgen-stereo-melody-large-ft", "standin-stereo-melody"),
     ],
 )
 def test_unknown_hub_ids_get_the_standin_their_name_suggests(hub_id, want):
@@ -121,10 +126,12 @@ def test_unknown_hub_ids_get_the_standin_their_name_suggests(hub_id, want):
 
 
 def test_notice_says_when_the_kind_was_guessed():
-    guessed = standins.notice(standins.Standin("someone/musicgen-melody-jazz", "tiny-melody", True))
-    assert "'someone/musicgen-melody-jazz'" in guessed and "'tiny-melody'" in guessed
+    guessed = standins.notice(
+        standins.Standin("someone/musicgen-melody-jazz", "standin-melody", True)
+    )
+    assert "'someone/musicgen-melody-jazz'" in guessed and "'standin-melody'" in guessed
     assert "guessed from the name: melody" in guessed
-    known = standins.notice(standins.Standin("facebook/musicgen-small", "tiny", False))
+    known = standins.notice(standins.Standin("facebook/musicgen-small", "standin", False))
     assert "guessed" not in known and "\n" not in known
 
 
@@ -156,12 +163,15 @@ def test_use_standins_call_and_context_manager(monkeypatch):
     # not the value the plain call below leaves (which would leak stand-ins into later tests)
     monkeypatch.setenv(standins.ENV, "0")
     monkeypatch.delenv(standins.ENV)
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored after the test
+    path = os.environ["PYTHONPATH"]
     with standins.use_standins():
+        assert os.environ["PYTHONPATH"].split(os.pathsep)[0].endswith("standin-startup")
         assert standins.enabled() and os.environ[standins.ENV] == "1"
         with standins.use_standins(False):
             assert not standins.enabled()
         assert standins.enabled()
-    assert standins.ENV not in os.environ
+    assert standins.ENV not in os.environ and os.environ["PYTHONPATH"] == path
     standins.use_standins()  # a plain call lasts
     assert standins.enabled()
     monkeypatch.setenv(standins.ENV, "0")
@@ -171,7 +181,7 @@ def test_use_standins_call_and_context_manager(monkeypatch):
 
 
 def test_one_notice_per_process_naming_what_replaced_what():
-    """A fresh process: two loads of real checkpoints, one notice on stderr."""
+    """A fresh process: two loads of real checkpoints, one notice, on stdout (not an error)."""
     code = (
         "import musicgen_nb as mg\n"
         "mg.testing.use_standins()\n"
@@ -184,21 +194,22 @@ def test_one_notice_per_process_naming_what_replaced_what():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["tiny", "tiny-melody"]
-    lines = [line for line in out.stderr.splitlines() if line.startswith("musicgen-nb:")]
-    assert len(lines) == 1, out.stderr
-    assert "'facebook/musicgen-small' is replaced by the offline stand-in 'tiny'" in lines[0]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("musicgen-nb:")]
+    assert out.stdout.splitlines()[-1].split() == ["standin", "standin-melody"]
+    assert len(lines) == 1, out.stdout
+    assert "musicgen-nb:" not in out.stderr
+    assert "'facebook/musicgen-small' is replaced by the offline stand-in 'standin'" in lines[0]
 
 
 # ---------------------------------------------------------------------------- provenance
 def test_generations_and_sidecars_record_the_standin(standins_on, no_hub, tmp_path):
     s = mg.load("facebook/musicgen-small")
     g = s.generate("jazz", duration=0.5, seed=3, progress=False)
-    assert g.model_name == "facebook/musicgen-small" and g.standin == "tiny"
+    assert g.model_name == "facebook/musicgen-small" and g.standin == "standin"
     (wav,) = g.save(tmp_path)
     meta = json.loads(wav.with_suffix(".json").read_text())
-    assert meta["model"] == "facebook/musicgen-small" and meta["standin"] == "tiny"
-    assert "tiny (random weights)" in mg.players.player(g)._repr_html_()
+    assert meta["model"] == "facebook/musicgen-small" and meta["standin"] == "standin"
+    assert "standin (random weights)" in mg.players.player(g)._repr_html_()
 
 
 def test_real_loads_record_no_standin(standins_off, tiny, tmp_path):

@@ -95,3 +95,37 @@ def test_the_installed_wheel_builds_its_kernels_and_generates_int8(dist, tmp_pat
     assert status == "True kernel (1, 1, 32000)", status
     built = list((tmp_path / "cache").rglob("*.cpp"))
     assert built, "the kernels were not built from the shipped sources"
+
+
+def test_the_installed_wheel_gives_transformers_kernels_their_standins(dist, tmp_path):
+    """The plugin of the installed wheel: a kernel whose code uses transformers alone."""
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbval")
+    (wheel,) = dist.glob("*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+         str(wheel)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import sys\nfrom transformers import MusicgenForConditionalGeneration as M\n"
+        "m = M.from_pretrained('facebook/musicgen-small')\n"
+        "assert m.config.musicgen_nb_standin == 'standin', m.config\n"
+        "import musicgen_nb\n"
+        f"assert musicgen_nb.__file__.startswith({str(site)!r}), musicgen_nb.__file__"
+    )]  # fmt: skip
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    env = dict(os.environ, PYTHONPATH=str(site), HF_HUB_OFFLINE="1")
+    env.pop("MUSICGEN_NB_STANDIN", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:musicgen_nb",
+         "-p", "musicgen_nb.pytest_plugin", "--nbval-lax", "--musicgen-standin", "nb.ipynb"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
