@@ -251,7 +251,9 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
     except KeyboardInterrupt:  # between steps (e.g. while conditioning a window): keep what is done
         run.interrupted = True
         if run.codes is None:  # before the first window's codes: nothing is done (0 frames)
-            run.codes = torch.zeros((req.batch, s.num_codebooks, 0), dtype=torch.long, device=s.device)
+            run.codes = torch.zeros(
+                (req.batch, s.num_codebooks, 0), dtype=torch.long, device=s.device
+            )
     except oom:  # the traceback holds the failing window's decoder: leave this block first
         failed = True
     finally:
