@@ -218,11 +218,7 @@ class Stream:
         return self.generation
 
     def _wait_for(self, consumer: threading.Thread, deadline: float | None) -> bool:
-        """Wait while ``consumer`` (another thread) consumes the stream; False if it died first.
-
-        True: the stream ended, or the deadline passed. False: that thread ended (or
-        failed to start) without finishing it, so the caller consumes the rest.
-        """
+        """Wait for ``consumer``, another thread: False if it died (or never started) first."""
         try:
             while not self._finished.wait(0.2):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -248,11 +244,8 @@ class Stream:
         render(self)._ipython_display_()
 
     def __repr__(self) -> str:
-        state = (
-            "not started"
-            if self._iter is None
-            else ("done" if self.generation is not None else "running")
-        )
+        done = "done" if self.generation is not None else "running"
+        state = "not started" if self._iter is None else done
         return (
             f"Stream({self.batch} x {self.duration:g} s, chunk {self.chunk:g} s, "
             f"{len(self.chunks)} chunks so far, {state})"
@@ -269,8 +262,6 @@ class Stream:
         """The iteration was left early: stop the worker and keep its outcome (no more chunks)."""
         w = self._worker
         w.stop()
-        if threading.current_thread() is w.thread:  # collected in the worker's own thread
-            return
         while True:
             try:
                 w.join()
