@@ -21,14 +21,19 @@ FileExistsError: out=... holds files that mg.finetune.train did not write (notes
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from .._util.files import write_atomic
+from .._util.files import pid_alive, write_atomic
 from ..checkpoints.adapter import CONFIG_FILE
 
 #: The hidden file that marks a folder as a run folder of mg.finetune.train.
 MARKER = ".musicgen-nb-run"
+#: The hidden file a training run holds while it writes the folder ("host pid").
+LOCK = ".musicgen-nb-run.lock"
 
 
 def _ours_before_markers(out: Path, names: list[str]) -> bool:
@@ -105,6 +110,46 @@ def claim(out: Path | None, *, marked: bool = False) -> Path:
                 f"out={str(out)!r} was taken by another training run meanwhile; give another folder"
             ) from None
     return out
+
+
+@contextmanager
+def run_lock(out: Path):
+    """Hold ``out``'s :data:`LOCK` while training writes it; a second run there is refused.
+
+    The lock of a process that is gone (killed) on this host is taken over.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with run_lock(d):
+    ...     (d / LOCK).exists()
+    True
+    >>> (d / LOCK).exists()
+    False
+    """
+    lock, me = out / LOCK, f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            host, _, pid = lock.read_text(errors="replace").partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+                lock.unlink(missing_ok=True)  # its run was killed: take over
+                continue
+            raise RuntimeError(
+                f"out={str(out)!r} is in use by another training run ({host} pid {pid}); wait "
+                f"for it, or delete {str(lock)!r} if that run is gone"
+            ) from None
+    else:
+        raise RuntimeError(f"could not lock out={str(out)!r}")
+    with os.fdopen(fd, "w") as f:
+        f.write(me)
+    try:
+        yield out
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def read_config(out: Path) -> dict | None:

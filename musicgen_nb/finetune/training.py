@@ -33,7 +33,7 @@ from .data import Dataset, Window
 from .options import TRAIN_PRECISIONS as TRAIN_PRECISIONS
 from .options import Precision, auto_precision, check_session, check_train_args
 from .result import FineTune, finish, write_history
-from .runfolder import MARKER, check_out, check_run, mark_diverged, open_run
+from .runfolder import MARKER, check_out, check_run, mark_diverged, open_run, run_lock
 from .weights import (
     LORA_TARGETS,
     load_checkpoint,
@@ -386,5 +386,6 @@ def train(
     windows = data.encode(s, progress=progress) if isinstance(data, Dataset) else list(data)
     config["data"] = data_fingerprint(windows)
     out = open_run(folder, config, _RUN_KEYS, marked=marked)
-    return _fit(s, windows, out, config, steps=steps, save_every=args["save_every"],
-                progress=progress, plot=plot, callback=callback)  # fmt: skip
+    with run_lock(out):  # one run at a time writes the folder
+        return _fit(s, windows, out, config, steps=steps, save_every=args["save_every"],
+                    progress=progress, plot=plot, callback=callback)  # fmt: skip

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from musicgen_nb.checkpoints.adapter import CHECKPOINT, CONFIG_FILE
 from musicgen_nb.finetune.runfolder import (
+    LOCK,
     MARKER,
     check_out,
     claim,
@@ -15,6 +20,7 @@ from musicgen_nb.finetune.runfolder import (
     has_checkpoint,
     mark_diverged,
     read_config,
+    run_lock,
     write_config,
 )
 
@@ -126,3 +132,20 @@ def test_a_step_0_checkpoint_counts_and_a_damaged_state_is_named(tmp_path):
     state.write_text("{oops")
     err = str(mark_diverged(ft, "nan", 1))
     assert f"{state} is damaged (JSONDecodeError)" in err
+
+
+def test_one_run_at_a_time_holds_the_folder(tmp_path):
+    with run_lock(tmp_path):
+        with pytest.raises(
+            RuntimeError, match=rf"in use by another training run \(.* pid {os.getpid()}\)"
+        ):
+            with run_lock(tmp_path):
+                pass
+        assert (tmp_path / LOCK).exists()
+    assert not (tmp_path / LOCK).exists()
+    # The lock of a killed run (its pid is gone) is taken over.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / LOCK).write_text(f"{socket.gethostname()} {dead}")
+    with run_lock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == f"{socket.gethostname()} {os.getpid()}"
