@@ -179,12 +179,72 @@ def replace_dir(tmp, final) -> None:
     'new'
     """
     tmp, final = Path(tmp), Path(final)
+    fsync_dir(tmp)  # its entries are durable before it takes the final name
     old = final.with_name(f".{final.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
     os.replace(tmp, final)
+    fsync_dir(final.parent)  # and so is the rename
     shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush the entries of the folder ``path`` (new, renamed files) to disk.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> fsync_dir(tempfile.mkdtemp())
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:  # some file systems cannot sync a folder: nothing more to do there
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this machine (one of another user counts).
+
+    Examples
+    --------
+    >>> pid_alive(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(folder: str | os.PathLike, prefix: str) -> list[Path]:
+    """Remove the folders ``{prefix}{pid}`` in ``folder`` whose process is gone; return them.
+
+    A temporary folder of a live process (this one or another) is kept: that
+    process may be writing it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / f".t{os.getpid()}").mkdir(); (d / ".t999999999").mkdir()
+    >>> [p.name for p in remove_stale(d, ".t")], sorted(p.name for p in d.iterdir()) == [f".t{os.getpid()}"]
+    (['.t999999999'], True)
+    """
+    gone = []
+    for p in Path(folder).glob(f"{prefix}*"):
+        pid = p.name[len(prefix) :]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
 
 
 def unique_path(path: str | os.PathLike, *, companions: Sequence[str] = ()) -> Path:

@@ -155,10 +155,16 @@ def _read_finished(adapter) -> tuple[Path, dict, Path]:
 
 
 def _check_base(model, adapter, cfg: dict, meta: dict) -> None:
-    """Refuse a model other than the one the adapter was trained on, naming both."""
+    """Refuse a model other than the one the adapter was trained on, naming both.
+
+    The architecture and the decoder config decide: the same checkpoint loaded by
+    its name ("small") or from a folder (an HF snapshot path) is the same model. The
+    checkpoint's name is compared only for a folder that does not record the
+    architecture (written before it did).
+    """
     mine = meta.get("checkpoint", meta.get("name"))
     arch = cfg.get("architecture")
-    if (mine is not None and cfg["checkpoint"] != mine) or (
+    if (arch is None and mine is not None and cfg["checkpoint"] != mine) or (
         arch is not None and arch != type(model).__name__
     ):
         raise ValueError(

@@ -91,7 +91,10 @@ def inside(folder: Path, name: str, where: str) -> Path:
             f"{where}: {name!r} is outside the dataset folder {root} (absolute paths and '..' "
             "are refused: give names relative to the folder)"
         )
-    target = (folder / rel).resolve()
+    try:
+        target = (folder / rel).resolve()
+    except ValueError as err:  # a NUL byte ("embedded null byte")
+        raise DataError(f"{where}: {name!r} is not a file name ({err})") from None
     if not target.is_relative_to(root):
         raise DataError(
             f"{where}: {name!r} resolves to {target}, outside the dataset folder {root} "
@@ -156,8 +159,8 @@ def _metadata(folder: Path, meta: Path, bad: list) -> dict[str, str | None]:
         if not isinstance(name, str) or not name.strip():
             bad.append((where, "no 'file_name' (each row needs 'file_name' and 'text')"))
             continue
-        name = name.strip()
-        inside(folder, name, where)
+        inside(folder, name.strip(), where)
+        name = Path(name.strip()).as_posix()  # "./a.wav" is "a.wav"
         if name in first:
             bad.append((where, f"{name!r} is listed again (first on line {first[name]}); the "
                                "first row is kept"))  # fmt: skip
@@ -214,8 +217,8 @@ def read_captions(folder: Path) -> tuple[str, dict[str, str | None], list[Path],
         meta = meta_csv if meta_csv.exists() else meta_jsonl
         captions = _metadata(folder, meta, bad)
         missing = [p for name, p in rel.items() if name not in captions]
-        for p in missing:  # read by the checks too: no symlink out of the folder
-            inside(folder, p.relative_to(folder).as_posix(), p.relative_to(folder).as_posix())
+        for name in (n for n in rel if n not in captions):  # read by the checks: no symlink out
+            inside(folder, name, name)
         return meta.name, captions, missing, bad
     captions = {}
     for name, p in rel.items():

@@ -50,7 +50,11 @@ def auto_precision(device: torch.device) -> str:
     """
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no including_emulation: native bf16 is Ampere (8.0) on
+        native = torch.cuda.get_device_capability(device) >= (8, 0)
+    return "bf16" if native else "fp16"
 
 
 def check_lora_alpha(lora_alpha, lora_rank) -> float | None:
@@ -166,6 +170,13 @@ def check_session(s, data) -> None:
         )
 
 
+def _grad_scaler(device: torch.device):
+    """A loss scaler for fp16 on ``device``; torch < 2.3 has only ``torch.cuda.amp``'s (CUDA)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type)
+    return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
+
+
 class Precision:
     """Autocast and loss scaling of one training precision (``"fp32"``, ``"bf16"`` or ``"fp16"``).
 
@@ -192,7 +203,7 @@ class Precision:
         self.autocast = (
             torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
         )
-        self.scaler = torch.amp.GradScaler(device.type) if name == "fp16" else None
+        self.scaler = _grad_scaler(device) if name == "fp16" else None
 
     def backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         """``loss.backward()`` (scaled for fp16), leaving true-scale gradients for clipping."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._util.files import disk_error, write_atomic
+from .._util.files import disk_error, remove_stale, write_atomic
 from ..checkpoints.adapter import (
     CARD_FILE,
     CONFIG_FILE,
@@ -207,6 +207,7 @@ def _save_weights(ft: FineTune) -> None:
         sd = {k: v.detach().cpu().contiguous() for k, v in ft.model.state_dict().items()}
         write_atomic(out / FULL_WEIGHTS, save(sd), overwrite=True)
         return
+    remove_stale(out, ".adapter.tmp")  # a killed process's (a live one's is kept)
     tmp = out / f".adapter.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -21,14 +21,19 @@ FileExistsError: out=... holds files that mg.finetune.train did not write (notes
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
-from .._util.files import write_atomic
+from .._util.files import pid_alive, write_atomic
 from ..checkpoints.adapter import CONFIG_FILE
 
 #: The hidden file that marks a folder as a run folder of mg.finetune.train.
 MARKER = ".musicgen-nb-run"
+#: The hidden file a training run holds while it writes the folder ("host pid").
+LOCK = ".musicgen-nb-run.lock"
 
 
 def _ours_before_markers(out: Path, names: list[str]) -> bool:
@@ -78,8 +83,13 @@ def check_out(out) -> Path | None:
     return out
 
 
-def claim(out: Path | None) -> Path:
+def claim(out: Path | None, *, marked: bool = False) -> Path:
     """Make the run folder (a new temporary one for None) and mark it as ours.
+
+    ``out`` is checked again (:func:`check_out`). ``marked`` says whether it held our
+    marker when it was first checked (a run to resume); if not, the marker is written
+    here only if no other run wrote it meanwhile: of two runs that claim one new
+    folder, the second gets a FileExistsError and writes nothing.
 
     Examples
     --------
@@ -90,15 +100,62 @@ def claim(out: Path | None) -> Path:
     """
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="musicgen-finetune-"))
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / MARKER).exists():
-        write_atomic(out / MARKER, json.dumps(dict(written_by="musicgen_nb.finetune.train")),
-                     overwrite=True)  # fmt: skip
+    if not marked:
+        try:
+            write_atomic(out / MARKER, json.dumps(dict(written_by="musicgen_nb.finetune.train")))
+        except FileExistsError:
+            raise FileExistsError(
+                f"out={str(out)!r} was taken by another training run meanwhile; give another folder"
+            ) from None
     return out
+
+
+@contextmanager
+def run_lock(out: Path):
+    """Hold ``out``'s :data:`LOCK` while training writes it; a second run there is refused.
+
+    The lock of a process that is gone (killed) on this host is taken over.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with run_lock(d):
+    ...     (d / LOCK).exists()
+    True
+    >>> (d / LOCK).exists()
+    False
+    """
+    lock, me = out / LOCK, f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            host, _, pid = lock.read_text(errors="replace").partition(" ")
+            if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+                lock.unlink(missing_ok=True)  # its run was killed: take over
+                continue
+            raise RuntimeError(
+                f"out={str(out)!r} is in use by another training run ({host} pid {pid}); wait "
+                f"for it, or delete {str(lock)!r} if that run is gone"
+            ) from None
+    else:
+        raise RuntimeError(f"could not lock out={str(out)!r}")
+    with os.fdopen(fd, "w") as f:
+        f.write(me)
+    try:
+        yield out
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def read_config(out: Path) -> dict | None:
     """The ``training_config.json`` of a run folder, None if there is none; a damaged one is named.
+
+    The reader is :func:`musicgen_nb.checkpoints.adapter.read_config`'s.
 
     Examples
     --------
@@ -106,18 +163,9 @@ def read_config(out: Path) -> dict | None:
     >>> read_config(pathlib.Path(tempfile.mkdtemp())) is None
     True
     """
-    path = out / CONFIG_FILE
-    if not path.exists():
-        return None
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"{path} is damaged ({err}); delete the folder {out} to start over"
-        ) from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path} is damaged (not a JSON object); delete {out} to start over")
-    return cfg
+    from ..checkpoints.adapter import read_config as read
+
+    return read(out) if (out / CONFIG_FILE).exists() else None
 
 
 def compare_runs(out: Path, old: dict, config: dict, keys: tuple, *, started: bool) -> None:
@@ -146,6 +194,48 @@ def compare_runs(out: Path, old: dict, config: dict, keys: tuple, *, started: bo
         )
 
 
+def check_run(out: Path | None, config: dict, keys: tuple) -> dict | None:
+    """The config of the run in ``out`` (None: no run there); a different run is refused.
+
+    A run with a checkpoint, or one that finished or diverged, is a run: another run
+    (one that differs in ``keys``) may not replace it. One that never saved a
+    checkpoint is replaced.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> check_run(pathlib.Path(tempfile.mkdtemp()), dict(lr=1.0), ("lr",)) is None
+    True
+    """
+    old = read_config(out) if out is not None and out.exists() else None
+    if old is not None:
+        started = has_checkpoint(out) or old.get("status") != "training"
+        compare_runs(out, old, config, keys, started=started)
+    return old
+
+
+def open_run(out: Path | None, config: dict, keys: tuple, *, marked: bool) -> Path:
+    """The run folder, claimed (``out`` was checked by :func:`check_out`); another run is refused.
+
+    ``marked``: ``out`` held our marker when it was checked (see :func:`claim`). A
+    finished run with nothing more to train is returned as it is.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = open_run(pathlib.Path(tempfile.mkdtemp()) / "run", dict(steps=2), (), marked=False)
+    >>> sorted(p.name for p in d.iterdir())
+    ['.musicgen-nb-run', 'training_config.json']
+    """
+    old = check_run(out, config, keys)
+    if old is not None:
+        if old.get("status") == "done" and (old.get("steps_done") or 0) >= config["steps"]:
+            return out  # finished, nothing more to train: the folder stays loadable as it is
+    out = claim(out, marked=marked)
+    write_config(out, config | dict(status="training"))
+    return out
+
+
 def write_config(out: Path, config: dict) -> None:
     """Write ``training_config.json`` atomically (the folder is ours: see :func:`claim`).
 
@@ -153,7 +243,7 @@ def write_config(out: Path, config: dict) -> None:
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> write_config(d, dict(status="training")); read_config(d)["status"]
+    >>> write_config(d, dict(status="training")); json.loads((d / CONFIG_FILE).read_text())["status"]
     'training'
     """
     write_atomic(out / CONFIG_FILE, json.dumps(config, indent=1), overwrite=True)
@@ -188,11 +278,15 @@ def mark_diverged(ft, why: str, at: int) -> FloatingPointError:
     from .result import write_history
 
     state = ft.out / CHECKPOINT / "state.json"
-    good = json.loads(state.read_text())["step"] if state.exists() else None
+    good, none = None, "no checkpoint was good enough to keep"
+    try:
+        good = int(json.loads(state.read_text())["step"]) if state.exists() else None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        none = f"the checkpoint's {state} is damaged ({type(err).__name__}), delete it"
     write_config(ft.out, ft.config | dict(status="diverged", diverged_at=at, last_good=good))
     write_history(ft.out, ft.history)
     kept = (f"the last good checkpoint (step {good}) is kept in {ft.out / CHECKPOINT}"
-            if good else "no checkpoint was good enough to keep")  # fmt: skip
+            if good is not None else none)  # fmt: skip
     return FloatingPointError(
         f"training diverged at step {at}: {why}. Nothing was saved as an adapter: {kept}, and "
         f"{ft.out} is marked diverged (mg.load refuses it). Lower lr (now {ft.config['lr']:g}) "

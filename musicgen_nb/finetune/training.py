@@ -33,15 +33,7 @@ from .data import Dataset, Window
 from .options import TRAIN_PRECISIONS as TRAIN_PRECISIONS
 from .options import Precision, auto_precision, check_session, check_train_args
 from .result import FineTune, finish, write_history
-from .runfolder import (
-    check_out,
-    claim,
-    compare_runs,
-    has_checkpoint,
-    mark_diverged,
-    read_config,
-    write_config,
-)
+from .runfolder import MARKER, check_out, check_run, mark_diverged, open_run, run_lock
 from .weights import (
     LORA_TARGETS,
     load_checkpoint,
@@ -59,6 +51,9 @@ if TYPE_CHECKING:
 
     from ..models import MusicGen
 
+# fp16 steps in a row skipped for overflowing gradients that count as a diverged run.
+_MAX_SKIPPED = 20
+
 # What must agree to resume a run in the same ``out`` (``steps`` may grow).
 _RUN_KEYS = ("base", "decoder_config", "data", "lora_rank", "lora_alpha", "lr", "batch_size",
              "condition_dropout", "seed", "precision", "weight_decay", "targets")  # fmt: skip
@@ -66,11 +61,12 @@ _RUN_KEYS = ("base", "decoder_config", "data", "lora_rank", "lora_alpha", "lr", 
 
 # ------------------------------------------------------------------------- checks
 # ------------------------------------------------------------------------- the run folder
-def _run_config(s, windows, *, steps, lr, batch_size, lora_rank, lora_alpha, condition_dropout,
+def _run_config(s, *, steps, lr, batch_size, lora_rank, lora_alpha, condition_dropout,
                 seed, precision, weight_decay, gradient_checkpointing) -> dict:  # fmt: skip
+    """The run's settings; the caller adds ``data`` (the fingerprint of the encoded windows)."""
     return dict(
         base=s.name, checkpoint=s.meta.get("checkpoint", s.name), architecture=type(s.model).__name__,
-        decoder_config=decoder_config(s.model), data=data_fingerprint(windows),
+        decoder_config=decoder_config(s.model),
         lora_rank=None if lora_rank is None else int(lora_rank), lora_alpha=lora_alpha,
         lr=float(lr), batch_size=int(batch_size), condition_dropout=float(condition_dropout),
         seed=int(seed), precision=precision, weight_decay=float(weight_decay),
@@ -78,18 +74,6 @@ def _run_config(s, windows, *, steps, lr, batch_size, lora_rank, lora_alpha, con
         steps=int(steps), base_dtype=str(s.dtype).removeprefix("torch."),
         gradient_checkpointing=bool(gradient_checkpointing),
     )  # fmt: skip
-
-
-def _open_run(out: Path | None, config: dict) -> Path:
-    """The run folder, claimed (``out`` was checked by ``check_out``); another run is refused."""
-    old = read_config(out) if out is not None and out.exists() else None
-    if old is not None:
-        compare_runs(out, old, config, _RUN_KEYS, started=has_checkpoint(out))
-        if old.get("status") == "done" and (old.get("steps_done") or 0) >= config["steps"]:
-            return out  # finished, nothing more to train: the folder stays loadable as it is
-    out = claim(out)
-    write_config(out, config | dict(status="training"))
-    return out
 
 
 # ------------------------------------------------------------------------- the loop
@@ -134,6 +118,7 @@ class _Run:
     save_every: int
     precision: Precision
     dtype: torch.dtype
+    skipped: int = 0  # fp16: steps in a row whose gradients overflowed (the scaler skipped them)
 
 
 class _Diverged(Exception):
@@ -183,18 +168,24 @@ def _step(run: _Run, check: bool) -> dict:
     norm = float(torch.nn.utils.clip_grad_norm_(run.params, 1.0))
     if not math.isfinite(norm) and run.precision.scaler is None:
         raise _Diverged(f"the gradient norm is {norm}", ft.step + 1)
+    run.skipped = 0 if math.isfinite(norm) else run.skipped + 1
+    if run.skipped >= _MAX_SKIPPED:
+        raise _Diverged(f"the fp16 gradients overflowed {run.skipped} steps in a row", ft.step + 1)
     row = dict(loss=value, accuracy=int(correct) / max(1, int(count)))
     with _DeferInterrupt():  # weights, step and history move together
         run.precision.step(run.opt)
         ft.step += 1
         row = dict(step=ft.step, **row)
         ft.history.append(row)
-    if check:
-        with torch.no_grad():
-            after = float(_loss(run, batch)[0])
-        if not math.isfinite(after):
-            raise _Diverged(f"its weights give a loss of {after}", ft.step)
+    if check and not math.isfinite(after := _loss_after(run, batch)):
+        raise _Diverged(f"its weights give a loss of {after}", ft.step)
     return row
+
+
+def _loss_after(run: _Run, batch: tuple | None = None) -> float:
+    """The loss of the current weights on ``batch`` (default: the next step's batch)."""
+    with torch.no_grad():
+        return float(_loss(run, _batch(run) if batch is None else batch)[0])
 
 
 def _live_plot(plot, progress: bool, steps: int):
@@ -234,7 +225,12 @@ def _loop(run: _Run, steps: int, *, progress: bool, plot, callback) -> None:
                 callback(ft.step, row["loss"])
     except KeyboardInterrupt:
         ft.interrupted = True
-        save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history, run.precision.state_dict())
+        if math.isfinite(loss := _loss_after(run)):  # the check a due step gets
+            save_checkpoint(ft.out, ft.model, run.opt, ft.step, ft.history,
+                            run.precision.state_dict())  # fmt: skip
+        else:
+            warnings.warn(f"the weights of step {ft.step} give a loss of {loss}: not saved, "
+                          "the previous checkpoint is kept", stacklevel=4)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()
@@ -378,14 +374,18 @@ def train(
     if lora_rank is not None:
         require_peft()
     folder = check_out(out)  # before the (slow) encoding; nothing is written yet
+    marked = folder is not None and (folder / MARKER).is_file()
     prec = auto_precision(s.device) if precision == "auto" else precision
-    windows = data.encode(s, progress=progress) if isinstance(data, Dataset) else list(data)
     config = _run_config(
-        s, windows, steps=steps, lr=lr, batch_size=batch_size, lora_rank=lora_rank,
+        s, steps=steps, lr=lr, batch_size=batch_size, lora_rank=lora_rank,
         lora_alpha=args["lora_alpha"], condition_dropout=condition_dropout, seed=seed,
         precision=prec, weight_decay=args["weight_decay"],
         gradient_checkpointing=gradient_checkpointing,
     )  # fmt: skip
-    out = _open_run(folder, config)
-    return _fit(s, windows, out, config, steps=steps, save_every=args["save_every"],
-                progress=progress, plot=plot, callback=callback)  # fmt: skip
+    check_run(folder, config, tuple(k for k in _RUN_KEYS if k != "data"))  # before the encoding
+    windows = data.encode(s, progress=progress) if isinstance(data, Dataset) else list(data)
+    config["data"] = data_fingerprint(windows)
+    out = open_run(folder, config, _RUN_KEYS, marked=marked)
+    with run_lock(out):  # one run at a time writes the folder
+        return _fit(s, windows, out, config, steps=steps, save_every=args["save_every"],
+                    progress=progress, plot=plot, callback=callback)  # fmt: skip

@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .._util.files import disk_error, replace_dir
+from .._util.files import disk_error, remove_stale, replace_dir, write_atomic
 from ..checkpoints.adapter import CHECKPOINT
 
 #: The linears of every decoder layer that get a LoRA adapter (peft regex, full match).
@@ -95,10 +96,14 @@ def save_checkpoint(
     try:
         tmp.mkdir()
         weights = {n: p.detach().cpu().contiguous() for n, p in trainable(model).items()}
-        (tmp / "trainable.safetensors").write_bytes(save(weights))
-        torch.save(opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps(dict(step=step, history=history, scaler=scaler)))
-        replace_dir(tmp, out / CHECKPOINT)
+        write_atomic(tmp / "trainable.safetensors", save(weights))  # each file fsynced
+        optim = io.BytesIO()
+        torch.save(opt.state_dict(), optim)
+        write_atomic(tmp / "optimizer.pt", optim.getvalue())
+        write_atomic(
+            tmp / "state.json", json.dumps(dict(step=step, history=history, scaler=scaler))
+        )
+        replace_dir(tmp, out / CHECKPOINT)  # the folder fsynced, then renamed into place
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, OSError):
@@ -139,8 +144,7 @@ def load_checkpoint(out: Path, model, opt, precision=None) -> tuple[int, list]:
     >>> load_checkpoint(pathlib.Path(tempfile.mkdtemp()), m, torch.optim.AdamW(m.parameters()))
     (0, [])
     """
-    for stale in out.glob(f".{CHECKPOINT}.tmp*"):  # a process of ours killed mid-write
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(out, f".{CHECKPOINT}.tmp")  # a killed process's (a live one's is kept)
     ck = out / CHECKPOINT
     if not ck.exists() and (out / f".{CHECKPOINT}.old").exists():
         ck = out / f".{CHECKPOINT}.old"  # killed between the two renames

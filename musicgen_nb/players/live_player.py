@@ -235,7 +235,13 @@ class LivePlayer(anywidget.AnyWidget):
         st = stream if stream is not None else self.stream
         if st is not None:  # st.wait() in the caller's thread now waits for this one
             st.consumer = self._thread
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # (no thread could be started): wait() must not wait for it
+            if st is not None and st.consumer is self._thread:
+                st.consumer = None
+            self._thread = None
+            raise
         return self._thread
 
     def wait(self, timeout: float | None = None) -> Generation | None:

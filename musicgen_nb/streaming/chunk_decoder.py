@@ -20,7 +20,6 @@ True
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import time
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .._util.checks import check_int
 from ..engine.precision import exact_convolutions
 
 if TYPE_CHECKING:
@@ -294,7 +294,10 @@ class ChunkDecoder:
 
 
 def check_threads(value: object, name: str = "threads") -> int | None:
-    """None, or an int from 1 to ``os.cpu_count()``: a count of intra-op threads, checked by name.
+    """None, or an int from 1 to the CPUs this process may use: a count of intra-op threads.
+
+    The cap is ``len(os.sched_getaffinity(0))`` where there is one (a container or
+    ``taskset`` may allow fewer CPUs than ``os.cpu_count()``), else ``os.cpu_count()``.
 
     Examples
     --------
@@ -303,17 +306,15 @@ def check_threads(value: object, name: str = "threads") -> int | None:
     >>> check_threads(0, "decode_threads")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: decode_threads must be None or an int in [1, ...] (the CPU count), got 0
+    ValueError: decode_threads must be an int in [1, ...], got 0; or None (torch's setting)
     """
     if value is None:
         return None
-    cap = os.cpu_count() or 1
-    allowed = f"None or an int in [1, {cap}] (the CPU count)"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be {allowed}, got {value!r}")
-    if not 1 <= value <= cap:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
+    cap = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        return check_int(value, name, minimum=1, maximum=cap or 1)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{err}; or None (torch's setting)") from None
 
 
 def snr_db(reference: ArrayLike, estimate: ArrayLike) -> float:

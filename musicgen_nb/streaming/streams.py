@@ -23,7 +23,6 @@ import math
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +151,6 @@ class Stream:
         self._stop = w.stop_event
         # The worker runs it with the stream's stop and its callback (which times the steps).
         self.request = dataclasses.replace(req, callback=w.callback, stop=w.stop_event)
-        self._abandoned = weakref.finalize(self, w.abandon)
         self.batch = req.batch
         self.s = s
         self.prompts = prompts
@@ -211,18 +209,26 @@ class Stream:
             return self.generation
         consumer = self.consumer  # (ident None: a player's thread, about to start)
         mine = consumer is None or consumer is threading.current_thread()
-        if not mine and (consumer.ident is None or consumer.is_alive()):
-            try:
-                self._finished.wait(timeout)
-            except KeyboardInterrupt:
-                self.stop()
-                self._finished.wait(timeout)
-            return self.generation
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not mine and self._wait_for(consumer, deadline):
+            return self.generation
         for _ in self:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
         return self.generation
+
+    def _wait_for(self, consumer: threading.Thread, deadline: float | None) -> bool:
+        """Wait for ``consumer``, another thread: False if it died (or never started) first."""
+        try:
+            while not self._finished.wait(0.2):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return True
+                if self.consumer is not consumer or (consumer.ident and not consumer.is_alive()):
+                    return self._finished.is_set()  # (ident None: a thread about to start)
+        except KeyboardInterrupt:
+            self.stop()
+            self._finished.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        return True
 
     @property
     def started(self) -> bool:
@@ -238,11 +244,8 @@ class Stream:
         render(self)._ipython_display_()
 
     def __repr__(self) -> str:
-        state = (
-            "not started"
-            if self._iter is None
-            else ("done" if self.generation is not None else "running")
-        )
+        done = "done" if self.generation is not None else "running"
+        state = "not started" if self._iter is None else done
         return (
             f"Stream({self.batch} x {self.duration:g} s, chunk {self.chunk:g} s, "
             f"{len(self.chunks)} chunks so far, {state})"
@@ -259,8 +262,6 @@ class Stream:
         """The iteration was left early: stop the worker and keep its outcome (no more chunks)."""
         w = self._worker
         w.stop()
-        if threading.current_thread() is w.thread:  # collected in the worker's own thread
-            return
         while True:
             try:
                 w.join()
@@ -288,7 +289,7 @@ class Stream:
         """
         rate, left = self._worker.rate()
         audio = pull()
-        if audio.shape[0] != self.batch:  # no frame yet (stopped before the first): keep B
+        if audio.shape[-1] == 0 and audio.shape[0] != self.batch:  # no frame yet: keep B
             audio = np.zeros((self.batch, self.decoder.channels, 0), dtype=np.float32)
         if final:
             self._final_sent = True
@@ -362,6 +363,7 @@ class Stream:
         self._samples_out = 0
         self._final_sent = False
         self._worker.start(self.request)
+        closed = False
         try:
             while True:
                 self.consumer = threading.current_thread()
@@ -373,9 +375,13 @@ class Stream:
                 if c is None:
                     break
                 yield c
+        except GeneratorExit:  # closed: the stream was collected (in a GC finalizer): no join
+            closed = True
+            self._worker.abandon()
+            raise
         finally:
-            if self.generation is None and self.error is None:  # closed or collected early
-                self._settle()
+            if self.generation is None and self.error is None and not closed:
+                self._settle()  # an error in this thread: the worker stops, and is joined
             self._finished.set()
 
 

@@ -36,7 +36,7 @@ from .playback import remaining_seconds
 
 __all__ = ["EXIT_TIMEOUT", "Worker", "running_workers", "stop_all"]
 
-#: Seconds :func:`stop_all` waits for each worker at interpreter exit.
+#: Seconds :func:`stop_all` waits for the running workers at interpreter exit (in all).
 EXIT_TIMEOUT = 60.0
 
 _RUNNING: set[Worker] = set()
@@ -145,8 +145,7 @@ class Worker:
         except BaseException as exc:  # handed to the consumer, which raises it
             self.outcome = ("error", exc)
         finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(self)
+            _RUNNING.discard(self)  # atomic; no lock: a GC finalizer may hold it meanwhile
             self.bell.put(None)
 
     def stop(self) -> None:
@@ -199,7 +198,7 @@ def running_workers() -> list[Worker]:
 
 
 def stop_all(timeout: float = EXIT_TIMEOUT) -> int:
-    """Stop every running worker at its next step and wait for each (at most ``timeout`` s).
+    """Stop every running worker at its next step and wait for them (at most ``timeout`` s in all).
 
     Registered with :mod:`atexit`, so that the interpreter never exits under a worker.
 
@@ -216,8 +215,9 @@ def stop_all(timeout: float = EXIT_TIMEOUT) -> int:
     workers = running_workers()
     for w in workers:
         w.stop()
+    deadline = time.monotonic() + timeout  # one deadline for all, not ``timeout`` each
     for w in workers:
-        w.join(timeout)
+        w.join(max(0.0, deadline - time.monotonic()))
     return len(workers)
 
 

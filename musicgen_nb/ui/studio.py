@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..players.live_player import LivePlayer
 from . import studio_layout as layout
-from ._util import cell_number, one_line, upload_files, widget_bundle
+from ._util import one_line, upload_files, widget_bundle
 from .studio_history import RunHistory
 from .studio_run import (
     MODELS,
@@ -80,7 +80,7 @@ class Studio(RunHistory):
         self._stop = self._jobs.stop
         self._status_lock = threading.Lock()
         self.last_error: str | None = None
-        self._shown_in: int | None = None  # the cell where studio() displayed the panel
+        self._shown = False  # studio() displayed the panel in the cell running now
         self._build(name)
 
     # ------------------------------------------------------------------ widgets
@@ -114,10 +114,25 @@ class Studio(RunHistory):
 
         # mg.studio(...) as a cell's last line: studio() showed the panel already, and the
         # cell's result (this Studio) would show it a second time.
-        if self._shown_in is not None and self._shown_in == cell_number():
-            self._shown_in = None
+        if self._shown:
+            self._shown = False
             return
         display(self.panel)
+
+    def _shown_this_cell(self) -> None:
+        """studio() displayed the panel: not again as this cell's result (cleared after it)."""
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:  # no cell, no cell result
+            return
+        self._shown = True
+
+        def clear(result):
+            self._shown = False
+            shell.events.unregister("post_run_cell", clear)
+
+        shell.events.register("post_run_cell", clear)
 
     def _repr_mimebundle_(self, **kwargs):
         return widget_bundle(self.panel, **kwargs)
@@ -371,5 +386,5 @@ def studio(
         from IPython.display import display as show
 
         show(st.panel)
-        st._shown_in = cell_number()  # not again as this cell's result (one panel per call)
+        st._shown_this_cell()  # not again as this cell's result (one panel per call)
     return st

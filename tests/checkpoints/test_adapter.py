@@ -175,3 +175,21 @@ def test_a_diverged_run_is_not_an_adapter(tmp_path):
     (folder / A.CONFIG_FILE).write_text(json.dumps(cfg | dict(diverged_at=7)))
     with pytest.raises(ValueError, match="holds a run that diverged at step 7"):
         A.apply_adapter(_model(), folder, {"name": "tiny"})
+
+
+def test_the_same_base_loaded_from_a_folder_takes_its_lora(tmp_path):
+    # mg.load("small") then mg.load("/content/musicgen-small") (an HF snapshot): one model.
+    pytest.importorskip("peft")
+    model = _model()
+    folder = _lora_finetune(tmp_path / "lora", model)
+    snapshot = {"name": "/content/musicgen-tiny", "checkpoint": "/content/musicgen-tiny"}
+    merged, meta = A.apply_adapter(_model(), folder, snapshot)
+    assert meta["adapter"]["kind"] == "lora"
+    # A folder that does not record the architecture is still checked by the checkpoint's name.
+    info = json.loads((folder / A.CONFIG_FILE).read_text())
+    del info["architecture"]
+    (folder / A.CONFIG_FILE).write_text(json.dumps(info))
+    with pytest.raises(
+        ValueError, match=r"trained on 'tiny'; this model is '/content/musicgen-tiny'"
+    ):
+        A.apply_adapter(_model(), folder, snapshot)

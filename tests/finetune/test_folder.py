@@ -255,3 +255,20 @@ def test_too_long_is_named_with_the_limit_before_decoding(tmp_path):
     _write(tmp_path / "mid.wav", seconds=3.0)
     with pytest.raises(DataError, match=r"^mid.wav: too long \(3 s; max_duration is 2 s"):
         check_file(tmp_path, "mid.wav", "x", min_duration=1.0, silence_db=-60.0, max_duration=2.0)
+
+
+def test_the_same_file_spelled_two_ways_is_one_row(tmp_path):
+    d = _captioned(tmp_path / "d", ("a.wav", "b.wav"))
+    (d / "metadata.csv").write_text("file_name,text\na.wav,x\n./a.wav,again\nb.wav,y\n")
+    layout, captions, missing, bad = read_captions(d)
+    assert captions == {"a.wav": "x", "b.wav": "y"} and missing == []
+    assert bad == [("metadata.csv line 3", "'a.wav' is listed again (first on line 2); the "
+                                           "first row is kept")]  # fmt: skip
+
+
+def test_a_nul_in_a_file_name_is_named_by_file_and_line(tmp_path):
+    d = _captioned(tmp_path / "d", ("a.wav",))
+    (d / "metadata.jsonl").write_text('{"file_name": "a.wav", "text": "x"}\n'
+                                      '{"file_name": "b\\u0000.wav", "text": "y"}\n')  # fmt: skip
+    with pytest.raises(DataError, match=r"^metadata.jsonl line 2: 'b\\x00.wav' is not a file name"):
+        read_captions(d)

@@ -93,3 +93,15 @@ def test_fp16_scales_the_loss_and_skips_an_overflowing_step():
     assert plain.scaler is None and plain.state_dict() is None
     with Precision("bf16", cpu).autocast:
         assert m(torch.ones(1, 4)).dtype == torch.bfloat16
+
+
+def test_older_torch_without_including_emulation_or_amp_grad_scaler(monkeypatch):
+    # torch < 2.4: is_bf16_supported() takes no argument; the capability decides (T4: 7.5).
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    for cap, want in (((7, 5), "fp16"), ((8, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=cap: c)
+        assert auto_precision(torch.device("cuda")) == want
+    # torch < 2.3: no torch.amp.GradScaler; fp16 builds its scaler from torch.cuda.amp's.
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    p = Precision("fp16", torch.device("cpu"))
+    assert isinstance(p.scaler, torch.cuda.amp.GradScaler)

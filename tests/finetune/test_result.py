@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +136,18 @@ def test_merge_names_a_bad_directory(trained):
         match="directory must be a folder path to save the merged model in, or None; got int 5",
     ):
         ft.merge(5)
+
+
+def test_a_killed_runs_adapter_folder_is_removed_a_live_ones_kept(s, data, tmp_path):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        FT.train(s, data, out=tmp_path, steps=1, progress=False)
+        for pid in (live.pid, dead):
+            (tmp_path / f".adapter.tmp{pid}").mkdir()
+        FT.train(s, data, out=tmp_path, steps=2, progress=False)  # finishes: writes the adapter
+        assert sorted(p.name for p in tmp_path.glob(".adapter.tmp*")) == [f".adapter.tmp{live.pid}"]
+    finally:
+        live.kill()
+        live.wait()

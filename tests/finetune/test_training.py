@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -337,3 +338,44 @@ def test_lora_trains_on_a_bf16_session_without_an_fp32_copy(data, tmp_path):
     assert all(torch.equal(v, before[k]) for k, v in s16.model.decoder.state_dict().items())
     tuned = mg.load("tiny", adapter=tmp_path, precision="bf16")
     assert tuned.generate("x", duration=0.2, seed=0, progress=False).codes.shape == (1, 4, 10)
+
+
+def test_a_finished_run_without_its_checkpoint_is_not_overwritten_by_another(s, data, tmp_path):
+    FT.train(s, data, out=tmp_path, steps=2, **QUICK)
+    shutil.rmtree(tmp_path / CHECKPOINT)  # a finished adapter whose checkpoint was deleted
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match="holds a different run \\(it differs in lr, seed\\)"):
+        FT.train(s, data, out=tmp_path, steps=2, **(QUICK | dict(lr=5e-2, seed=7)))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_different_run_is_refused_before_the_encoding(s, folder, data, tmp_path):
+    FT.train(s, data, out=tmp_path / "run", steps=1, **QUICK)
+    fresh = FT.dataset(folder, cache_dir=tmp_path / "codes")  # not encoded yet
+    with pytest.raises(ValueError, match="differs in lr, batch_size"):
+        FT.train(s, fresh, out=tmp_path / "run", steps=1, **(QUICK | dict(lr=1.0, batch_size=1)))
+    assert not (tmp_path / "codes").exists() or not any((tmp_path / "codes").rglob("*"))
+
+
+def test_an_interrupt_never_checkpoints_weights_that_give_nan(s, data, tmp_path):
+    blow = _BlowUp(at=3)
+
+    def stop(step, loss):
+        blow.callback(step, loss)
+        if step == 3:
+            raise KeyboardInterrupt
+
+    try:
+        with pytest.warns(UserWarning, match="the weights of step 3 give a loss of nan: not saved"):
+            ft = FT.train(s, data, out=tmp_path, steps=10, save_every=2, callback=stop, **QUICK)
+    finally:
+        blow.handle.remove()
+    assert ft.interrupted and ft.step == 3
+    assert json.loads((tmp_path / CHECKPOINT / "state.json").read_text())["step"] == 2
+
+
+def test_fp16_steps_that_all_overflow_are_a_diverged_run(s, data, tmp_path):
+    with pytest.raises(FloatingPointError, match="fp16 gradients overflowed 20 steps in a row"):
+        FT.train(s, data, out=tmp_path, steps=30, precision="fp16", lora_alpha=1e38, **QUICK)
+    cfg = json.loads((tmp_path / "training_config.json").read_text())
+    assert cfg["status"] == "diverged" and not (tmp_path / LORA_WEIGHTS).exists()

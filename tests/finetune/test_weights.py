@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -170,3 +173,38 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(s):
     for n in ga:
         torch.testing.assert_close(gb[n], ga[n], rtol=1e-5, atol=1e-7)
     assert model.get_base_model().is_gradient_checkpointing
+
+
+def test_only_the_temporary_folders_of_dead_processes_are_removed(tmp_path):
+    m, opt = _model_and_opt(0)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        for pid in (live.pid, dead):
+            (tmp_path / f".{CHECKPOINT}.tmp{pid}").mkdir()
+            (tmp_path / f".{CHECKPOINT}.tmp{pid}" / "state.json").write_text("{}")
+        assert load_checkpoint(tmp_path, m, opt) == (0, [])
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left == [f".{CHECKPOINT}.tmp{live.pid}"]  # another live run is still writing it
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_checkpoint_files_and_folders_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    m, opt = _model_and_opt(0)
+    save_checkpoint(tmp_path, m, opt, 1, [])
+    tmp = str(tmp_path / f".{CHECKPOINT}.tmp{os.getpid()}")
+    for name in ("trainable.safetensors", "optimizer.pt", "state.json"):
+        assert any(p.startswith(f"{tmp}/.{name}.") for p in synced), (name, synced)
+    assert tmp in synced and str(tmp_path) in synced  # its entries, then the rename
+    assert load_checkpoint(tmp_path, m, opt)[0] == 1

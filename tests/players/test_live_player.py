@@ -173,3 +173,21 @@ def test_displaying_a_stream_plays_it_in_the_background(tiny, capsys):
         time.sleep(0.01)
     g = st.wait(60)
     assert g is not None and g.audio.shape == (1, 1, 16000) and len(st.chunks) >= 1
+
+
+def test_a_player_thread_that_fails_to_start_is_not_waited_for(tiny, monkeypatch):
+    import threading
+
+    st = tiny.stream("x", duration=0.5, seed=0, chunk=0.25)
+    p = Recording(st)
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as m:
+        m.setattr(threading.Thread, "start", no_thread)  # what a process out of threads gets
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            p.start()
+    assert st.consumer is None and p._thread is None
+    g = st.wait(60)  # waited for a thread that never ran (here: None at the timeout)
+    assert g is not None and not g.interrupted

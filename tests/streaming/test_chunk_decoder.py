@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -101,8 +103,15 @@ def test_snr_db():
         snr_db(x, x[:-1])
 
 
-@pytest.mark.parametrize("threads", [0, -1, "2", 10**6, 1.5])
-def test_threads_are_checked_by_name(tiny, threads):
-    with pytest.raises((TypeError, ValueError), match=r"threads must be None or an int in \[1, "):
+@pytest.mark.parametrize(
+    "threads, exc",
+    [(0, ValueError), (-1, ValueError), ("2", TypeError), (10**6, ValueError), (1.5, TypeError),
+     (True, TypeError), (len(os.sched_getaffinity(0)) + 1, ValueError)],
+)  # fmt: skip
+def test_threads_are_checked_by_name(tiny, threads, exc):
+    with pytest.raises(
+        exc, match=r"^threads must be an int in \[1, \d+\], got .*; or None"
+    ) as info:
         ChunkDecoder(tiny, threads=threads)
+    assert type(info.value) is exc  # (the CPUs this process may use, not os.cpu_count())
     assert ChunkDecoder(tiny, threads=None).threads is None

@@ -235,14 +235,23 @@ def test_wait_with_a_timeout_returns_none_and_goes_on_later(tiny):
         (True, TypeError),
     ],  # fmt: skip
 )
-def test_decode_threads_is_checked_by_name_before_any_work(tiny, value, exc):
+def test_decode_threads_is_checked_by_name_before_any_work(tiny, value, exc, monkeypatch):
+    import musicgen_nb.generation as generation
+
+    def too_late(*args, **kwargs):
+        raise AssertionError(
+            "the request was made (the model's work) before decode_threads was checked"
+        )
+
+    monkeypatch.setattr(generation, "make_request", too_late)
     with pytest.raises(exc) as info:
         tiny.stream("x", duration=1.0, decode_threads=value)
-    cap = os.cpu_count()
-    assert str(info.value) == (
-        f"decode_threads must be None or an int in [1, {cap}] (the CPU count), got {value!r}"
+    cap = len(os.sched_getaffinity(0))
+    assert type(info.value) is exc and str(info.value) == (
+        f"decode_threads must be an int in [1, {cap}], got {value!r}; or None (torch's setting)"
     )
     assert running_workers() == []
+    monkeypatch.undo()
     st = tiny.stream("x", duration=0.5, decode_threads=cap)  # the whole range is allowed
     assert st.decoder.threads == cap
 
@@ -357,3 +366,70 @@ def test_display_goes_through_the_registered_renderer(tiny, monkeypatch):
     monkeypatch.setattr(module, "renderer", lambda kind: kinds.append(kind) or Shown)
     st._ipython_display_()
     assert kinds == ["stream"] and shown == [st] and not st.started
+
+
+_LOCKED_GC = """
+import gc
+import musicgen_nb as mg
+from musicgen_nb.streaming import worker
+gc.disable()
+st = mg.load("tiny").stream("x", duration=20.0, chunk=0.25)
+for chunk in st:
+    break
+w = st._worker
+del st, chunk
+with worker._RUNNING_LOCK:  # a collection can run while a thread holds the lock
+    gc.collect()  # the abandoned stream's finalizer: it stops its worker, never joins here
+print("collected", flush=True)
+print("ended", w.join(120), w.outcome[1].interrupted, flush=True)
+"""
+
+
+def test_collecting_an_abandoned_stream_never_blocks_on_its_worker(tmp_path):
+    # The finalizer joined the worker, whose end took the lock held by the collecting thread.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_LOCKED_GC)], capture_output=True,
+            text=True, cwd=tmp_path, env=env, timeout=120,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("the collection deadlocked on the worker")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["collected", "ended", "True", "True"]
+
+
+class _DiesWhenChecked(threading.Thread):
+    """A player's thread that ends right after wait() has seen it alive (it took one chunk)."""
+
+    def __init__(self, st):
+        self.st, self.took, self.go = st, threading.Event(), threading.Event()
+        super().__init__(target=self.take_one, daemon=True)
+
+    def take_one(self):
+        next(iter(self.st))
+        self.took.set()
+        self.go.wait(120)
+
+    def is_alive(self):
+        alive = super().is_alive()
+        self.go.set()
+        return alive
+
+
+def test_wait_consumes_the_stream_when_its_player_thread_dies(tiny):
+    st = tiny.stream("jazz", duration=1.0, seed=0, chunk=0.25)
+    player = _DiesWhenChecked(st)
+    player.start()
+    assert player.took.wait(120) and st.consumer is player
+    g = st.wait(60)  # waited forever (here: returned None at the timeout) for a dead thread
+    assert g is not None and g.audio.shape == (1, 1, 32000) and not player.is_alive()
+
+
+def test_only_an_empty_pull_is_given_the_batch(tiny):
+    st = tiny.stream(["a", "b"], duration=0.5, seed=0, chunk=0.25)
+    list(st)
+    wrong = np.ones((3, 1, 8), dtype=np.float32)  # a decoder bug, not "no frame yet"
+    assert st._emit(lambda: wrong, final=False).audio.shape == (3, 1, 8)
+    empty = np.zeros((0, 1, 0), dtype=np.float32)
+    assert st._emit(lambda: empty, final=False).audio.shape == (2, 1, 0)

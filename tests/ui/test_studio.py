@@ -245,13 +245,24 @@ def test_studio_as_the_last_line_of_a_cell_shows_one_panel(tiny):
 
     shell = InteractiveShell.instance()
     shell.user_ns.update(mg=mg, tiny=tiny)
-    shown = {}
-    for cell in ["mg.studio(tiny)", "x = mg.studio(tiny)", "x", "mg.studio(tiny, display=False)"]:
-        with capture_output() as cap:
-            assert shell.run_cell(cell, store_history=True).success
-        shown[cell] = len(cap.outputs)
-    assert shown == {
-        "mg.studio(tiny)": 1, "x = mg.studio(tiny)": 1, "x": 1,  # shown again on request
-        "mg.studio(tiny, display=False)": 1,  # the Studio as the cell's result
-    }  # fmt: skip
-    assert all("application/vnd.jupyter.widget-view+json" in o.data for o in cap.outputs)
+    # store_history=False: cells that do not move the execution count (which it keyed on)
+    for history in (True, False):
+        shown = {}
+        for cell in [
+            "mg.studio(tiny)",
+            "x = mg.studio(tiny)",
+            "x",
+            "mg.studio(tiny, display=False)",
+        ]:
+            with capture_output() as cap:
+                assert shell.run_cell(cell, store_history=history).success
+            shown[cell] = len(cap.outputs)
+        assert shown == {
+            "mg.studio(tiny)": 1, "x = mg.studio(tiny)": 1, "x": 1,  # shown again on request
+            "mg.studio(tiny, display=False)": 1,  # the Studio as the cell's result
+        }, history  # fmt: skip
+        assert all("application/vnd.jupyter.widget-view+json" in o.data for o in cap.outputs)
+    assert not shell.events.callbacks["post_run_cell"] or all(
+        "clear" not in getattr(f, "__qualname__", "")
+        for f in shell.events.callbacks["post_run_cell"]
+    )  # each handler ran once and went
