@@ -29,32 +29,32 @@ import os
 import torch
 
 from .._util.checks import check_bool, check_int, check_number, check_positive
+from ..engine.precision import NAMES, auto_dtype
 
 #: The values of ``precision`` that :func:`~musicgen_nb.finetune.train` takes.
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def auto_precision(device: torch.device) -> str:
-    """What ``precision="auto"`` trains in on ``device``: the one place this is decided.
+    """What ``precision="auto"`` trains in on ``device``: the session-wide policy.
 
-    fp32 on a CPU; on CUDA, bf16 where the GPU has it natively (Ampere and newer),
-    else fp16 with loss scaling (a T4: ``is_bf16_supported()`` counts emulation and
-    says True there, so emulation is excluded). At merge this defers to
-    ``musicgen_nb.engine.precision.auto_dtype``, the session-wide policy.
+    fp32 on a CPU; on CUDA, what :func:`musicgen_nb.engine.precision.auto_dtype`
+    picks: bf16 where the GPU has it natively (Ampere and newer), else fp16, which
+    trains with loss scaling (a T4). Other devices train in fp32.
 
     Examples
     --------
     >>> import torch
     >>> auto_precision(torch.device("cpu"))
     'fp32'
+    >>> from musicgen_nb.engine.precision import fake_device
+    >>> with fake_device("cuda", capability=(7, 5)):
+    ...     auto_precision(torch.device("cuda"))
+    'fp16'
     """
     if device.type != "cuda":
         return "fp32"
-    try:
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.4 has no including_emulation: native bf16 is Ampere (8.0) on
-        native = torch.cuda.get_device_capability(device) >= (8, 0)
-    return "bf16" if native else "fp16"
+    return NAMES[auto_dtype(device)]
 
 
 def check_lora_alpha(lora_alpha, lora_rank) -> float | None:

@@ -95,12 +95,13 @@ def test_fp16_scales_the_loss_and_skips_an_overflowing_step():
         assert m(torch.ones(1, 4)).dtype == torch.bfloat16
 
 
-def test_older_torch_without_including_emulation_or_amp_grad_scaler(monkeypatch):
-    # torch < 2.4: is_bf16_supported() takes no argument; the capability decides (T4: 7.5).
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+def test_auto_follows_the_session_policy_and_old_torch_gets_a_grad_scaler(monkeypatch):
+    # "auto" is engine.precision's choice (T4, sm75: fp16 with loss scaling; Ampere: bf16).
+    from musicgen_nb.engine.precision import fake_device
+
     for cap, want in (((7, 5), "fp16"), ((8, 0), "bf16")):
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=cap: c)
-        assert auto_precision(torch.device("cuda")) == want
+        with fake_device("cuda", capability=cap):
+            assert auto_precision(torch.device("cuda")) == want
     # torch < 2.3: no torch.amp.GradScaler; fp16 builds its scaler from torch.cuda.amp's.
     monkeypatch.delattr(torch.amp, "GradScaler")
     p = Precision("fp16", torch.device("cpu"))
