@@ -140,7 +140,7 @@ def check_library(path: str | os.PathLike) -> str | None:
     --------
     >>> import tempfile, pathlib
     >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.so"
-    >>> _ = bad.write_bytes(b"\x7fELF")
+    >>> _ = bad.write_bytes(bytes([127]) + b"ELF")
     >>> check_library(bad)
     'not a whole ELF library (4 bytes)'
     """
