@@ -42,7 +42,7 @@ def env_switch(name: str, *, default: bool) -> bool:
     >>> try:
     ...     env_switch("MY_SWITCH", default=True)
     ... except ValueError as e:
-    ...     print(str(e)[:44])
+    ...     print(str(e)[:43])
     MY_SWITCH must be 0/false/off/no or 1/true/
     >>> del os.environ["MY_SWITCH"]
     """
