@@ -33,6 +33,7 @@ from .checkpoints.loading import (
 )
 from .checkpoints.offline import build_random, offline_processor
 from .checkpoints.specs import OFFLINE, TINY_INIT_SCALE, known
+from .engine.static import check_step as _check_step
 
 if TYPE_CHECKING:
     import os
@@ -46,15 +47,9 @@ if TYPE_CHECKING:
     from .streaming import Stream
 
 __all__ = [
-    "DEVICES",
-    "PRECISIONS",
-    "ModelUnavailableError",
-    "MusicGen",
-    "list_models",
-    "load",
-    "resolve_device",
-    "resolve_precision",
-]
+    "DEVICES", "PRECISIONS", "ModelUnavailableError", "MusicGen", "list_models", "load",
+    "resolve_device", "resolve_precision",
+]  # fmt: skip
 
 
 def _model_row(name: str, spec: dict) -> dict:
@@ -151,6 +146,7 @@ def load(
     random_weights: bool = False,
     allow_pickle: bool = False,
     adapter: str | os.PathLike | None = None,
+    step: str = "auto",
 ) -> MusicGen:
     """Load a MusicGen checkpoint.
 
@@ -175,6 +171,9 @@ def load(
     adapter : path, optional
         A fine-tune folder written by :func:`musicgen_nb.finetune.train`. It is merged
         into the weights before any cast or quantization, and every sidecar records it.
+    step : {"auto", "static", "dynamic"}
+        The decode step, kept as ``s.step``: ``"dynamic"`` is the earlier engine, ``"static"``
+        fixes a window's shapes (CUDA graphs), see :mod:`musicgen_nb.engine.static`.
 
     Returns
     -------
@@ -198,6 +197,7 @@ def load(
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
     if not isinstance(allow_pickle, bool):
         raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
+    _check_step(step)
     name_or_path, standin = standins.resolve(name_or_path, random_weights=random_weights)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
@@ -206,6 +206,7 @@ def load(
             name_or_path, dev, prec, random_weights=random_weights, allow_pickle=allow_pickle,
             adapter=adapter,
         )  # fmt: skip
+    s.step = step
     return standins.mark(s, standin)
 
 
@@ -262,6 +263,8 @@ class MusicGen:
 
     #: The offline checkpoint loaded in place of ``name`` (stand-ins on), else None.
     standin: str | None = None
+    #: The decode step (``load(step=...)``): "auto", "static" or "dynamic".
+    step: str = "auto"
 
     def __init__(
         self,

@@ -113,7 +113,9 @@ def test_a_switch_value_it_does_not_know_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("MUSICGEN_NB_KERNELS", "maybe")
     K.load.cache_clear()
     try:
-        with pytest.raises(ValueError, match=r"MUSICGEN_NB_KERNELS must be 0/false/off/no.*'maybe'"):
+        with pytest.raises(
+            ValueError, match=r"MUSICGEN_NB_KERNELS must be 0/false/off/no.*'maybe'"
+        ):
             K.load()
     finally:
         monkeypatch.delenv("MUSICGEN_NB_KERNELS")
