@@ -7,8 +7,9 @@ what else runs, and changes while a clip decodes.
 
 :class:`ThreadTuner` times the steps (a median per window of steps) and climbs:
 it settles on a count ("home"), and probes a neighbour (one thread fewer or more)
-for one window when home's steps get slower than they were (contention came or
-went) or, less and less often while nothing changes, on a schedule. It moves home
+for one window when home's steps get slower than they were (contention came) or,
+less and less often while nothing changes, on a schedule (contention went); a probe
+whose step is far slower than home ends at once. It moves home
 when the neighbour is clearly faster. Its decisions depend only on the step times
 it is fed, so tests feed it times. :func:`tuner_for` keeps one per decoder and
 thread; the engine's CPU step feeds it (``MUSICGEN_NB_ADAPTIVE_THREADS=0`` turns it off).
@@ -28,7 +29,7 @@ from .._util.env import env_switch
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["ThreadTuner", "tuner_for", "SWITCH"]
+__all__ = ["ThreadTuner", "tuner_for", "forget", "SWITCH"]
 
 #: The environment variable that turns the tuner off (``0/false/off/no``).
 SWITCH = "MUSICGEN_NB_ADAPTIVE_THREADS"
@@ -50,18 +51,22 @@ class ThreadTuner:
         Steps between scheduled probes at first; doubles after each probe that
         keeps home, up to 8 times this, and comes back on a change.
     slower : float
-        Home's steps this much slower than before (0.15: 15 %) start a probe.
+        Home's steps this much slower than before (0.15: 15 %), two windows in a
+        row, start a probe.
     margin : float
         A neighbour must be this much faster than home to become home.
+    abort : float
+        A probed step this many times slower than home ends the probe at once
+        (a probe of 2 threads beside a busy process cost 8 steps of 4 times the time).
 
     Examples
     --------
-    >>> seen = []
-    >>> t = ThreadTuner(2, apply=seen.append, window=2, probe_every=4)
-    >>> for dt in [0.060, 0.060, 0.090, 0.090, 0.030, 0.030]:  # contention, then 1 thread
-    ...     count = t.observe(dt)
-    >>> seen, t.home
-    ([1], 1)
+    >>> t = ThreadTuner(2, window=2)
+    >>> busy = {2: 0.063, 1: 0.027}  # seconds a step, beside a busy process
+    >>> for _ in range(6):
+    ...     count = t.observe(busy[t.count])
+    >>> t.decisions, t.home
+    ([('probe', 1), ('move', 1)], 1)
     """
 
     def __init__(
@@ -72,11 +77,12 @@ class ThreadTuner:
         probe_every: int = 128,
         slower: float = 0.15,
         margin: float = 0.05,
+        abort: float = 2.0,
     ) -> None:
         if not isinstance(most, int) or most < 1:
             raise ValueError(f"most must be an int >= 1, got {most!r}")
         self.most, self.window, self.base = most, window, probe_every
-        self.slower, self.margin = slower, margin
+        self.slower, self.margin, self.abort = slower, margin, abort
         self.apply = (lambda n: None) if apply is None else apply
         self.home = self.count = most
         self.every = probe_every
@@ -85,11 +91,18 @@ class ThreadTuner:
         self.figure: dict[int, float] = {}  # count -> latest median step time
         self.last: float | None = None  # home's previous figure
         self.down = True  # the direction of the next probe
+        self.strikes = 0  # windows in a row slower than home's last figure
         self.decisions: list[tuple[str, int]] = []
 
     def observe(self, seconds: float) -> int:
         """Record one step's time; return the thread count for the next step."""
         self.times.append(float(seconds))
+        home = self.figure.get(self.home)
+        if self.count != self.home and home is not None and seconds > self.abort * home:
+            self.times = []  # a probe this slow costs more than it can tell: back home now
+            self.every = min(self.every * 2, 8 * self.base)
+            self._set(self.home, "abort")
+            return self.count
         if len(self.times) < self.window:
             return self.count
         figure = statistics.median(self.times)
@@ -103,13 +116,24 @@ class ThreadTuner:
     def _settled(self, figure: float) -> None:
         """A window at home: probe when it got slower (or faster), or when the schedule says."""
         prev = self.last
-        changed = prev is not None and abs(figure - prev) > self.slower * prev
-        self.last = self.figure[self.home] = figure
+        slower = prev is not None and figure > (1 + self.slower) * prev  # cores got busy?
+        self.strikes = self.strikes + 1 if slower else 0
+        changed = self.strikes >= 2  # two windows in a row: not one preempted step
+        if not slower:
+            self.last = figure
+        self.figure[self.home] = figure
         self.since += self.window
-        if self.most == 1 or not (changed or self.since >= self.every):
+        if self.most == 1:
             return
-        if changed:  # slower: cores got busy, try fewer threads; faster: try more
-            self.every, self.down = self.base, figure > prev
+        unknown = [c for c in (self.home - 1, self.home + 1) if 0 < c <= self.most]
+        unknown = [c for c in unknown if c not in self.figure]
+        if unknown:  # never measured: measure it now (the first windows of a session)
+            self._set(unknown[0], "probe")
+            return
+        if not (changed or self.since >= self.every):
+            return
+        if changed:  # try fewer threads first
+            self.every, self.down, self.strikes, self.last = self.base, True, 0, figure
         if self.home in (1, self.most):
             target = 2 if self.home == 1 else self.home - 1
         else:
@@ -154,3 +178,18 @@ def tuner_for(owner: object, device: torch.device) -> ThreadTuner | None:
     if ident not in by_thread:
         by_thread[ident] = ThreadTuner(torch.get_num_threads())
     return by_thread[ident]
+
+
+def forget(owner: object) -> None:
+    """Drop the tuners of ``owner`` (every thread): the next decoder starts from the most threads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> owner = torch.nn.Linear(1, 1)
+    >>> first = tuner_for(owner, torch.device("cpu"))
+    >>> forget(owner)
+    >>> tuner_for(owner, torch.device("cpu")) is first
+    False
+    """
+    _TUNERS.pop(owner, None)

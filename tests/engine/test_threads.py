@@ -29,7 +29,7 @@ def test_idle_it_stays_at_the_most_threads_and_probes_less_and_less():
     assert len(gaps) <= 8 and t.every == 8 * 128
 
 
-def test_beside_a_busy_process_it_moves_to_one_thread_within_two_windows():
+def test_beside_a_busy_process_it_moves_to_one_thread_within_three_windows():
     t = ThreadTuner(2, window=8, probe_every=128)
     _run(t, IDLE, 200)
     used = _run(t, BUSY, 400)
@@ -85,12 +85,28 @@ def test_the_engine_feeds_it_and_puts_the_process_count_back(tiny):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        dec = Decoder(tiny.model, make_cond(tiny), max_len=12)
+        dec = Decoder(tiny.model, make_cond(tiny), max_len=4)
         dec.tuner = ThreadTuner(2, window=100)
-        dec.tuner.count = 1  # as after a move: the step runs with 1 thread
+        dec.tuner.count = 1  # as after a move: the steps run with 1 thread
         bos = torch.full((4, 4, 1), tiny.special_id)
         dec.step(bos)
         dec.step(bos)
-        assert len(dec.tuner.times) == 2 and torch.get_num_threads() == 2
+        assert len(dec.tuner.times) == 2 and torch.get_num_threads() == 1
+        dec.step(bos)  # the window's last step (the loop never feeds position 3)
+        assert len(dec.tuner.times) == 3 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_session_that_starts_beside_a_busy_process_moves_after_two_windows():
+    t = ThreadTuner(2, window=8, probe_every=128)
+    used = _run(t, BUSY, 24)
+    assert used == [2] * 8 + [1] * 16 and t.home == 1
+
+
+def test_a_probe_far_slower_than_home_ends_after_one_step():
+    t = ThreadTuner(2, window=8, probe_every=64)
+    _run(t, BUSY, 24)  # home is 1 now
+    used = _run(t, {2: 0.5, 1: 0.0271}, 2000)
+    assert used.count(2) == sum(1 for d in t.decisions if d == ("probe", 2))  # one step each
+    assert ("abort", 1) in t.decisions and t.home == 1
