@@ -189,6 +189,8 @@ def fused_weights(lm, layers, matvec: bool) -> tuple[list, list, list, torch.Ten
     held = _FUSED.get(lm)
     if held is not None and held[0] == key:
         return held[1]
+    for pool in _POOLS.get(lm, {}).values():
+        pool.graphs.clear()  # they read the weights they were recorded with
     weights, biases, norms = [], [], []
     for layer, (q, k, v, *rest) in zip(layers, sources, strict=True):
         weights.append(torch.cat([q.weight, k.weight, v.weight]))
@@ -247,8 +249,13 @@ class StaticDecoder(Decoder):
             raise ValueError(f"graphs=True needs a CUDA device, not {device.type}")
         self.whole = self.graphs if whole is None else bool(whole)
         super().__init__(model, cond, max_len, capture=None, kernels=kernels)
-        if self.fp and not cond.prefix and self.graphs:
-            self._pad_text()
+        if self.fp and self.whole:  # the graphs' shapes: all they read lives in the pool
+            rows = self.pool.buffer("positions", (self.span_total, self.positions.shape[1]),
+                                    self.dtype, self.device)  # fmt: skip
+            rows[: self.positions.shape[0]].copy_(self.positions)
+            self.positions = rows
+            if not cond.prefix:
+                self._pad_text()
 
     def _allocate_cache(self) -> None:
         """The pooled cache (and, for fp weights, the mask, the position and the fused weights)."""

@@ -109,6 +109,7 @@ def test_the_whole_cache_span_of_the_graphs_gives_the_same_tokens(tiny):
     with torch.inference_mode():
         whole = S.StaticDecoder(tiny.model, cond, max_len=40, whole=True)
         assert whole.span_total == 64 and not whole.graphs
+        assert whole.cross_bias.shape[-1] % 16 == 0  # the text padded to a bucket, masked
         a, ta = _steps(whole, tiny, 30)
         b, tb = _steps(Decoder(tiny.model, cond, max_len=40), tiny, 30)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
@@ -116,7 +117,16 @@ def test_the_whole_cache_span_of_the_graphs_gives_the_same_tokens(tiny):
 
 
 def _addresses(dec):
-    return [t.data_ptr() for t in (dec.k_cache, dec.v_cache, dec.mask, dec.index, dec.tokens)]
+    kept = (
+        dec.k_cache,
+        dec.v_cache,
+        dec.mask,
+        dec.index,
+        dec.tokens,
+        dec.positions,
+        dec.cross_bias,
+    )
+    return [t.data_ptr() for t in kept + tuple(dec.cross_k) + tuple(dec.cross_v)]
 
 
 def test_buffers_keep_their_addresses_across_steps_windows_and_calls(tiny):
