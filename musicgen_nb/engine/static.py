@@ -12,8 +12,9 @@
   fused copies made once per set of weights, see :func:`fused_weights`);
 * on CUDA each step is a CUDA graph, one per shape bucket (cache positions, text
   length, rows; :mod:`musicgen_nb.engine.graphs`), replayed from the pool; the
-  sampling stays outside the graph. On the CPU the span is the positions so far,
-  rounded up to 64, which reads fewer keys for the same tokens.
+  sampling stays outside the graph. On the CPU a step attends to the positions so
+  far without the mask (the mask over the whole cache measured slower there);
+  ``whole=True`` runs the graphs' shapes on the CPU (tests).
 
 int8 and int4 models keep the C++ kernels as they are: there the static step is
 today's step on the pooled cache. Attention capture (``attentions=True``) always
@@ -353,12 +354,14 @@ class StaticDecoder(Decoder):
         rows, n, dim = x.shape
         if n == 1:
             self.mask.index_fill_(1, index, 0.0)
-        span = self.span_total if self.whole else min(self.span_total, bucket(end, CACHE_STEP))
+        span = self.span_total if self.whole else end
+        if not self.whole and n == 1:  # CPU: the positions so far, no mask to read
+            bias = None
         x = (x + self.positions.index_select(0, index)).reshape(rows * n, dim)
         w, b, norms, heads = self.fused
         with torch.jit.optimized_execution(False):
             x = self.run_static(
-                x, rows, self.heads, index, bias[:, :span], span, w, b, norms, self.table.eps,
+                x, rows, self.heads, index, None if bias is None else bias[:, :span], span, w, b, norms, self.table.eps,
                 self.matvec, self.k_layers, self.v_layers, self.cross_k, self.cross_v,
                 self.cross_bias,
             )  # fmt: skip
