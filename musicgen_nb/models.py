@@ -173,7 +173,7 @@ def load(
         into the weights before any cast or quantization, and every sidecar records it.
     step : {"auto", "static", "dynamic"}
         The decode step, kept as ``s.step``: ``"dynamic"`` is the earlier engine, ``"static"``
-        fixes a window's shapes (CUDA graphs), see :mod:`musicgen_nb.engine.static`.
+        fixes a window's shapes (CUDA graphs; "auto" on CUDA), see :mod:`musicgen_nb.engine.static`.
 
     Returns
     -------

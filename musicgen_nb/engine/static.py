@@ -65,18 +65,20 @@ def check_step(step: object) -> str:
 def resolve_step(step: str, device: torch.device) -> str:
     """``"static"`` or ``"dynamic"`` for ``step`` on ``device``.
 
-    ``"auto"`` is static everywhere: on CUDA for its graphs, and on the CPU
-    because it measured as fast as the dynamic step or faster (fp32 and int8,
-    ``benchmarks/bench_static.py``).
+    ``"auto"`` is static on CUDA (its graphs) and dynamic elsewhere: on the CPU the
+    static step measured 0.92-0.96 of the dynamic one's speed per step in fp32 and
+    1.02 in int8 (``benchmarks/bench_static.py --interleave``, musicgen-small).
 
     Examples
     --------
     >>> import torch
-    >>> resolve_step("auto", torch.device("cpu")), resolve_step("dynamic", torch.device("cpu"))
-    ('static', 'dynamic')
+    >>> resolve_step("auto", torch.device("cpu")), resolve_step("static", torch.device("cpu"))
+    ('dynamic', 'static')
     """
     check_step(step)
-    return "static" if step == "auto" else step
+    if step == "auto":
+        return "static" if device.type == "cuda" else "dynamic"
+    return step
 
 
 def make_decoder(

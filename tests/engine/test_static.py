@@ -150,10 +150,14 @@ def test_buffers_keep_their_addresses_across_steps_windows_and_calls(tiny):
     assert pool.buffer("k", (2, 32), torch.float32, torch.device("cpu"), at_least=1) is kept
     assert pool.buffer("k", (2, 128), torch.float32, torch.device("cpu"), at_least=1) is not kept
     # two generate calls of one session reuse one cache
-    tiny.generate("jazz", duration=0.3, seed=0, progress=False)
-    k = S._pool(tiny.model.decoder).buffers["k"].data_ptr()
-    tiny.generate("rock", duration=0.3, seed=1, progress=False)
-    assert S._pool(tiny.model.decoder).buffers["k"].data_ptr() == k
+    tiny.step = "static"
+    try:
+        tiny.generate("jazz", duration=0.3, seed=0, progress=False)
+        k = S._pool(tiny.model.decoder).buffers["k"].data_ptr()
+        tiny.generate("rock", duration=0.3, seed=1, progress=False)
+        assert S._pool(tiny.model.decoder).buffers["k"].data_ptr() == k
+    finally:
+        tiny.step = "auto"
 
 
 def test_another_thread_gets_its_own_buffers(tiny):
@@ -211,7 +215,9 @@ def test_the_step_is_chosen_by_name(tiny):
     capture = {"layers": [0], "heads": None, "rows": 1}
     assert type(S.make_decoder(tiny.model, cond, 8, capture=capture)) is Decoder
     assert type(S.make_decoder(tiny.model, cond, 8, step="dynamic")) is Decoder
-    assert type(S.make_decoder(tiny.model, cond, 8)) is S.StaticDecoder
+    assert type(S.make_decoder(tiny.model, cond, 8)) is Decoder  # auto: dynamic on the CPU
+    assert type(S.make_decoder(tiny.model, cond, 8, step="static")) is S.StaticDecoder
+    assert S.resolve_step("auto", torch.device("cuda")) == "static"
     with pytest.raises(ValueError, match="graphs=True needs a CUDA device, not cpu"):
         S.StaticDecoder(tiny.model, cond, 8, graphs=True)
 
