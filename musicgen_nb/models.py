@@ -41,6 +41,7 @@ from .engine.precision import (
     place,
     resolve_precision,
 )
+from .engine.static import check_step as _check_step
 
 if TYPE_CHECKING:
     import os
@@ -53,15 +54,9 @@ if TYPE_CHECKING:
     from .streaming import Stream
 
 __all__ = [
-    "DEVICES",
-    "PRECISIONS",
-    "ModelUnavailableError",
-    "MusicGen",
-    "list_models",
-    "load",
-    "resolve_device",
-    "resolve_precision",
-]
+    "DEVICES", "PRECISIONS", "ModelUnavailableError", "MusicGen", "list_models", "load",
+    "resolve_device", "resolve_precision",
+]  # fmt: skip
 
 
 def load(
@@ -73,6 +68,7 @@ def load(
     allow_pickle: bool = False,
     adapter: str | os.PathLike | None = None,
     keep_fp32: tuple[str, ...] = KEEP_FP32,
+    step: str = "auto",
 ) -> MusicGen:
     """Load a MusicGen checkpoint.
 
@@ -102,6 +98,9 @@ def load(
         With fp16/bf16, the parts that stay fp32 (both by default, as audiocraft
         keeps T5 and EnCodec); ``()`` casts the whole model. Weights are read
         straight into their dtype on the device.
+    step : {"auto", "static", "dynamic"}
+        The decode step, kept as ``s.step``: ``"dynamic"`` is the earlier engine, ``"static"``
+        fixes a window's shapes (CUDA graphs; "auto" on CUDA), see :mod:`musicgen_nb.engine.static`.
 
     Returns
     -------
@@ -125,6 +124,7 @@ def load(
         raise TypeError(f"random_weights must be True or False, got {random_weights!r}")
     if not isinstance(allow_pickle, bool):
         raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
+    _check_step(step)
     name_or_path, standin = standins.resolve(name_or_path, random_weights=random_weights)
     keep = keep_fp32_names(keep_fp32)
     dev = resolve_device(device)
@@ -136,6 +136,7 @@ def load(
         )  # fmt: skip
     if prec in ("fp16", "bf16"):  # what stayed fp32 changes the tokens: the sidecars say it
         s.provenance["keep_fp32"] = list(keep)
+    s.step = step
     return standins.mark(s, standin)
 
 
@@ -203,6 +204,8 @@ class MusicGen:
 
     #: The offline checkpoint loaded in place of ``name`` (stand-ins on), else None.
     standin: str | None = None
+    #: The decode step (``load(step=...)``): "auto", "static" or "dynamic".
+    step: str = "auto"
 
     def __init__(
         self,

@@ -18,18 +18,29 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import platform
+import struct
 from pathlib import Path
 
 import torch
 
-from .._util.files import write_temp
+from .._util.env import cache_root, env_switch
+from .._util.files import sha256_file, write_temp
 
-__all__ = ["load", "status", "sources", "build_dir", "CFLAGS", "CSRC"]
+__all__ = [
+    "load", "status", "sources", "build_dir", "check_library", "CFLAGS", "CSRC", "LIBRARY",
+    "SWITCH",
+]  # fmt: skip
 
 #: The folder of the C++ sources, inside the package.
 CSRC = Path(__file__).with_name("csrc")
+#: The built library's file name in the build folder; its size and SHA-256 are kept beside it
+#: in ``LIBRARY + ".check"`` once it has loaded.
+LIBRARY = "musicgen_nb_kernels.so"
+#: The environment variable that turns the kernels off (``0/false/off/no``).
+SWITCH = "MUSICGEN_NB_KERNELS"
 
 # No fused multiply-adds beyond the ones written: the linear's epilogue then
 # rounds as linear_int8_reference does.
@@ -81,8 +92,7 @@ def build_dir(texts: dict[str, str] | None = None) -> Path:
     True
     """
     texts = sources() if texts is None else texts
-    root = os.environ.get("MUSICGEN_NB_CACHE")
-    base = Path(root) if root else Path.home() / ".cache" / "musicgen_nb"
+    base = cache_root()  # refuses a MUSICGEN_NB_CACHE that is a file, by name
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -117,6 +127,84 @@ def _copy_sources(build: Path, texts: dict[str, str]) -> list[Path]:
     return [build / name for name in texts if name.endswith(".cpp")]
 
 
+def check_library(path: str | os.PathLike) -> str | None:
+    """Why the built library at ``path`` must not be loaded, or None when it may.
+
+    Loading a truncated shared library maps pages past its end, and the first
+    call into them kills the process with SIGBUS, with no message. So before
+    loading: when ``<path>.check`` (written after the library last loaded) exists,
+    the size and SHA-256 must match it; without it, the ELF header must be whole
+    and every loadable segment and the section table must lie inside the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "x.so"
+    >>> _ = bad.write_bytes(bytes([127]) + b"ELF")
+    >>> check_library(bad)
+    'not a whole ELF library (4 bytes)'
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    stamp = path.with_name(path.name + ".check")
+    if stamp.exists():
+        try:
+            want = json.loads(stamp.read_text())
+            expected = (int(want["size"]), str(want["sha256"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return f"its check file {stamp.name} is damaged"
+        if size != expected[0]:
+            return f"{size} bytes where {expected[0]} were built (truncated or replaced)"
+        if sha256_file(path) != expected[1]:
+            return "its SHA-256 differs from the one recorded when it was built"
+        return None
+    return _elf_problem(path, size)
+
+
+def _elf_problem(path: Path, size: int) -> str | None:
+    """What is missing from an ELF64 little-endian library of ``size`` bytes, or None."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            return f"not a whole ELF library ({size} bytes)"
+        phoff, shoff = struct.unpack_from("<QQ", head, 0x20)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 0x36)
+        ends = [phoff + phentsize * phnum, shoff + shentsize * shnum]
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+        if len(table) < phentsize * phnum:
+            return f"truncated: {size} bytes, its program headers end at {ends[0]}"
+        for i in range(phnum):
+            kind, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+            if kind == 1:  # PT_LOAD: mapped from the file
+                ends.append(offset + filesz)
+    if max(ends) > size:
+        return f"truncated: {size} bytes where its headers need {max(ends)}"
+    return None
+
+
+def _set_aside(library: Path) -> str | None:
+    """Remove a built library that must not be loaded (see :func:`check_library`); say why."""
+    if not library.exists():
+        return None
+    problem = check_library(library)
+    if problem is not None:
+        # A process that mapped it keeps its pages; the next load rebuilds the file.
+        library.unlink()
+        library.with_name(library.name + ".check").unlink(missing_ok=True)
+    return problem
+
+
+def _record(library: Path) -> None:
+    """Keep the loaded library's size and SHA-256 beside it (atomically), for :func:`check_library`."""
+    stamp = library.with_name(library.name + ".check")
+    want = {"size": library.stat().st_size, "sha256": sha256_file(library)}
+    if stamp.exists() and check_library(library) is None:
+        return
+    tmp = write_temp(library.parent, stamp.name, json.dumps(want).encode())
+    tmp.replace(stamp)
+
+
 def _compile(build: Path, cpp: list[Path]) -> None:
     """Compile and load the library in ``build``, holding the kernels' own build lock."""
     import fcntl
@@ -131,16 +219,32 @@ def _compile(build: Path, cpp: list[Path]) -> None:
         # process of ours is building, so a `lock` file found now is stale.
         fcntl.flock(held, fcntl.LOCK_EX)
         (build / "lock").unlink(missing_ok=True)
+        library = build / LIBRARY
+        damaged = _set_aside(library)
         warnings.simplefilter("ignore")
-        cpp_extension.load(
-            name="musicgen_nb_kernels",
-            sources=[str(p) for p in cpp],
-            extra_cflags=CFLAGS,
-            extra_ldflags=["-fopenmp"],
-            build_directory=str(build),
-            is_python_module=False,
-            verbose=False,
-        )
+        try:
+            _build_and_load(cpp_extension, build, cpp)
+        except Exception as exc:
+            if damaged is None:
+                raise
+            raise RuntimeError(
+                f"the built kernel library {library} was damaged ({damaged}); it was removed, "
+                f"and rebuilding it failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        _record(library)
+
+
+def _build_and_load(cpp_extension, build: Path, cpp: list[Path]) -> None:
+    """Build (ninja: only what is missing or stale) and load the library with torch."""
+    cpp_extension.load(
+        name=LIBRARY.removesuffix(".so"),
+        sources=[str(p) for p in cpp],
+        extra_cflags=CFLAGS,
+        extra_ldflags=["-fopenmp"],
+        build_directory=str(build),
+        is_python_module=False,
+        verbose=False,
+    )
 
 
 @functools.cache
@@ -151,8 +255,16 @@ def load() -> bool:
     -------
     bool
         True when ``torch.ops.musicgen_nb.attend_int8`` runs the C++ kernel.
-        :func:`status` says why not otherwise. ``MUSICGEN_NB_KERNELS=0`` turns
-        the kernel off.
+        :func:`status` says why not otherwise. ``MUSICGEN_NB_KERNELS`` set to
+        ``0``, ``false``, ``off`` or ``no`` (any case) turns the kernel off. A
+        built library that is damaged (:func:`check_library`) is removed and
+        rebuilt, never loaded; where it cannot be rebuilt, the reason says so.
+
+    Raises
+    ------
+    ValueError
+        ``MUSICGEN_NB_KERNELS`` is set to something else than those and
+        ``1/true/on/yes``, or ``MUSICGEN_NB_CACHE`` is a file: each named.
 
     Examples
     --------
@@ -160,19 +272,20 @@ def load() -> bool:
     >>> isinstance(_kernels.load(), bool)
     True
     """
-    if os.environ.get("MUSICGEN_NB_KERNELS", "1") == "0":
-        _STATUS.update(loaded=False, reason="turned off by MUSICGEN_NB_KERNELS=0")
+    if not env_switch(SWITCH, default=True):  # refuses a value it does not know, by name
+        _STATUS.update(loaded=False, reason=f"turned off by {SWITCH}={os.environ[SWITCH]}")
         return False
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         _STATUS.update(loaded=False, reason=f"built only on x86-64 Linux, not {platform.machine()}")
         return False
+    cache_root()  # a MUSICGEN_NB_CACHE that is a file is refused by name, not a fallback
     try:
         texts = sources()
         build = build_dir(texts)
         build.mkdir(parents=True, exist_ok=True)
         _compile(build, _copy_sources(build, texts))
     except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, ...: use the fallback
-        _STATUS.update(loaded=False, reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+        _STATUS.update(loaded=False, reason=f"{type(exc).__name__}: {str(exc)[:600]}")
         return False
     _STATUS.update(loaded=True, reason=f"built in {build}")
     return True

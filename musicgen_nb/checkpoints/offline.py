@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._util.env import cache_root as env_cache_root
 from .specs import RECIPE_VERSION, SEED, TINY_INIT_SCALE, build_config, model_class, offline_spec
 
 if TYPE_CHECKING:  # torch loads with the first build, not with the package
@@ -145,8 +146,7 @@ def cache_root() -> Path:
     >>> isinstance(cache_root(), Path)
     True
     """
-    root = os.environ.get("MUSICGEN_NB_CACHE") or Path.home() / ".cache" / "musicgen_nb"
-    return Path(root)
+    return env_cache_root()  # refuses a MUSICGEN_NB_CACHE that is a file, by name
 
 
 def offline_checkpoint(name: str, *, cache_dir: str | os.PathLike | None = None) -> Path:

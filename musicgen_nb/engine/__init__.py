@@ -32,8 +32,16 @@ once per step for two rows (conditional and unconditional). So the step:
   text, in one C++ call each (:mod:`musicgen_nb._kernels`; PyTorch where it
   cannot be built).
 
+Two steps run these layers (``mg.load(step=...)``, kept as ``s.step``): the
+dynamic step above, and the static-shape step of :mod:`.static` (one cache reused
+across windows and calls, a mask opened in place, the position as a device tensor,
+fused q/k/v and lm_heads, CUDA graphs on CUDA). On the CPU, :mod:`.threads` keeps
+the step near its fastest thread count when other processes compete for cores.
+
 Modules: :mod:`.decoder` (the loop's state), :mod:`.layers` (the compiled layer
-stack), :mod:`.table` (the weight table), :mod:`.sampling` (guidance, warpers,
+stack), :mod:`.table` (the weight table), :mod:`.static`, :mod:`.static_layers`
+and :mod:`.graphs` (the static step, its layers, its shape buckets and graphs),
+:mod:`.threads` (adaptive threads), :mod:`.sampling` (guidance, warpers,
 sampling, traces), :mod:`.quantize` and :mod:`.lowbit` (int8 and 4-bit weights),
 :mod:`.memory` (cache size, the out-of-memory message).
 """

@@ -8,6 +8,7 @@ once, and runs all the layers of a step in one compiled function
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from .. import _kernels
 from .layers import compiled, linear_fn
 from .table import INT8, KERNEL, fused_parts, weight_table
+from .threads import tuner_for
 
 if TYPE_CHECKING:
     from typing import Any
@@ -140,6 +142,7 @@ class Decoder:
             ([], [], None) if cond.prefix else self._cross_kv()
         )
         self.run = compiled()
+        self.tuner = tuner_for(self.lm, self.device)
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
 
@@ -205,8 +208,25 @@ class Decoder:
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Feed ``tokens`` ``[R, K, n]`` at the next positions; return last logits ``[R, K, V]``."""
-        return self._forward(self.embed(tokens), need_logits=True)
+        """Feed ``tokens`` ``[R, K, n]`` at the next positions; return last logits ``[R, K, V]``.
+
+        On the CPU a single position runs with the thread count of this decoder's
+        :class:`~musicgen_nb.engine.threads.ThreadTuner`, which it feeds the step's
+        time. The count stays set between steps (setting it around every step cost
+        more than it saved: 27 against 165 steps/s on a busy machine); the window's
+        last step puts the process's count back.
+        """
+        tuner = self.tuner
+        if tuner is None or tokens.shape[-1] != 1:
+            return self._forward(self.embed(tokens), need_logits=True)
+        if torch.get_num_threads() != tuner.count:
+            torch.set_num_threads(tuner.count)
+        start = time.perf_counter()
+        out = self._forward(self.embed(tokens), need_logits=True)
+        tuner.observe(time.perf_counter() - start)
+        if self.pos >= self.total - 1 and torch.get_num_threads() != tuner.most:
+            torch.set_num_threads(tuner.most)  # the last position the loop feeds
+        return out
 
     def _forward(self, x: torch.Tensor, *, need_logits: bool):
         rows, n, dim = x.shape

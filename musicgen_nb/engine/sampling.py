@@ -173,15 +173,24 @@ def sample(
     probs = logits.float().softmax(-1)
     b, k, v = probs.shape
     if sampler.do_sample and isinstance(generator, (list, tuple)):
-        tokens = torch.cat(
-            [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generator, strict=True)]
-        )
-        tokens = tokens.view(b, k)
+        noise = torch.stack([_exponential(p, g) for p, g in zip(probs, generator, strict=True)])
+        tokens = (probs / noise).argmax(-1)
     elif sampler.do_sample:
-        tokens = torch.multinomial(probs.view(b * k, v), 1, generator=generator).view(b, k)
+        tokens = (probs / _exponential(probs.view(b * k, v), generator).view(b, k, v)).argmax(-1)
     else:
         tokens = probs.argmax(-1)
     return tokens, probs
+
+
+def _exponential(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """The Exp(1) noise ``torch.multinomial(probs, 1, generator=...)`` draws, from the same stream.
+
+    For one sample, multinomial takes ``argmax(probs / q)`` with ``q ~ Exp(1)`` drawn
+    like this, after two checks of ``probs`` that read values back to the host (a sync
+    per call on a GPU). Drawing the noise per generator and taking one argmax for the
+    whole batch gives the same tokens with no sync (tests/engine/test_sampling.py).
+    """
+    return torch.empty_like(probs).exponential_(1, generator=generator)
 
 
 def _tempered_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..engine import Conditioning, Decoder, Sampler, StepRecord, guide, record, sample, warp
+from ..engine.static import make_decoder
 from ..patterns import codebook_delays
 
 __all__ = ["Progress", "run_window"]
@@ -114,7 +115,7 @@ def run_window(
     delay = codebook_delays(s.num_codebooks, s.audio_channels)
     D = max(delay)
     seq, known, P = _start(s, batch, prefix, frames, delay)
-    decoder = Decoder(s.model, cond, max_len=seq.shape[-1], capture=capture)
+    decoder = make_decoder(s.model, cond, seq.shape[-1], capture=capture, step=s.step)
     first = P + 1  # first position whose codebook-0 token is unknown
     steps_total = seq.shape[-1] - 1
     rows = cond.hidden.shape[0]

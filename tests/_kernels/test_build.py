@@ -94,3 +94,110 @@ def test_missing_sources_are_named(monkeypatch, tmp_path):
     monkeypatch.setattr(build, "CSRC", tmp_path)
     with pytest.raises(FileNotFoundError, match="no C\\+\\+ sources in .*installed without them"):
         build.sources()
+
+
+@pytest.mark.parametrize("value", ["false", "OFF", "no", " 0 "])
+def test_every_spelling_of_off_turns_the_kernels_off(monkeypatch, value):
+    """Before, only "0" did: false/off/no were ignored and the kernels ran."""
+    monkeypatch.setenv("MUSICGEN_NB_KERNELS", value)
+    K.load.cache_clear()
+    try:
+        assert K.load() is False
+        assert K.status()["reason"] == f"turned off by MUSICGEN_NB_KERNELS={value}"
+    finally:
+        monkeypatch.delenv("MUSICGEN_NB_KERNELS")
+        K.load.cache_clear()
+
+
+def test_a_switch_value_it_does_not_know_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("MUSICGEN_NB_KERNELS", "maybe")
+    K.load.cache_clear()
+    try:
+        with pytest.raises(
+            ValueError, match=r"MUSICGEN_NB_KERNELS must be 0/false/off/no.*'maybe'"
+        ):
+            K.load()
+    finally:
+        monkeypatch.delenv("MUSICGEN_NB_KERNELS")
+        K.load.cache_clear()
+
+
+def test_a_cache_that_is_a_file_is_named(monkeypatch, tmp_path):
+    """Before: a bare FileExistsError from mkdir."""
+    afile = tmp_path / "cache"
+    afile.write_text("")
+    monkeypatch.setenv("MUSICGEN_NB_CACHE", str(afile))
+    K.load.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="MUSICGEN_NB_CACHE=.* is a file, not a folder"):
+            K.load()
+    finally:
+        K.load.cache_clear()
+
+
+TRUNCATED = """import sys
+from musicgen_nb import _kernels as K
+import torch
+print("LOADED", K.load())
+print("REASON", K.status()["reason"])
+if K.load():
+    q, k = torch.randn(2, 64), torch.randn(2, 4, 3, 16)
+    print("RAN", tuple(torch.ops.musicgen_nb.attend_cross(q, k, k, None, 0.25).shape))
+"""
+
+
+def _damaged_copy(tmp_path):
+    """A copy of the built kernels in tmp_path, its library cut to half (what a full disk leaves)."""
+    built = build.build_dir()
+    copy = tmp_path / "kernels" / built.name
+    shutil.copytree(built, copy)
+    lib = copy / build.LIBRARY
+    whole = lib.read_bytes()
+    lib.write_bytes(whole[: len(whole) // 2])
+    return copy, lib, len(whole)
+
+
+def _run(tmp_path, **env):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MUSICGEN_NB_CACHE=str(tmp_path), OMP_NUM_THREADS="1", **env)
+    proc = subprocess.run(
+        [sys.executable, "-c", TRUNCATED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])  # -7 was SIGBUS
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+
+
+def test_a_truncated_library_is_rebuilt_not_loaded(kernel, tmp_path):
+    """Before: every int8 process died of SIGBUS, silently, until the cache was cleared by hand."""
+    copy, lib, size = _damaged_copy(tmp_path)
+    assert "truncated" in build.check_library(lib)
+    out = _run(tmp_path)
+    assert out["LOADED"] == "True" and out["RAN"] == "(2, 64)", out
+    assert build.check_library(lib) is None  # rebuilt, and recorded beside it
+    stamp = lib.with_name(lib.name + ".check")
+    assert stamp.exists() and str(lib.stat().st_size) in stamp.read_text()
+    assert not [p for p in copy.iterdir() if p.name.startswith(".") and "check" in p.name]
+
+
+def test_a_damaged_library_that_cannot_be_rebuilt_is_refused_with_a_message(kernel, tmp_path):
+    """No compiler to relink it: the library is not loaded, and the reason names it."""
+    _, lib, _ = _damaged_copy(tmp_path)
+    out = _run(tmp_path, CXX=str(tmp_path / "no-such-compiler"))
+    assert out["LOADED"] == "False"
+    assert f"the built kernel library {lib} was damaged (" in out["REASON"], out
+    assert "and rebuilding it failed" in out["REASON"]
+    assert not lib.exists()
+
+
+def test_a_library_that_differs_from_its_record_is_refused(kernel, tmp_path):
+    built = build.build_dir()
+    lib = tmp_path / build.LIBRARY
+    shutil.copy(built / build.LIBRARY, lib)
+    assert build.check_library(lib) is None  # no record: the ELF structure is whole
+    (tmp_path / (build.LIBRARY + ".check")).write_text('{"size": 1, "sha256": "x"}')
+    assert "bytes where 1 were built" in build.check_library(lib)
+    (tmp_path / (build.LIBRARY + ".check")).write_text("{")
+    assert "damaged" in build.check_library(lib)

@@ -80,3 +80,18 @@ def test_build_random_is_seeded_and_offline_processor_tokenizes():
         processor.tokenizer.convert_tokens_to_ids("\u2581jazz"),
         1,
     ]
+
+
+def test_a_cache_variable_pointing_at_a_file_is_named(monkeypatch, tmp_path):
+    """Before: a bare FileExistsError from mkdir, naming neither the variable nor the fix."""
+    import pytest
+
+    from musicgen_nb.checkpoints.offline import cache_root, offline_checkpoint
+
+    afile = tmp_path / "cache.txt"
+    afile.write_text("")
+    monkeypatch.setenv("MUSICGEN_NB_CACHE", str(afile))
+    with pytest.raises(ValueError, match="MUSICGEN_NB_CACHE=.*cache.txt' is a file, not a folder"):
+        cache_root()
+    with pytest.raises(ValueError, match="MUSICGEN_NB_CACHE"):
+        offline_checkpoint("tiny")

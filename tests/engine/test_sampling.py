@@ -69,3 +69,27 @@ def test_half_precision_guidance_does_not_overflow():
     sampler = Sampler(guidance_scale=5000.0)  # 5000 * |c - u| passes fp16's 65504
     guided, _, _ = guide(torch.cat([c, u]).half(), 2, sampler)
     assert guided.dtype == torch.float32 and guided.isfinite().all()
+
+
+def test_sampling_draws_what_torch_multinomial_draws_without_calling_it():
+    """One argmax over the batch of per-item Exp(1) noise: the tokens of torch.multinomial (which
+    checks its input with two reads back to the host, a GPU sync each), per item and batched."""
+    import torch
+
+    from musicgen_nb.engine import Sampler, sample
+
+    for trial in range(40):
+        b = 1 + trial % 3
+        logits = torch.randn(b, 4, 2048, generator=torch.Generator().manual_seed(trial)) * 4
+        logits[..., : 50 * (trial % 4)] = float("-inf")
+        probs = logits.softmax(-1)
+        gens = [torch.Generator().manual_seed(100 * trial + i) for i in range(b)]
+        ref = torch.cat(
+            [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, gens, strict=True)]
+        )
+        gens = [torch.Generator().manual_seed(100 * trial + i) for i in range(b)]
+        assert torch.equal(sample(logits, Sampler(), gens)[0], ref.view(b, 4))
+        one = torch.Generator().manual_seed(trial)
+        ref = torch.multinomial(probs.view(b * 4, -1), 1, generator=one).view(b, 4)
+        one = torch.Generator().manual_seed(trial)
+        assert torch.equal(sample(logits, Sampler(), one)[0], ref)

@@ -1,0 +1,373 @@
+"""The static-shape decode step: one cache reused across windows and calls, a mask, a position tensor.
+
+:class:`StaticDecoder` runs the same decoder as :class:`~musicgen_nb.engine.Decoder`
+(``step="dynamic"``, today's engine) with shapes that do not change during a window:
+
+* the key/value cache is allocated once per session and thread (:class:`Pool`) and
+  reused by every later window and call of that size (on CUDA, of that size or less);
+* the self-attention reads a fixed span of the cache through an additive mask that
+  each step opens in place at one position; the position is a device tensor
+  (``index``), advanced on the device; no step reads a value back to the host;
+* q/k/v are one fused linear and the 4 lm_heads one fused linear (fp32/fp16/bf16;
+  fused copies made once per set of weights, see :func:`fused_weights`);
+* on CUDA each step is a CUDA graph, one per shape bucket (cache positions, text
+  length, rows; :mod:`musicgen_nb.engine.graphs`), replayed from the pool; the
+  sampling stays outside the graph. On the CPU a step attends to the positions so
+  far without the mask (the mask over the whole cache measured slower there);
+  ``whole=True`` runs the graphs' shapes on the CPU (tests).
+
+int8 and int4 models keep the C++ kernels as they are: there the static step is
+today's step on the pooled cache. Attention capture (``attentions=True``) always
+runs the dynamic step. :func:`make_decoder` picks the step (``mg.load(step=...)``).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .decoder import Conditioning, Decoder
+from .graphs import CACHE_STEP, TEXT_STEP, bucket, capture
+from .static_layers import compiled_static
+from .table import LINEAR, MATVEC
+
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "STEPS", "StaticDecoder", "Pool", "check_step", "resolve_step", "make_decoder",
+    "fused_weights", "release",
+]  # fmt: skip
+
+#: The decode steps ``mg.load(step=...)`` accepts.
+STEPS = ("auto", "static", "dynamic")
+_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_step(step: object) -> str:
+    """``step`` if it is one of :data:`STEPS`, else a ValueError naming it.
+
+    Examples
+    --------
+    >>> check_step("static")
+    'static'
+    """
+    if step not in STEPS:
+        raise ValueError(f"step must be one of {STEPS}, got {step!r}")
+    return step
+
+
+def resolve_step(step: str, device: torch.device) -> str:
+    """``"static"`` or ``"dynamic"`` for ``step`` on ``device``.
+
+    ``"auto"`` is static on CUDA (its graphs) and dynamic elsewhere: on the CPU the
+    static step measured 0.92-0.96 of the dynamic one's speed per step in fp32 and
+    1.02 in int8 (``benchmarks/bench_static.py --interleave``, musicgen-small).
+
+    Examples
+    --------
+    >>> import torch
+    >>> resolve_step("auto", torch.device("cpu")), resolve_step("static", torch.device("cpu"))
+    ('dynamic', 'static')
+    """
+    check_step(step)
+    if step == "auto":
+        return "static" if device.type == "cuda" else "dynamic"
+    return step
+
+
+def make_decoder(
+    model: Any,
+    cond: Conditioning,
+    max_len: int,
+    capture: dict | None = None,
+    step: str = "auto",
+) -> Decoder:
+    """The decoder of one window for ``step``; attention capture always runs the dynamic step.
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> from musicgen_nb.conditioning import conditioning
+    >>> s = mg.load("tiny")
+    >>> cond = conditioning(s, ["jazz"], negative=None, guidance_scale=3.0)
+    >>> type(make_decoder(s.model, cond, 8, step="static")).__name__
+    'StaticDecoder'
+    """
+    if capture is not None or resolve_step(step, cond.hidden.device) == "dynamic":
+        return Decoder(model, cond, max_len, capture=capture)
+    return StaticDecoder(model, cond, max_len)
+
+
+class Pool:
+    """Buffers of the static step kept for one decoder (module) and thread, and their graphs.
+
+    :meth:`buffer` hands back the same tensor while the shape and dtype fit;
+    a new allocation drops the old one first and every graph recorded on it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = Pool()
+    >>> a = p.buffer("k", (2, 3), torch.float32, torch.device("cpu"))
+    >>> p.buffer("k", (2, 3), torch.float32, torch.device("cpu")) is a
+    True
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+        self.graphs: dict[tuple, tuple] = {}
+
+    def buffer(self, name, shape, dtype, device, *, at_least: int | None = None) -> torch.Tensor:
+        """The buffer ``name``; with ``at_least=d``, any with dimension ``d`` as large or larger."""
+        old = self.buffers.get(name)
+        shape = tuple(shape)
+        if old is not None and old.dtype == dtype and old.device == device:
+            if tuple(old.shape) == shape:
+                return old
+            if at_least is not None and _fits(old.shape, shape, at_least):
+                return old
+        self.buffers.pop(name, None)
+        self.graphs.clear()
+        # zeros, not empty: masked positions weigh 0, and 0 * NaN (stale memory) would be NaN
+        self.buffers[name] = torch.zeros(shape, dtype=dtype, device=device)
+        return self.buffers[name]
+
+
+def _fits(have, want, dim: int) -> bool:
+    return len(have) == len(want) and all(
+        h >= w if d == dim else h == w for d, (h, w) in enumerate(zip(have, want, strict=True))
+    )
+
+
+def _pool(lm) -> Pool:
+    """The pool of ``lm`` for this thread (a thread never shares its buffers)."""
+    by_thread = _POOLS.setdefault(lm, {})
+    alive = {t.ident for t in threading.enumerate()}
+    for ident in [i for i in by_thread if i not in alive]:
+        del by_thread[ident]
+    return by_thread.setdefault(threading.get_ident(), Pool())
+
+
+def release(model: Any) -> None:
+    """Free the static step's buffers and graphs of ``model`` (every thread).
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> release(mg.load("tiny").model)
+    """
+    _POOLS.pop(getattr(model, "decoder", model), None)
+
+
+def fused_weights(lm, layers, matvec: bool) -> tuple[list, list, list, torch.Tensor]:
+    """``(weights, biases, norms, heads)`` of the static step, built once per set of weights.
+
+    The q/k/v weights of each layer and the 4 lm_heads are concatenated (a copy);
+    the other linears are the model's own tensors. The copy is made again when any
+    source tensor changes (a new tensor, or an in-place change: its ``_version``).
+
+    Examples
+    --------
+    >>> import musicgen_nb as mg
+    >>> lm = mg.load("tiny").model.decoder
+    >>> w, b, norms, heads = fused_weights(lm, list(lm.model.decoder.layers), True)
+    >>> len(w) == 6 * len(lm.model.decoder.layers), heads.shape[0] == 4 * lm.lm_heads[0].out_features
+    (True, True)
+    """
+    sources = []
+    for layer in layers:
+        a, c = layer.self_attn, getattr(layer, "encoder_attn", None)
+        lins = [a.q_proj, a.k_proj, a.v_proj, a.out_proj]
+        lins += [c.q_proj, c.out_proj] if c is not None else [a.out_proj] * 2
+        sources.append(lins + [layer.fc1, layer.fc2])
+    tensors = [p for lins in sources for m in lins for p in (m.weight, m.bias) if p is not None]
+    tensors += [h.weight for h in lm.lm_heads]
+    key = (matvec, tuple((id(t), t._version, t.data_ptr()) for t in tensors))
+    held = _FUSED.get(lm)
+    if held is not None and held[0] == key:
+        return held[1]
+    for pool in _POOLS.get(lm, {}).values():
+        pool.graphs.clear()  # they read the weights they were recorded with
+    weights, biases, norms = [], [], []
+    for layer, (q, k, v, *rest) in zip(layers, sources, strict=True):
+        weights.append(torch.cat([q.weight, k.weight, v.weight]))
+        qkv_b = [
+            m.bias if m.bias is not None else torch.zeros_like(m.weight[:, 0]) for m in (q, k, v)
+        ]
+        biases.append(None if all(m.bias is None for m in (q, k, v)) else torch.cat(qkv_b))
+        weights += [m.weight for m in rest]
+        biases += [m.bias for m in rest]
+        cross_norm = getattr(layer, "encoder_attn_layer_norm", layer.self_attn_layer_norm)
+        for ln in (layer.self_attn_layer_norm, cross_norm, layer.final_layer_norm):
+            norms += [ln.weight, ln.bias]
+    if matvec:  # addmm(b, W, x.T) adds a column
+        biases = [b[:, None] if b is not None else None for b in biases]
+    heads = torch.cat([h.weight for h in lm.lm_heads])
+    _FUSED[lm] = (key, (weights, biases, norms, heads))
+    return weights, biases, norms, heads
+
+
+class StaticDecoder(Decoder):
+    """A :class:`~musicgen_nb.engine.Decoder` whose step keeps every shape of a window fixed.
+
+    Parameters
+    ----------
+    model, cond, max_len, kernels
+        As for :class:`~musicgen_nb.engine.Decoder` (no attention capture).
+    graphs : bool, optional
+        Record each step in a CUDA graph and replay it (default: on CUDA). Needs CUDA.
+    whole : bool, optional
+        Attend over the whole cache, as the graphs do (default: with ``graphs``).
+        On the CPU this runs the graphs' shapes eagerly, for tests.
+
+    Examples
+    --------
+    >>> import torch, musicgen_nb as mg
+    >>> from musicgen_nb.conditioning import conditioning
+    >>> s = mg.load("tiny")
+    >>> cond = conditioning(s, ["jazz"], negative=None, guidance_scale=3.0)
+    >>> dec = StaticDecoder(s.model, cond, max_len=8)
+    >>> dec.step(torch.full((2, 4, 1), s.special_id)).shape, dec.index.tolist()
+    (torch.Size([2, 4, 2048]), [1])
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cond: Conditioning,
+        max_len: int,
+        kernels: bool | None = None,
+        graphs: bool | None = None,
+        whole: bool | None = None,
+    ) -> None:
+        device = cond.hidden.device
+        self.graphs = device.type == "cuda" if graphs is None else bool(graphs)
+        if self.graphs and device.type != "cuda":
+            raise ValueError(f"graphs=True needs a CUDA device, not {device.type}")
+        self.whole = self.graphs if whole is None else bool(whole)
+        super().__init__(model, cond, max_len, capture=None, kernels=kernels)
+        if self.fp and self.whole:  # the graphs' shapes: all they read lives in the pool
+            rows = self.pool.buffer("positions", (self.span_total, self.positions.shape[1]),
+                                    self.dtype, self.device)  # fmt: skip
+            rows[: self.positions.shape[0]].copy_(self.positions)
+            self.positions = rows
+            if not cond.prefix:
+                self._pad_text()
+
+    def _allocate_cache(self) -> None:
+        """The pooled cache (and, for fp weights, the mask, the position and the fused weights)."""
+        self.pool = _pool(self.lm)
+        self.fp = self.table.mode in (MATVEC, LINEAR)
+        if not self.fp:  # int8/int4: today's step, on the pooled cache
+            self._pooled_int_cache()
+            return
+        L, R, H, hd = len(self.layers), self.rows, self.heads, self.head_dim
+        shape = (L, R, H, bucket(self.total, CACHE_STEP), hd)
+        dev, dt, grow = self.device, self.dtype, (3 if self.graphs else None)
+        self.k_cache = self.pool.buffer("k", shape, dt, dev, at_least=grow)
+        self.v_cache = self.pool.buffer("v", self.k_cache.shape, dt, dev)
+        self.span_total = self.k_cache.shape[3]
+        self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
+        self.k_scales, self.v_scales = [], []
+        self.mask = self.pool.buffer("mask", (1, self.span_total), dt, dev)
+        self.mask.fill_(torch.finfo(dt).min)
+        self.index = self.pool.buffer("index", (1,), torch.long, dev).zero_()
+        self.tokens = self.pool.buffer("tokens", (R, len(self.lm.lm_heads), 1), torch.long, dev)
+        self.matvec = self.table.mode == MATVEC
+        self.fused = fused_weights(self.lm, self.layers, self.matvec)
+        self.run_static = compiled_static()
+
+    def _pooled_int_cache(self) -> None:
+        shape = (len(self.layers), self.rows, self.heads, self.total, self.head_dim)
+        kv = torch.int8 if self.kv_int8 else self.dtype
+        self.k_cache = self.pool.buffer("k", shape, kv, self.device)
+        self.v_cache = self.pool.buffer("v", shape, kv, self.device)
+        self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
+        self.k_scales, self.v_scales = [], []
+        if self.kv_int8:
+            scales = self.pool.buffer("scales", (2, *shape[:-1]), torch.float32, self.device)
+            self.k_scales, self.v_scales = list(scales[0].unbind(0)), list(scales[1].unbind(0))
+
+    def _pad_text(self) -> None:
+        """Cross keys/values/bias in pooled buffers, the text padded to a bucket (masked keys)."""
+        k0 = self.cross_k[0]
+        rows, heads, length, hd = k0.shape
+        S = bucket(length, TEXT_STEP)
+        shape = (len(self.layers), rows, heads, S, hd)
+        ck = self.pool.buffer("cross_k", shape, k0.dtype, self.device).zero_()
+        cv = self.pool.buffer("cross_v", shape, k0.dtype, self.device).zero_()
+        bias = self.pool.buffer("cross_bias", (rows, 1, 1, S), k0.dtype, self.device)
+        bias.fill_(torch.finfo(k0.dtype).min)
+        bias[..., :length].copy_(self.cross_bias)
+        for i, (k, v) in enumerate(zip(self.cross_k, self.cross_v, strict=True)):
+            ck[i, :, :, :length].copy_(k)
+            cv[i, :, :, :length].copy_(v)
+        self.cross_k, self.cross_v, self.cross_bias = list(ck.unbind(0)), list(cv.unbind(0)), bias
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Feed ``tokens`` ``[R, K, n]`` at the next positions; return last logits ``[R, K, V]``.
+
+        A single position on CUDA replays this bucket's graph (recorded on first use).
+        """
+        if not (self.fp and self.graphs and tokens.shape[-1] == 1):
+            return super().step(tokens)
+        self.tokens.copy_(tokens)
+        key = (self.span_total, self.cross_bias.shape[-1] if self.cross_k else 0, self.rows)
+        if key not in self.pool.graphs:
+            self.pool.graphs[key] = capture(self._one, [self.index, self.mask])
+        graph, out = self.pool.graphs[key]
+        graph.replay()
+        self.pos += 1
+        return out
+
+    def _one(self) -> torch.Tensor:
+        """One position from the ``tokens`` buffer: only device work (what a graph records)."""
+        return self._static(self.embed(self.tokens), self.index, self.mask, 1)
+
+    def _forward(self, x: torch.Tensor, *, need_logits: bool):
+        if not self.fp:
+            return super()._forward(x, need_logits=need_logits)
+        rows, n, _ = x.shape
+        start, end = self.pos, self.pos + n
+        if n == 1:
+            logits = self._static(x, self.index, self.mask, end)
+        else:  # a prefix (BOS + known frames, or a melody's conditioning): causal inside it
+            index = torch.arange(start, end, device=self.device)
+            # position start + r attends to every position up to itself
+            allowed = torch.ones(n, self.span_total, dtype=torch.bool, device=self.device)
+            allowed = allowed.tril(start)
+            bias = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
+            bias = bias.masked_fill(~allowed, torch.finfo(self.dtype).min)
+            self.mask[:, start:end] = 0
+            self.index.fill_(start)
+            logits = self._static(x, index, bias, end, advance=n)
+        self.pos = end
+        return logits if need_logits else None
+
+    def _static(self, x, index, bias, end: int, advance: int = 1) -> torch.Tensor:
+        """Run the layers at ``index`` with ``bias``; advance the position tensor; logits."""
+        rows, n, dim = x.shape
+        if n == 1:
+            self.mask.index_fill_(1, index, 0.0)
+        span = self.span_total if self.whole else end
+        if not self.whole and n == 1:  # CPU: the positions so far, no mask to read
+            bias = None
+        x = (x + self.positions.index_select(0, index)).reshape(rows * n, dim)
+        w, b, norms, heads = self.fused
+        with torch.jit.optimized_execution(False):
+            x = self.run_static(
+                x, rows, self.heads, index, None if bias is None else bias[:, :span], span, w, b, norms, self.table.eps,
+                self.matvec, self.k_layers, self.v_layers, self.cross_k, self.cross_v,
+                self.cross_bias,
+            )  # fmt: skip
+        self.index.add_(advance)
+        h = self.final_norm(x.view(rows, n, dim)[:, -1])
+        y = torch.mm(heads, h.t()).t() if self.matvec else F.linear(h, heads)
+        return y.reshape(rows, len(self.lm.lm_heads), -1)

@@ -1,0 +1,255 @@
+"""The static-shape step: the same tokens as the dynamic step and transformers' generate, its
+buffers reused (same addresses) across steps, windows and calls, no host sync in a step, the
+step choice, int8 on the pooled cache, fused weights that follow in-place changes."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from _engine import PROMPTS, make_cond, tokens
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import musicgen_nb as mg
+from musicgen_nb.conditioning import conditioning
+from musicgen_nb.engine import Decoder, Sampler, guide, sample, warp
+from musicgen_nb.engine import static as S
+from musicgen_nb.generation.loop import Progress, run_window
+
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def tiny_int8():
+    return mg.load("tiny", precision="int8")
+
+
+def _window(s, step, sampler, seed, prefix=None, frames=FRAMES):
+    s.step = step
+    try:
+        with torch.inference_mode():
+            cond = conditioning(s, PROMPTS, negative=None, guidance_scale=sampler.guidance_scale)
+            gen = torch.Generator().manual_seed(seed)
+            out, *_, dec = run_window(
+                s, cond, batch=len(PROMPTS), prefix=prefix, frames=frames, sampler=sampler,
+                generator=gen, progress=Progress(1, False, None), trace=None, capture=None,
+                stop=None,
+            )  # fmt: skip
+    finally:
+        s.step = "auto"
+    return out, dec
+
+
+def _transformers(s, sampler, seed, frames=FRAMES):
+    inputs = s.processor(text=PROMPTS, padding=True, return_tensors="pt")
+    torch.manual_seed(seed)
+    kept = {}
+    enc, orig = s.model.audio_encoder, s.model.audio_encoder.decode
+
+    def decode(codes, *args, **kwargs):
+        kept["codes"] = codes[0].clone()
+        return orig(codes, *args, **kwargs)
+
+    enc.decode = decode
+    try:
+        with torch.inference_mode():
+            s.model.generate(
+                **inputs, do_sample=sampler.do_sample, guidance_scale=sampler.guidance_scale,
+                top_k=sampler.top_k, max_new_tokens=frames + s.num_codebooks - 1,
+            )  # fmt: skip
+    finally:
+        del enc.decode
+    return kept["codes"]
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_melody"])
+@pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sampled"])
+def test_static_gives_the_dynamic_steps_and_transformers_tokens(request, name, do_sample):
+    s = request.getfixturevalue(name)
+    sampler = Sampler(guidance_scale=3.0, top_k=250, do_sample=do_sample)
+    static, dec = _window(s, "static", sampler, 7)
+    dynamic, old = _window(s, "dynamic", sampler, 7)
+    assert type(dec) is S.StaticDecoder and type(old) is Decoder
+    assert static.shape == (2, s.num_codebooks, FRAMES)
+    assert torch.equal(static, dynamic)
+    assert torch.equal(static, _transformers(s, sampler, 7))
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny_melody"])
+def test_a_known_prefix_is_fed_as_one_causal_chunk(request, name):
+    """An audio prompt (and a melody's conditioning before it): positions > 0 fed at once."""
+    s = request.getfixturevalue(name)
+    prefix = tokens(s, 2, 6, seed=3)
+    sampler = Sampler(top_k=50)
+    static, _ = _window(s, "static", sampler, 5, prefix=prefix)
+    dynamic, _ = _window(s, "dynamic", sampler, 5, prefix=prefix)
+    assert torch.equal(static[..., :6], prefix) and torch.equal(static, dynamic)
+
+
+def _steps(dec, s, n, seed=0):
+    """n steps from BOS with seeded sampling; the logits of each step (cloned) and the tokens."""
+    rows = dec.rows
+    g = torch.Generator().manual_seed(seed)
+    logits = dec.step(torch.full((rows, s.num_codebooks, 1), s.special_id))
+    seen, drawn = [], []
+    for _ in range(n):
+        seen.append(logits.clone())
+        guided, _, _ = guide(logits, rows // 2, Sampler())
+        tok, _ = sample(warp(guided, Sampler()), Sampler(), g)
+        drawn.append(tok)
+        logits = dec.step(tok.repeat(2, 1)[:, :, None])
+    return torch.stack(seen), torch.stack(drawn)
+
+
+def test_the_whole_cache_span_of_the_graphs_gives_the_same_tokens(tiny):
+    """The shapes a CUDA graph records (attention over the whole cache), run eagerly here."""
+    cond = make_cond(tiny)
+    with torch.inference_mode():
+        whole = S.StaticDecoder(tiny.model, cond, max_len=40, whole=True)
+        assert whole.span_total == 64 and not whole.graphs
+        assert whole.cross_bias.shape[-1] % 16 == 0  # the text padded to a bucket, masked
+        a, ta = _steps(whole, tiny, 30)
+        b, tb = _steps(Decoder(tiny.model, cond, max_len=40), tiny, 30)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert torch.equal(ta, tb)
+
+
+def _addresses(dec):
+    kept = (
+        dec.k_cache,
+        dec.v_cache,
+        dec.mask,
+        dec.index,
+        dec.tokens,
+        dec.positions,
+        dec.cross_bias,
+    )
+    return [t.data_ptr() for t in kept + tuple(dec.cross_k) + tuple(dec.cross_v)]
+
+
+def test_buffers_keep_their_addresses_across_steps_windows_and_calls(tiny):
+    cond = make_cond(tiny)
+    with torch.inference_mode():
+        first = S.StaticDecoder(tiny.model, cond, max_len=40, whole=True)
+        where = _addresses(first)
+        logits = first.step(torch.full((4, 4, 1), tiny.special_id))
+        for t in range(5):
+            logits = first.step(logits.argmax(-1)[:, :, None])
+            assert _addresses(first) == where and first.index.tolist() == [t + 2]
+        again = S.StaticDecoder(tiny.model, cond, max_len=33, whole=True)  # same 64-bucket
+        assert _addresses(again) == where and again.index.tolist() == [0]
+        assert bool((again.mask == torch.finfo(torch.float32).min).all())  # reset for the window
+    pool = S.Pool()
+    assert pool.buffer("k", (2, 64), torch.float32, torch.device("cpu"), at_least=1).shape == (
+        2,
+        64,
+    )
+    kept = pool.buffer("k", (2, 64), torch.float32, torch.device("cpu"))
+    assert pool.buffer("k", (2, 32), torch.float32, torch.device("cpu"), at_least=1) is kept
+    assert pool.buffer("k", (2, 128), torch.float32, torch.device("cpu"), at_least=1) is not kept
+    # two generate calls of one session reuse one cache
+    tiny.step = "static"
+    try:
+        tiny.generate("jazz", duration=0.3, seed=0, progress=False)
+        k = S._pool(tiny.model.decoder).buffers["k"].data_ptr()
+        tiny.generate("rock", duration=0.3, seed=1, progress=False)
+        assert S._pool(tiny.model.decoder).buffers["k"].data_ptr() == k
+    finally:
+        tiny.step = "auto"
+
+
+def test_another_thread_gets_its_own_buffers(tiny):
+    cond = make_cond(tiny)
+    here = S.StaticDecoder(tiny.model, cond, max_len=20)
+    there = {}
+    t = threading.Thread(target=lambda: there.update(d=S.StaticDecoder(tiny.model, cond, 20)))
+    t.start()
+    t.join()
+    assert here.k_cache.data_ptr() != there["d"].k_cache.data_ptr()
+
+
+#: Ops that read a tensor back to the host (.item(), bool(t), ...), or do so inside them.
+SYNCING = ("_local_scalar_dense", "item", "multinomial", "nonzero", "masked_select", "unique")
+
+
+class _HostReads(TorchDispatchMode):
+    """The ops called (top level) that read values back to the host: a sync each on a GPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__.split("_unique")[0] in SYNCING:
+            self.reads.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_and_its_sampling_read_nothing_back_to_the_host(tiny):
+    """What would be a host sync per step on a GPU. torch.multinomial did two (its checks)."""
+    cond = make_cond(tiny)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    with torch.inference_mode():
+        dec = S.StaticDecoder(tiny.model, cond, max_len=20, whole=True)
+        logits = dec.step(torch.full((4, 4, 1), tiny.special_id))
+        with _HostReads() as spy:
+            for _ in range(3):
+                guided, _, _ = guide(logits, 2, Sampler())
+                tok, _ = sample(warp(guided, Sampler()), Sampler(), gens)
+                logits = dec.step(tok.repeat(2, 1)[:, :, None])
+        assert spy.reads == []
+        for sync in (lambda: float(logits.max()), lambda: torch.multinomial(logits[0, 0].exp(), 1)):
+            with _HostReads() as spy:
+                sync()
+            assert spy.reads, "the spy sees a host read"
+
+
+def test_the_step_is_chosen_by_name(tiny):
+    assert S.check_step("dynamic") == "dynamic" and tiny.step == "auto"
+    with pytest.raises(ValueError, match=r"step must be one of \('auto', 'static', 'dynamic'\)"):
+        mg.load("tiny", step="fast")
+    assert mg.load("tiny", step="dynamic").step == "dynamic"
+    cond = make_cond(tiny)
+    capture = {"layers": [0], "heads": None, "rows": 1}
+    assert type(S.make_decoder(tiny.model, cond, 8, capture=capture)) is Decoder
+    assert type(S.make_decoder(tiny.model, cond, 8, step="dynamic")) is Decoder
+    assert type(S.make_decoder(tiny.model, cond, 8)) is Decoder  # auto: dynamic on the CPU
+    assert type(S.make_decoder(tiny.model, cond, 8, step="static")) is S.StaticDecoder
+    assert S.resolve_step("auto", torch.device("cuda")) == "static"
+    with pytest.raises(ValueError, match="graphs=True needs a CUDA device, not cpu"):
+        S.StaticDecoder(tiny.model, cond, 8, graphs=True)
+
+
+def test_int8_keeps_its_kernels_on_the_pooled_cache(tiny_int8):
+    sampler = Sampler(top_k=250)
+    static, dec = _window(tiny_int8, "static", sampler, 3)
+    dynamic, _ = _window(tiny_int8, "dynamic", sampler, 3)
+    assert not dec.fp and torch.equal(static, dynamic)
+    again, dec2 = _window(tiny_int8, "static", sampler, 3)
+    assert dec2.k_cache.data_ptr() == dec.k_cache.data_ptr() and torch.equal(again, static)
+
+
+def test_fused_weights_follow_an_in_place_change(tiny):
+    lm = tiny.model.decoder
+    layers = list(lm.model.decoder.layers)
+    w, *_ = S.fused_weights(lm, layers, True)
+    assert S.fused_weights(lm, layers, True)[0][0] is w[0]  # built once
+    q = layers[0].self_attn.q_proj.weight
+    with torch.no_grad():
+        q.mul_(2.0)
+    try:
+        fresh = S.fused_weights(lm, layers, True)[0][0]
+        assert fresh is not w[0] and torch.equal(fresh[: q.shape[0]], q)
+    finally:
+        with torch.no_grad():
+            q.div_(2.0)
+
+
+def test_generate_is_the_same_with_either_step(tiny):
+    a = mg.load("tiny", step="static").generate(PROMPTS, duration=0.5, seed=[1, 2], progress=False)
+    b = mg.load("tiny", step="dynamic").generate(PROMPTS, duration=0.5, seed=[1, 2], progress=False)
+    np.testing.assert_array_equal(a.codes, b.codes)
+    S.release(tiny.model)
+    assert tiny.model.decoder not in S._POOLS
