@@ -186,7 +186,8 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
 
     ``kv``: one window's key/value cache (one window is alive at a time);
     ``activations``: the prefix feed's scores and states, the cross-attention keys
-    and the fp32 logits of a step; ``codec``: EnCodec's decode of one item.
+    and the fp32 logits of a step; ``codec``: EnCodec's decode of the whole batch
+    (one call) and its output.
 
     Examples
     --------
@@ -209,12 +210,18 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
     cross = 2 * cfg.num_hidden_layers * rows * TEXT_TOKENS * cfg.hidden_size * size
     logits = 4 * rows * cfg.num_codebooks * cfg.vocab_size * 4
     act = scores + states + cross + logits
-    codec = _codec_bytes(model, min(frames, CODEC_FRAMES)) * s.audio_channels
+    # tokens.decode runs the whole batch through EnCodec in one call, a channel at a time,
+    # keeping each channel's output until their concatenation
+    piece = min(frames, CODEC_FRAMES)
+    out = (
+        2 * s.audio_channels * piece * s.hop_length * torch.empty((), dtype=s.dtype).element_size()
+    )
+    codec = batch * (_codec_bytes(model, piece) + out)
     return dict(kv=kv, activations=act, codec=codec, total=kv + act + codec)
 
 
 def device_free(device: torch.device) -> int | None:
-    """Free bytes on ``device``: faked, CUDA's figure, or the host's for the CPU; None if unknown.
+    """Free bytes on ``device``: faked, CUDA's (plus the blocks torch holds cached), the host's; None if unknown.
 
     Examples
     --------
@@ -225,7 +232,14 @@ def device_free(device: torch.device) -> int | None:
     123
     """
     facts = device_facts(device)
-    if facts.free_bytes is not None or facts.faked or device.type != "cpu":
+    if facts.faked or (facts.free_bytes is not None and device.type != "cuda"):
+        return facts.free_bytes
+    if device.type == "cuda":  # blocks torch keeps cached are free to this process too
+        if facts.free_bytes is None:
+            return None
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return facts.free_bytes + max(0, cached)
+    if device.type != "cpu":
         return facts.free_bytes
     from .._util.memory import available_bytes
 
