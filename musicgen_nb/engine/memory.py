@@ -140,8 +140,9 @@ class OutOfMemory(MemoryError):
     """A call ran out of memory: the message says what fits, ``partial`` keeps what was done.
 
     ``partial`` is the :class:`~musicgen_nb.generation.Generation` of the windows
-    finished before the error (``interrupted=True``), or None when none was. The
-    error holds no decoder, no key/value cache and no traceback into the decode
+    finished before the error (``interrupted=True``), or None when none was;
+    ``codes`` the codes decoded so far, on the CPU (``s.decode(err.codes)`` makes
+    their audio where there is room), or None. The error holds no decoder, no key/value cache and no traceback into the decode
     loop: in Jupyter, ``sys.last_value`` pins nothing on the device.
 
     Examples
@@ -151,9 +152,9 @@ class OutOfMemory(MemoryError):
     (True, None)
     """
 
-    def __init__(self, message: str, partial: Any = None) -> None:
+    def __init__(self, message: str, partial: Any = None, codes: Any = None) -> None:
         super().__init__(message)
-        self.partial = partial
+        self.partial, self.codes = partial, codes
 
 
 def weight_bytes(model: Any) -> int:
@@ -279,18 +280,26 @@ def largest_fit(
     return longest, widest
 
 
-def release(device: torch.device) -> None:
-    """Free what a finished call left: collect garbage, then return CUDA's cached blocks.
+#: Cached CUDA bytes (reserved, not allocated) above which a finished call hands them back.
+RELEASE_CACHED = 2**30
+
+
+def release(device: torch.device, force: bool = False) -> None:
+    """Free what a call left: collect garbage, then return CUDA's cached blocks.
 
     On the CPU there is nothing to do: the cache is freed when its decoder goes.
+    On CUDA it runs after an out-of-memory error (``force=True``) or when torch
+    keeps more than :data:`RELEASE_CACHED` bytes cached; otherwise a call pays no
+    ``gc.collect()`` and the next call reuses the cached blocks.
 
     Examples
     --------
     >>> import torch
     >>> release(torch.device("cpu"))
     """
-    if device.type != "cuda":
+    if device.type != "cuda" or not torch.cuda.is_available():
         return
-    gc.collect()
-    if torch.cuda.is_available():
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if force or cached > RELEASE_CACHED:
+        gc.collect()
         torch.cuda.empty_cache()

@@ -110,3 +110,20 @@ def test_device_free_on_cuda_counts_the_blocks_torch_keeps_cached(monkeypatch):
     facts = device_facts(torch.device("cuda"))
     assert facts.capability == (7, 5) and facts.bf16_native is False
     assert device_free(torch.device("cuda")) == 1000 + 300 - 100
+
+
+def test_release_collects_only_after_an_oom_or_with_much_cached(monkeypatch):
+    """No GPU here: torch.cuda's figures are stood in for, and empty_cache is counted."""
+    from musicgen_nb.engine.memory import RELEASE_CACHED, release
+
+    calls, cached = [], [0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: cached[0])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(cached[0]))
+    cuda = torch.device("cuda")
+    release(cuda)  # little cached: nothing to do, no gc.collect per call
+    release(cuda, force=True)  # after an out-of-memory error
+    cached[0] = RELEASE_CACHED + 1
+    release(cuda)  # much cached: handed back
+    assert calls == [0, RELEASE_CACHED + 1]
