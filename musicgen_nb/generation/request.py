@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 __all__ = [
+    "guidance_branches",
     "Request",
     "audio_input",
     "check_memory",
@@ -151,7 +152,10 @@ def make_request(
     )
     new_frames = num_frames(opts["duration"], frame_rate=s.frame_rate)
     known = 0 if audio_prompt is None else prompt_frames(s, audio_prompt.shape[-1], audio_prompt_sr)
-    check_memory(s, batch, known + new_frames, opts["duration"])
+    check_memory(
+        s, batch, known + new_frames, opts["duration"], known=known,
+        branches=guidance_branches(opts["guidance_scale"], opts["cfg_coef_beta"]),
+    )  # fmt: skip
     attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
     return Request(
         texts=texts, negative=negative, opts=opts, seeds=seeds(seed, batch), new_frames=new_frames,
@@ -282,8 +286,25 @@ def check_prompt_length(s, samples: int, sr: int) -> None:
     )
 
 
-def check_memory(s, batch: int, frames: int, duration: float) -> None:
+def guidance_branches(guidance_scale: float, cfg_coef_beta: float | None = None) -> int:
+    """Rows per prompt the decoder runs: conditional, unconditional with guidance, a third with beta.
+
+    Examples
+    --------
+    >>> guidance_branches(1.0), guidance_branches(3.0), guidance_branches(3.0, 1.0)
+    (1, 2, 3)
+    """
+    guided = guidance_scale > 1
+    return 1 + guided + (guided and cfg_coef_beta is not None)
+
+
+def check_memory(
+    s, batch: int, frames: int, duration: float, *, known: int = 0, branches: int = 2
+) -> None:
     """Refuse a call that cannot fit in memory, naming the longest duration or batch that can.
+
+    ``frames`` counts the audio prompt's ``known`` frames; the duration named
+    excludes them. ``branches`` is :func:`guidance_branches`.
 
     On the device: one window's key/value cache, the activations and EnCodec's
     decode (:func:`musicgen_nb.engine.memory.call_bytes`), against its free memory
@@ -300,7 +321,7 @@ def check_memory(s, batch: int, frames: int, duration: float) -> None:
     from ..engine.memory import call_bytes, device_free
 
     audio = 3 * batch * s.audio_channels * frames * s.hop_length * 4
-    device = call_bytes(s, batch, frames, branches=3)["total"]  # at most three guidance branches
+    device = call_bytes(s, batch, frames, branches=branches)["total"]
     free = device_free(s.device)
     if s.device.type == "cpu":
         audio, device = 0, device + audio
@@ -312,20 +333,21 @@ def check_memory(s, batch: int, frames: int, duration: float) -> None:
         )
     if free is None or device <= free:
         return
-    raise ValueError(_refusal(s, batch, frames, duration, device, free))
+    raise ValueError(_refusal(s, (batch, frames, known, branches), duration, device, free))
 
 
-def _refusal(s, batch: int, frames: int, duration: float, need: int, free: int) -> str:
+def _refusal(s, call: tuple, duration: float, need: int, free: int) -> str:
     """What a call that cannot fit needs, what is free, and the largest call that fits."""
     from ..engine.memory import largest_fit
 
     where = "memory" if s.device.type == "cpu" else f"{s.device.type} memory"
     # On the CPU the output audio (3 float32 copies) shares the same memory.
     audio = 3 * s.audio_channels * s.hop_length * 4 if s.device.type == "cpu" else 0
-    longest, widest = largest_fit(s, batch, frames, free, branches=3, per_frame=audio)
+    batch, frames, known, branches = call
+    longest, widest = largest_fit(s, batch, frames, free, branches=branches, per_frame=audio)
     fits = []
-    if longest:
-        fits.append(f"at most {longest / s.frame_rate:g} s for {batch} prompt(s)")
+    if longest > known:  # the audio prompt's frames are not part of the duration
+        fits.append(f"at most {(longest - known) / s.frame_rate:g} s for {batch} prompt(s)")
     if widest and widest < batch:
         fits.append(f"at most {widest} prompt(s) of {duration:g} s")
     hint = " or ".join(fits) if fits else "no call of this model: free memory or load a smaller one"
