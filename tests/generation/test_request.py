@@ -125,7 +125,6 @@ def test_the_memory_check_counts_the_guidance_branches_the_call_runs():
     import pytest
 
     import musicgen_nb as mg
-
     from musicgen_nb.engine.memory import call_bytes
     from musicgen_nb.engine.precision import fake_device
     from musicgen_nb.generation.request import guidance_branches, make_request
