@@ -73,8 +73,6 @@ KNOWN_GAPS = {
     "musicgen_nb.players.live_player.LivePlayer.wait",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.frames",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.ready",
-    "musicgen_nb.streaming.streams.Stream.close",
-    "musicgen_nb.streaming.streams.Stream.stop",
     "musicgen_nb.ui.studio.Studio.clear_uploads",
     "musicgen_nb.ui.studio.Studio.figures_for",
     "musicgen_nb.ui.studio.Studio.generate_now",
