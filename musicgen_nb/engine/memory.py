@@ -182,20 +182,21 @@ def _codec_bytes(model: Any, frames: int) -> int:
     return 3 * total * torch.empty((), dtype=dtype).element_size()
 
 
-def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
+def call_bytes(s: Any, batch: int, frames: int, branches: int = 2, attention: int = 0) -> dict:
     """Device bytes of one call beyond the weights, by part, and their ``total``.
 
     ``kv``: one window's key/value cache (one window is alive at a time);
     ``activations``: the prefix feed's scores and states, the cross-attention keys
     and the fp32 logits of a step; ``codec``: EnCodec's decode of the whole batch
-    (one call) and its output.
+    (one call) and its output; ``attention``: the bytes of an attention capture
+    (``attentions=True``), passed in.
 
     Examples
     --------
     >>> import musicgen_nb as mg
     >>> s = mg.load("tiny")
     >>> b = call_bytes(s, 1, 100)
-    >>> b["total"] == b["kv"] + b["activations"] + b["codec"]
+    >>> b["total"] == b["kv"] + b["activations"] + b["codec"] + b["attention"]
     True
     """
     cfg, model = s.model.config.decoder, s.model
@@ -218,7 +219,8 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
         2 * s.audio_channels * piece * s.hop_length * torch.empty((), dtype=s.dtype).element_size()
     )
     codec = batch * (_codec_bytes(model, piece) + out)
-    return dict(kv=kv, activations=act, codec=codec, total=kv + act + codec)
+    total = kv + act + codec + attention
+    return dict(kv=kv, activations=act, codec=codec, attention=attention, total=total)
 
 
 def device_free(device: torch.device) -> int | None:

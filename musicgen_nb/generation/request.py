@@ -152,11 +152,12 @@ def make_request(
     )
     new_frames = num_frames(opts["duration"], frame_rate=s.frame_rate)
     known = 0 if audio_prompt is None else prompt_frames(s, audio_prompt.shape[-1], audio_prompt_sr)
+    attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
     check_memory(
         s, batch, known + new_frames, opts["duration"], known=known,
         branches=guidance_branches(opts["guidance_scale"], opts["cfg_coef_beta"]),
+        attention=_capture_bytes(s, batch, known + new_frames, attention) if attentions else 0,
     )  # fmt: skip
-    attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
     return Request(
         texts=texts, negative=negative, opts=opts, seeds=seeds(seed, batch), new_frames=new_frames,
         melody=melody, melody_sr=melody_sr, audio_prompt=audio_prompt,
@@ -286,6 +287,15 @@ def check_prompt_length(s, samples: int, sr: int) -> None:
     )
 
 
+def _capture_bytes(s, batch: int, frames: int, attention: dict) -> int:
+    """Device bytes of an attention capture: the estimate twice (torch.cat copies it to the host)."""
+    from ..attention import plan_capture
+
+    frames = min(frames, s.max_frames)  # the first window only
+    spec = dict(attention, batch=batch, frames=frames)
+    return int(2 * plan_capture(s, **spec)["estimate"]["total_mb"] * 1e6)
+
+
 def guidance_branches(guidance_scale: float, cfg_coef_beta: float | None = None) -> int:
     """Rows per prompt the decoder runs: conditional, unconditional with guidance, a third with beta.
 
@@ -299,12 +309,14 @@ def guidance_branches(guidance_scale: float, cfg_coef_beta: float | None = None)
 
 
 def check_memory(
-    s, batch: int, frames: int, duration: float, *, known: int = 0, branches: int = 2
-) -> None:
+    s, batch: int, frames: int, duration: float, *, known: int = 0, branches: int = 2,
+    attention: int = 0,
+) -> None:  # fmt: skip
     """Refuse a call that cannot fit in memory, naming the longest duration or batch that can.
 
     ``frames`` counts the audio prompt's ``known`` frames; the duration named
-    excludes them. ``branches`` is :func:`guidance_branches`.
+    excludes them. ``branches`` is :func:`guidance_branches`; ``attention`` the bytes
+    of an attention capture (``attentions=True``).
 
     On the device: one window's key/value cache, the activations and EnCodec's
     decode (:func:`musicgen_nb.engine.memory.call_bytes`), against its free memory
@@ -321,7 +333,7 @@ def check_memory(
     from ..engine.memory import call_bytes, device_free
 
     audio = 3 * batch * s.audio_channels * frames * s.hop_length * 4
-    device = call_bytes(s, batch, frames, branches=branches)["total"]
+    device = call_bytes(s, batch, frames, branches=branches, attention=attention)["total"]
     free = device_free(s.device)
     if s.device.type == "cpu":
         audio, device = 0, device + audio
@@ -333,7 +345,9 @@ def check_memory(
         )
     if free is None or device <= free:
         return
-    raise ValueError(_refusal(s, (batch, frames, known, branches), duration, device, free))
+    raise ValueError(
+        _refusal(s, (batch, frames, known, branches, attention), duration, device, free)
+    )
 
 
 def _refusal(s, call: tuple, duration: float, need: int, free: int) -> str:
@@ -343,8 +357,9 @@ def _refusal(s, call: tuple, duration: float, need: int, free: int) -> str:
     where = "memory" if s.device.type == "cpu" else f"{s.device.type} memory"
     # On the CPU the output audio (3 float32 copies) shares the same memory.
     audio = 3 * s.audio_channels * s.hop_length * 4 if s.device.type == "cpu" else 0
-    batch, frames, known, branches = call
-    longest, widest = largest_fit(s, batch, frames, free, branches=branches, per_frame=audio)
+    batch, frames, known, branches, attention = call
+    room = free - attention  # a capture for a shorter call is smaller: this stays on the safe side
+    longest, widest = largest_fit(s, batch, frames, room, branches=branches, per_frame=audio)
     fits = []
     if longest > known:  # the audio prompt's frames are not part of the duration
         fits.append(f"at most {(longest - known) / s.frame_rate:g} s for {batch} prompt(s)")

@@ -167,3 +167,21 @@ def test_the_duration_a_refusal_names_leaves_out_the_audio_prompt(tiny):
         make_request(
             tiny, "jazz", duration=seconds, audio_prompt=prompt, audio_prompt_sr=tiny.sample_rate
         )
+
+
+def test_the_memory_check_counts_an_attention_capture(tiny):
+    """attentions=True keeps the capture on the device, twice while it is concatenated."""
+    import pytest
+
+    from musicgen_nb.attention import estimate_mb
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.precision import fake_device
+    from musicgen_nb.generation.request import make_request
+
+    frames = 200
+    capture = 2 * estimate_mb(tiny, batch=1, frames=frames, layers=2)["total_mb"] * 1e6
+    free = call_bytes(tiny, 1, frames)["total"] + 3 * frames * tiny.hop_length * 4 + capture / 2
+    with fake_device("cpu", free_bytes=int(free)):
+        make_request(tiny, "jazz", duration=4.0)  # without the capture it fits
+        with pytest.raises(ValueError, match="the estimate fits"):
+            make_request(tiny, "jazz", duration=4.0, attentions=True)
