@@ -133,16 +133,16 @@ def test_chunk_decoder_keeps_100_db_on_cuda_with_tf32_allowed(tiny):
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-melody"])
-def test_transformers_generate_runs_beside_the_fp32_parts(name):
+def test_transformers_generate_runs_beside_the_fp32_parts(name, device):
     """transformers' own generate on a half session (T5, its projection and EnCodec in fp32):
     the bridge hooks cast at the seams, and are added once."""
-    s = mg.load(name, precision="fp16")
-    inputs = s.processor(text=["jazz"], padding=True, return_tensors="pt")
+    s = mg.load(name, precision="fp16", device=device)
+    inputs = s.processor(text=["jazz"], padding=True, return_tensors="pt").to(s.device)
     with torch.inference_mode():
         audio = s.model.generate(**inputs, max_new_tokens=6, do_sample=True, guidance_scale=3.0)
     assert audio.dtype == torch.float32 and torch.isfinite(audio).all()
     hooks = len(s.model.enc_to_dec_proj._forward_hooks)
-    place(s.model, torch.device("cpu"), torch.float16)
+    place(s.model, s.device, torch.float16)
     assert len(s.model.enc_to_dec_proj._forward_hooks) == hooks == 1
 
 
