@@ -46,10 +46,6 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
 # KNOWN_GAPS lists the methods still without one (files of other branches at the time): it may
 # only shrink, so a new public method without an example fails, and so does a stale entry.
 KNOWN_GAPS = {
-    "musicgen_nb.attention.weights.Attentions.layer_index",
-    "musicgen_nb.attention.weights.Attentions.nbytes",
-    "musicgen_nb.attention.weights.Attentions.positions",
-    "musicgen_nb.attention.weights.Attentions.times",
     "musicgen_nb.engine.decoder.Decoder.embed",
     "musicgen_nb.engine.quantize.Int4Linear.dequantized",
     "musicgen_nb.engine.quantize.Int4Linear.extra_repr",
@@ -65,12 +61,6 @@ KNOWN_GAPS = {
     "musicgen_nb.finetune.data.Dataset.to_frame",
     "musicgen_nb.finetune.result.FineTune.loss_figure",
     "musicgen_nb.finetune.result.FineTune.provenance",
-    "musicgen_nb.generation.request.Request.batch",
-    "musicgen_nb.players.live_player.LivePlayer.feed",
-    "musicgen_nb.players.live_player.LivePlayer.finish",
-    "musicgen_nb.players.live_player.LivePlayer.reset",
-    "musicgen_nb.players.live_player.LivePlayer.start",
-    "musicgen_nb.players.live_player.LivePlayer.wait",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.frames",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.ready",
     "musicgen_nb.ui.studio.Studio.clear_uploads",
@@ -89,9 +79,6 @@ KNOWN_GAPS = {
     "musicgen_nb.ui.studio.Studio.show_figures",
     "musicgen_nb.ui.studio.Studio.stop",
     "musicgen_nb.ui.studio.Studio.wait",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.current_frame",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.seek",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.show",
 }
 
 

@@ -55,8 +55,9 @@ class Request:
     Examples
     --------
     >>> import musicgen_nb as mg
-    >>> make_request(mg.load("tiny"), "jazz", duration=2, seed=1).opts["duration"]
-    2.0
+    >>> req = make_request(mg.load("tiny"), ["jazz", "rock"], duration=2, seed=1)
+    >>> req.opts["duration"], req.batch
+    (2.0, 2)
     """
 
     texts: list
