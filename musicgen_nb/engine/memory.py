@@ -5,7 +5,8 @@
   activations of a step and of the prefix, cross-attention keys, EnCodec's decode),
   and :func:`largest_fit`, the longest duration / largest batch a free figure holds.
   The generation refuses a call that cannot fit before any work.
-* :func:`release`: garbage-collect and hand CUDA's cached blocks back, after a call.
+* :func:`release`: garbage-collect and hand CUDA's cached blocks back, after an
+  out-of-memory error or a call that left much cached.
 * :class:`OutOfMemory`: raised when a call runs out of memory after all; it keeps
   the windows done so far (``err.partial``) and holds no decoder.
 
