@@ -13,7 +13,8 @@ and on a CPU, to exercise every code path in a few seconds (what the tests run):
 
 It prints one table. Rows:
 
-* ``steps/s``: decode steps per second, batch 1 with guidance 3 (two rows), for each
+* ``steps/s``: decode steps per second of a whole call (text encoder, decode loop and
+  EnCodec, timed the same way for both), batch 1 with guidance 3 (two rows), for each
   size in ``--precision`` (fp16): transformers' ``generate``, our engine with
   ``step="dynamic"`` and with ``step="static"`` (when this checkout's ``mg.load``
   takes ``step=``; else that row says so), and the engine/transformers ratio
@@ -96,18 +97,24 @@ def step_supported() -> bool:
 
 
 def engine_rate(s, steps: int, step: str | None = None, seed: int = 0) -> tuple[float, object]:
-    """Decode steps/s of one engine call of ``steps`` steps, and its codes."""
+    """Steps/s of one whole engine call of ``steps`` steps (text, decode loop, codec), and codes.
+
+    Timed like :func:`transformers_rate`: the whole call, between device syncs.
+    """
     if step is not None:
         s.step = step
     duration = (steps - s.num_codebooks + 1) / s.frame_rate
     kw = dict(duration=duration, seed=seed, progress=False, guidance_scale=GUIDANCE, top_k=TOP_K)
     s.generate(PROMPT, **dict(kw, duration=min(duration, 0.1)))  # warm-up
+    _sync(s.device)
+    t = time.perf_counter()
     g = s.generate(PROMPT, **kw)
-    return g.timings["steps"] / g.timings["decode_loop_s"], g.codes
+    _sync(s.device)
+    return g.timings["steps"] / (time.perf_counter() - t), g.codes
 
 
 def transformers_rate(s, steps: int, seed: int = 0) -> tuple[float, object]:
-    """Decode steps/s of transformers' ``generate`` (decode loop + its codec decode), and codes."""
+    """Steps/s of one whole call of transformers' ``generate`` (text, decode loop, codec), and codes."""
     import torch
 
     dev = s.device

@@ -3,7 +3,8 @@
 It behaves like a Unix tool: results (file paths, tables) go to stdout, messages to
 stderr. Errors, usage errors included, print one line (``musicgen-nb: error: ...``)
 and exit 2, never a traceback. Ctrl-C exits 130 with one line; an interrupted
-``generate`` saves its partial audio as ``*_partial.wav`` and names it.
+``generate`` saves its partial audio as ``*_partial.wav`` and names it, and so does one
+that runs out of memory (exit 2).
 
 Add a subcommand by adding a parser in :func:`_parser` and a handler in ``HANDLERS``.
 """
@@ -112,27 +113,22 @@ def check_generate_flags(args: argparse.Namespace) -> tuple:
     ...
     ValueError: --duration must be > 0 seconds, got -3.0
     """
-    from types import SimpleNamespace
-
-    from .checkpoints.loading import PRECISIONS, resolve_device, resolve_source
+    from .checkpoints.loading import resolve_device, resolve_source
+    from .engine.precision import resolve_precision
     from .generation import check_save
     from .generation.checks import check_prompts, validate
     from .generation.request import check_negative
 
-    try:
-        resolve_source(args.model, random_weights=False)
-        if args.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {args.precision!r}")
-        resolve_device(args.device)
+    try:  # the cheap checks first: resolve_source may build an offline checkpoint
         prompts = check_prompts(args.prompts)
-        # every MusicGen checkpoint runs at 50 frames/s with a 30 s window
-        facts = SimpleNamespace(frame_rate=50, max_duration=30.0, is_melody=False, name=args.model)
         validate(
-            facts, duration=args.duration, guidance_scale=args.guidance,
+            _model_facts(args.model), duration=args.duration, guidance_scale=args.guidance,
             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, do_sample=True,
             seed=args.seed, cfg_coef_beta=None, extend_stride=None,
         )  # fmt: skip
         check_negative(args.negative, len(prompts), args.guidance)
+        resolve_precision(args.precision, resolve_device(args.device))
+        resolve_source(args.model, random_weights=False)
     except (TypeError, ValueError) as err:
         raise type(err)(flag_names(str(err))) from None
     # last: it creates the folder (to prove it is writable) once everything else is right
@@ -140,7 +136,30 @@ def check_generate_flags(args: argparse.Namespace) -> tuple:
     return check_save(args.out, args.format, args.loudness, names=names)
 
 
+def _model_facts(name: str):
+    """Frame rate and window of ``name`` from its stored spec, without loading it.
+
+    A name that is not a known or offline architecture (a folder, a fine-tune's hub
+    id) is a fine-tune of one: those share small's 50 frames/s and 30 s window.
+    """
+    from types import SimpleNamespace
+
+    from .catalog import OFFLINE_PRESETS
+    from .checkpoints.specs import known, offline_spec, short_name
+
+    name = name if isinstance(name, str) else ""
+    spec = offline_spec(name) if name in OFFLINE_PRESETS else known()[short_name(name) or "small"]
+    codec, hop = spec["config"]["audio_encoder"], 1
+    for ratio in codec["upsampling_ratios"]:
+        hop *= ratio
+    return SimpleNamespace(
+        frame_rate=codec["sampling_rate"] // hop, max_duration=float(spec["meta"]["max_duration"]),
+        is_melody=bool(spec["meta"]["melody"]), name=name,
+    )  # fmt: skip
+
+
 def _generate(args) -> int:
+    from .engine.memory import OutOfMemory
     from .models import load
 
     # Every flag is checked before the model loads, so no load or audio is thrown away.
@@ -154,6 +173,15 @@ def _generate(args) -> int:
         )  # fmt: skip
     except (TypeError, ValueError) as err:
         raise type(err)(flag_names(str(err))) from None
+    except OutOfMemory as err:  # keep the windows done, as Ctrl-C does
+        if err.partial is None or not err.partial.audio.shape[-1]:
+            raise
+        paths = err.partial.save(out, fmt=fmt, loudness=loudness)
+        print(*paths, sep="\n")
+        first = str(err).strip().splitlines()[0]
+        saved = ", ".join(str(p) for p in paths)
+        print(f"musicgen-nb: error: {first}; partial audio saved as {saved}", file=sys.stderr)
+        return 2
     if g.interrupted and not g.audio.shape[-1]:
         print("musicgen-nb: interrupted before the first frame; nothing saved", file=sys.stderr)
         return 130

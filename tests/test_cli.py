@@ -292,3 +292,45 @@ def test_the_demo_writes_an_offline_handout(tmp_path):
     assert re.findall(r"<script[^>]+src=", html) == []  # nothing loaded: no CDN, no require.js
     assert "<math" in html  # MathML, drawn by the browser: no MathJax to load
     assert html.count("Plotly.newPlot(") == 1 and "plotly.js v" in html  # inlined once
+
+
+def test_a_bad_duration_is_refused_before_the_offline_checkpoint_is_built(tmp_path, monkeypatch):
+    """The cheap checks run first: a bad --duration does not pay for building 'tiny'."""
+    from musicgen_nb.checkpoints import loading
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("resolve_source ran before the --duration check")
+
+    monkeypatch.setattr(loading, "resolve_source", no_build)
+    args = cli._parser().parse_args(["generate", "x", "--model", "tiny", "--duration", "-3"])
+    with pytest.raises(ValueError, match="--duration must be > 0"):
+        cli.check_generate_flags(args)
+    # the facts come from the stored specs, not from constants
+    assert (
+        cli._model_facts("tiny").max_duration == 4.0 and cli._model_facts("small").frame_rate == 50
+    )
+
+
+def test_out_of_memory_saves_the_partial_audio(tmp_path, monkeypatch, capsys):
+    """A CUDA OOM in window 2 (simulated where it strikes, the step): the windows done are
+    saved as *_partial.wav, as Ctrl-C saves them, and the error names them."""
+    import torch
+
+    from musicgen_nb.models import MusicGen
+
+    real = MusicGen.generate
+
+    def oom_in_window_2(self, *args, **kwargs):
+        def hook(done, total):
+            if done == 350:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+        return real(self, *args, callback=hook, **kwargs)
+
+    monkeypatch.setattr(MusicGen, "generate", oom_in_window_2)
+    out = tmp_path / "out"
+    code = cli.main(["generate", "x", "--model", "tiny", "--duration", "8", "--seed", "1",
+                     "--out", str(out), "--quiet"])  # fmt: skip
+    std = capsys.readouterr()
+    assert code == 2 and std.out.split() == [str(out / "x_seed1_partial.wav")]
+    assert std.err.startswith("musicgen-nb: error: out of memory") and "_partial.wav" in std.err

@@ -46,10 +46,6 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
 # KNOWN_GAPS lists the methods still without one (files of other branches at the time): it may
 # only shrink, so a new public method without an example fails, and so does a stale entry.
 KNOWN_GAPS = {
-    "musicgen_nb.attention.weights.Attentions.layer_index",
-    "musicgen_nb.attention.weights.Attentions.nbytes",
-    "musicgen_nb.attention.weights.Attentions.positions",
-    "musicgen_nb.attention.weights.Attentions.times",
     "musicgen_nb.engine.decoder.Decoder.embed",
     "musicgen_nb.engine.quantize.Int4Linear.dequantized",
     "musicgen_nb.engine.quantize.Int4Linear.extra_repr",
@@ -65,35 +61,9 @@ KNOWN_GAPS = {
     "musicgen_nb.finetune.data.Dataset.to_frame",
     "musicgen_nb.finetune.result.FineTune.loss_figure",
     "musicgen_nb.finetune.result.FineTune.provenance",
-    "musicgen_nb.generation.request.Request.batch",
-    "musicgen_nb.players.live_player.LivePlayer.feed",
-    "musicgen_nb.players.live_player.LivePlayer.finish",
-    "musicgen_nb.players.live_player.LivePlayer.reset",
-    "musicgen_nb.players.live_player.LivePlayer.start",
-    "musicgen_nb.players.live_player.LivePlayer.wait",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.frames",
     "musicgen_nb.streaming.chunk_decoder.ChunkDecoder.ready",
-    "musicgen_nb.streaming.streams.Stream.close",
-    "musicgen_nb.streaming.streams.Stream.stop",
-    "musicgen_nb.ui.studio.Studio.clear_uploads",
-    "musicgen_nb.ui.studio.Studio.figures_for",
-    "musicgen_nb.ui.studio.Studio.generate_now",
-    "musicgen_nb.ui.studio.Studio.load_model",
-    "musicgen_nb.ui.studio.Studio.params",
-    "musicgen_nb.ui.studio.Studio.replay",
-    "musicgen_nb.ui.studio.Studio.rerun",
-    "musicgen_nb.ui.studio.Studio.roll_seed",
-    "musicgen_nb.ui.studio.Studio.running",
-    "musicgen_nb.ui.studio.Studio.save",
-    "musicgen_nb.ui.studio.Studio.session",
-    "musicgen_nb.ui.studio.Studio.set_upload",
-    "musicgen_nb.ui.studio.Studio.show",
-    "musicgen_nb.ui.studio.Studio.show_figures",
-    "musicgen_nb.ui.studio.Studio.stop",
-    "musicgen_nb.ui.studio.Studio.wait",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.current_frame",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.seek",
-    "musicgen_nb.ui.synced_player.SyncedPlayer.show",
+    "musicgen_nb.sweeps.SweepResult.__getitem__",  # r.table[...] no longer counts as r[...]
 }
 
 
@@ -118,11 +88,13 @@ def _exercised(name: str, class_examples: str) -> bool:
 
     if re.search(r"\." + re.escape(name) + r"\b", class_examples):
         return True
+    loop = re.search(r"\bfor [\w, ()]+ in (?!range\()", class_examples)  # over the object
     return {
         "__len__": "len(" in class_examples,
-        "__iter__": "for " in class_examples or "list(" in class_examples,
-        "__next__": "next(" in class_examples or "for " in class_examples,
-        "__getitem__": re.search(r"\w\[", class_examples) is not None,
+        "__iter__": loop is not None or "list(" in class_examples,
+        "__next__": "next(" in class_examples or loop is not None,
+        # a subscript of a name (r[0]), not of an attribute of it (g.codes[0])
+        "__getitem__": re.search(r"(?<![.\w])\w+\[", class_examples) is not None,
         "__call__": False,
     }.get(name, False)
 
@@ -160,3 +132,6 @@ def test_the_example_check_finds_a_missing_example():
     assert not _exercised("merge", ">>> ft = train(s, data)\n>>> ft.history_frame()")
     assert _exercised("merge", ">>> ft.merge().generate('x')")
     assert _exercised("__len__", ">>> len(r)")
+    assert _exercised("__iter__", ">>> [c.final for c in st]")
+    assert not _exercised("__iter__", ">>> [2 * i for i in range(3)]")
+    assert _exercised("__getitem__", ">>> r[0]") and not _exercised("__getitem__", ">>> g.codes[0]")

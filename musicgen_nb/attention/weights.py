@@ -60,6 +60,9 @@ class Attentions:
     >>> g = mg.load("tiny").generate("jazz", duration=1, seed=0, attentions=True, progress=False)
     >>> g.attentions.layers, g.attentions.batch, g.attentions.steps
     ([0, 1], 1, 53)
+    >>> a = g.attentions
+    >>> a.positions, a.nbytes, a.layer_index(1), float(a.times[1])
+    (53, 11660, 1, 0.02)
     """
 
     cross: np.ndarray | None

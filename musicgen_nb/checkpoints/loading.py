@@ -287,8 +287,8 @@ def from_pretrained(
     """Load model and processor through transformers' ``from_pretrained``.
 
     The weights are read straight into ``dtype`` on ``device`` by transformers'
-    own loader (``dtype=``, ``device_map=``: one tensor at a time), never as a full
-    fp32 copy on the host that is cast afterwards; the top-level parts named in
+    own loader (``dtype=``, ``device_map=`` when accelerate is installed, else read in
+    ``dtype`` on the host then moved), never as a full fp32 copy that is cast afterwards; the top-level parts named in
     ``keep_fp32`` (``"text_encoder"``, ``"audio_encoder"``) are read in fp32.
 
     Returns
@@ -320,11 +320,14 @@ def from_pretrained(
         config, kwargs["local_files_only"] = _hub_config(source)
     cls = model_class(config.model_type)
     kwargs["dtype"] = dtype
-    if device is not None:
-        kwargs["device_map"] = str(device)
+    from transformers import utils as hf_utils  # device_map needs accelerate, not a dependency
+
+    if device is not None and hf_utils.is_accelerate_available():
+        kwargs["device_map"], device = str(device), None
     try:
         with kept_fp32(cls, keep_fp32 if dtype != torch.float32 else ()):
             model = cls.from_pretrained(source, **kwargs)
+        model = model if device is None else model.to(device)  # read in dtype on the host
     except (OSError, ValueError, RuntimeError) as err:
         if not local:
             raise

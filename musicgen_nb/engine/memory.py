@@ -5,7 +5,8 @@
   activations of a step and of the prefix, cross-attention keys, EnCodec's decode),
   and :func:`largest_fit`, the longest duration / largest batch a free figure holds.
   The generation refuses a call that cannot fit before any work.
-* :func:`release`: garbage-collect and hand CUDA's cached blocks back, after a call.
+* :func:`release`: garbage-collect and hand CUDA's cached blocks back, after an
+  out-of-memory error or a call that left much cached.
 * :class:`OutOfMemory`: raised when a call runs out of memory after all; it keeps
   the windows done so far (``err.partial``) and holds no decoder.
 
@@ -140,8 +141,9 @@ class OutOfMemory(MemoryError):
     """A call ran out of memory: the message says what fits, ``partial`` keeps what was done.
 
     ``partial`` is the :class:`~musicgen_nb.generation.Generation` of the windows
-    finished before the error (``interrupted=True``), or None when none was. The
-    error holds no decoder, no key/value cache and no traceback into the decode
+    finished before the error (``interrupted=True``), or None when none was;
+    ``codes`` the codes decoded so far, on the CPU (``s.decode(err.codes)`` makes
+    their audio where there is room), or None. The error holds no decoder, no key/value cache and no traceback into the decode
     loop: in Jupyter, ``sys.last_value`` pins nothing on the device.
 
     Examples
@@ -151,9 +153,9 @@ class OutOfMemory(MemoryError):
     (True, None)
     """
 
-    def __init__(self, message: str, partial: Any = None) -> None:
+    def __init__(self, message: str, partial: Any = None, codes: Any = None) -> None:
         super().__init__(message)
-        self.partial = partial
+        self.partial, self.codes = partial, codes
 
 
 def weight_bytes(model: Any) -> int:
@@ -181,19 +183,21 @@ def _codec_bytes(model: Any, frames: int) -> int:
     return 3 * total * torch.empty((), dtype=dtype).element_size()
 
 
-def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
+def call_bytes(s: Any, batch: int, frames: int, branches: int = 2, attention: int = 0) -> dict:
     """Device bytes of one call beyond the weights, by part, and their ``total``.
 
     ``kv``: one window's key/value cache (one window is alive at a time);
     ``activations``: the prefix feed's scores and states, the cross-attention keys
-    and the fp32 logits of a step; ``codec``: EnCodec's decode of one item.
+    and the fp32 logits of a step; ``codec``: EnCodec's decode of the whole batch
+    (one call) and its output; ``attention``: the bytes of an attention capture
+    (``attentions=True``), passed in.
 
     Examples
     --------
     >>> import musicgen_nb as mg
     >>> s = mg.load("tiny")
     >>> b = call_bytes(s, 1, 100)
-    >>> b["total"] == b["kv"] + b["activations"] + b["codec"]
+    >>> b["total"] == b["kv"] + b["activations"] + b["codec"] + b["attention"]
     True
     """
     cfg, model = s.model.config.decoder, s.model
@@ -209,12 +213,19 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2) -> dict:
     cross = 2 * cfg.num_hidden_layers * rows * TEXT_TOKENS * cfg.hidden_size * size
     logits = 4 * rows * cfg.num_codebooks * cfg.vocab_size * 4
     act = scores + states + cross + logits
-    codec = _codec_bytes(model, min(frames, CODEC_FRAMES)) * s.audio_channels
-    return dict(kv=kv, activations=act, codec=codec, total=kv + act + codec)
+    # tokens.decode runs the whole batch through EnCodec in one call, a channel at a time,
+    # keeping each channel's output until their concatenation
+    piece = min(frames, CODEC_FRAMES)
+    out = (
+        2 * s.audio_channels * piece * s.hop_length * torch.empty((), dtype=s.dtype).element_size()
+    )
+    codec = batch * (_codec_bytes(model, piece) + out)
+    total = kv + act + codec + attention
+    return dict(kv=kv, activations=act, codec=codec, attention=attention, total=total)
 
 
 def device_free(device: torch.device) -> int | None:
-    """Free bytes on ``device``: faked, CUDA's figure, or the host's for the CPU; None if unknown.
+    """Free bytes on ``device``: faked, CUDA's (plus the blocks torch holds cached), the host's; None if unknown.
 
     Examples
     --------
@@ -225,7 +236,14 @@ def device_free(device: torch.device) -> int | None:
     123
     """
     facts = device_facts(device)
-    if facts.free_bytes is not None or facts.faked or device.type != "cpu":
+    if facts.faked or (facts.free_bytes is not None and device.type != "cuda"):
+        return facts.free_bytes
+    if device.type == "cuda":  # blocks torch keeps cached are free to this process too
+        if facts.free_bytes is None:
+            return None
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return facts.free_bytes + max(0, cached)
+    if device.type != "cpu":
         return facts.free_bytes
     from .._util.memory import available_bytes
 
@@ -265,18 +283,26 @@ def largest_fit(
     return longest, widest
 
 
-def release(device: torch.device) -> None:
-    """Free what a finished call left: collect garbage, then return CUDA's cached blocks.
+#: Cached CUDA bytes (reserved, not allocated) above which a finished call hands them back.
+RELEASE_CACHED = 2**30
+
+
+def release(device: torch.device, force: bool = False) -> None:
+    """Free what a call left: collect garbage, then return CUDA's cached blocks.
 
     On the CPU there is nothing to do: the cache is freed when its decoder goes.
+    On CUDA it runs after an out-of-memory error (``force=True``) or when torch
+    keeps more than :data:`RELEASE_CACHED` bytes cached; otherwise a call pays no
+    ``gc.collect()`` and the next call reuses the cached blocks.
 
     Examples
     --------
     >>> import torch
     >>> release(torch.device("cpu"))
     """
-    if device.type != "cuda":
+    if device.type != "cuda" or not torch.cuda.is_available():
         return
-    gc.collect()
-    if torch.cuda.is_available():
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if force or cached > RELEASE_CACHED:
+        gc.collect()
         torch.cuda.empty_cache()

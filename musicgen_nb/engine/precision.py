@@ -153,10 +153,8 @@ def device_facts(device: torch.device | str) -> DeviceFacts:
     if device.type == "cuda" and torch.cuda.is_available():
         index = device.index if device.index is not None else torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-        return DeviceFacts(
-            "cuda", torch.cuda.get_device_capability(index), bool(native), int(free), int(total)
-        )
+        capability = torch.cuda.get_device_capability(index)  # native bf16 from sm80 (any torch)
+        return DeviceFacts("cuda", capability, capability >= (8, 0), int(free), int(total))
     return DeviceFacts(device.type, None, device.type == "cpu", None, None)
 
 
@@ -164,7 +162,7 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     """The dtype ``precision="auto"`` runs the decoder in on ``device``.
 
     fp32 on the CPU; bf16 on CUDA where it is native, fp16 on CUDA where it is not
-    (``torch.cuda.is_bf16_supported(including_emulation=False)``); fp16 on MPS.
+    (compute capability 8.0 and up); fp16 on MPS.
     (Examples: see the module.)
 
     Examples
@@ -307,13 +305,17 @@ def bridge(model: Any) -> Any:
     return model
 
 
+_EXACT_LOCK = threading.Lock()
+_EXACT_DEPTH, _EXACT_SAVED = 0, (True, False)
+
+
 @contextmanager
 def exact_convolutions() -> Iterator[None]:
     """Turn TF32 off for cuDNN convolutions and CUDA matmuls inside the block.
 
     TF32 keeps 10 mantissa bits: an EnCodec decode then differs from fp32 by
     far more than the ChunkDecoder's >= 100 dB promise allows. On the CPU it
-    changes nothing.
+    changes nothing. Thread-safe: the flags stay off while any thread is inside.
 
     Examples
     --------
@@ -322,13 +324,22 @@ def exact_convolutions() -> Iterator[None]:
     ...     torch.backends.cudnn.allow_tf32
     False
     """
-    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    global _EXACT_DEPTH, _EXACT_SAVED
+    with _EXACT_LOCK:  # the flags are global: the first block in saves them, the last out restores
+        if _EXACT_DEPTH == 0:
+            _EXACT_SAVED = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
+        _EXACT_DEPTH += 1
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
+        with _EXACT_LOCK:
+            _EXACT_DEPTH -= 1
+            if _EXACT_DEPTH == 0:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = (
+                    _EXACT_SAVED
+                )
 
 
 def describe(device: torch.device | str) -> dict:

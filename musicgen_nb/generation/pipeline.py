@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..engine.memory import OutOfMemory, release
+from ..engine.memory import OutOfMemory, oom_message, release
 from .decode import assemble
 from .request import Request, make_request
 from .result import Generation
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 __all__ = ["generate", "run"]
+
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def run(s: Any, req: Request) -> Generation:
@@ -51,8 +53,10 @@ def run(s: Any, req: Request) -> Generation:
     Raises
     ------
     musicgen_nb.engine.memory.OutOfMemory
-        When the device runs out of memory: the message says what fits, and
-        ``err.partial`` is the Generation of the windows done (or None).
+        When the device runs out of memory: the message says what fits,
+        ``err.partial`` is the Generation of the windows done (or None), and
+        ``err.codes`` their codes on the CPU (all of them when only EnCodec's final
+        decode ran out).
 
     Examples
     --------
@@ -69,24 +73,32 @@ def run(s: Any, req: Request) -> Generation:
         )
     p = plan(s, req)
     got, p = inputs(s, req, p)
-    try:
-        done = run_windows(s, req, p, got)
-        if done.oom is None:
-            return assemble(s, req, p, got, done)
+    done = run_windows(s, req, p, got)
+    if done.oom is None:
+        try:
+            g = assemble(s, req, p, got, done)
+        except _OOM:  # EnCodec's final decode: the codes are done, keep them
+            done.oom = "out of memory in EnCodec's final decode (the codes are kept in err.codes)"
+            done.oom += "; " + oom_message(s, req.batch, req.opts["duration"])
+        else:
+            release(s.device)  # only where torch keeps a lot cached (see release)
+            return g
+        partial = None
+    else:
         partial = _partial(s, req, p, got, done)
-    finally:
-        release(s.device)  # the call's cache and activations go back to the device
-    raise OutOfMemory(done.oom, partial)  # outside any except: no traceback into the loop
+    msg, codes = done.oom, None if done.codes is None else done.codes.cpu()
+    done = None  # no decoder, cache or traceback left: release() frees them all
+    release(s.device, force=True)
+    raise OutOfMemory(msg, partial, codes=codes)  # outside any except: no traceback into the loop
 
 
 def _partial(s, req: Request, p, got, done) -> Generation | None:
     """The Generation of the windows finished before running out of memory, if any."""
     if not done.window_codes:
         return None
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     try:
         return assemble(s, req, p, got, done)
-    except oom:  # even the codec's decode does not fit: the codes stay in done.codes
+    except _OOM:  # even the codec's decode does not fit: the codes stay in done.codes
         return None
 
 

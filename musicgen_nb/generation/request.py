@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
 __all__ = [
+    "guidance_branches",
     "Request",
     "audio_input",
     "check_memory",
@@ -54,8 +55,9 @@ class Request:
     Examples
     --------
     >>> import musicgen_nb as mg
-    >>> make_request(mg.load("tiny"), "jazz", duration=2, seed=1).opts["duration"]
-    2.0
+    >>> req = make_request(mg.load("tiny"), ["jazz", "rock"], duration=2, seed=1)
+    >>> req.opts["duration"], req.batch
+    (2.0, 2)
     """
 
     texts: list
@@ -151,8 +153,12 @@ def make_request(
     )
     new_frames = num_frames(opts["duration"], frame_rate=s.frame_rate)
     known = 0 if audio_prompt is None else prompt_frames(s, audio_prompt.shape[-1], audio_prompt_sr)
-    check_memory(s, batch, known + new_frames, opts["duration"])
     attention = dict(layers=attention_layers, heads=attention_heads, budget_mb=attention_budget_mb)
+    check_memory(
+        s, batch, known + new_frames, opts["duration"], known=known,
+        branches=guidance_branches(opts["guidance_scale"], opts["cfg_coef_beta"]),
+        attention=_capture_bytes(s, batch, known + new_frames, attention) if attentions else 0,
+    )  # fmt: skip
     return Request(
         texts=texts, negative=negative, opts=opts, seeds=seeds(seed, batch), new_frames=new_frames,
         melody=melody, melody_sr=melody_sr, audio_prompt=audio_prompt,
@@ -282,8 +288,36 @@ def check_prompt_length(s, samples: int, sr: int) -> None:
     )
 
 
-def check_memory(s, batch: int, frames: int, duration: float) -> None:
+def _capture_bytes(s, batch: int, frames: int, attention: dict) -> int:
+    """Device bytes of an attention capture: the estimate twice (torch.cat copies it to the host)."""
+    from ..attention import plan_capture
+
+    frames = min(frames, s.max_frames)  # the first window only
+    spec = dict(attention, batch=batch, frames=frames)
+    return int(2 * plan_capture(s, **spec)["estimate"]["total_mb"] * 1e6)
+
+
+def guidance_branches(guidance_scale: float, cfg_coef_beta: float | None = None) -> int:
+    """Rows per prompt the decoder runs: conditional, unconditional with guidance, a third with beta.
+
+    Examples
+    --------
+    >>> guidance_branches(1.0), guidance_branches(3.0), guidance_branches(3.0, 1.0)
+    (1, 2, 3)
+    """
+    guided = guidance_scale > 1
+    return 1 + guided + (guided and cfg_coef_beta is not None)
+
+
+def check_memory(
+    s, batch: int, frames: int, duration: float, *, known: int = 0, branches: int = 2,
+    attention: int = 0,
+) -> None:  # fmt: skip
     """Refuse a call that cannot fit in memory, naming the longest duration or batch that can.
+
+    ``frames`` counts the audio prompt's ``known`` frames; the duration named
+    excludes them. ``branches`` is :func:`guidance_branches`; ``attention`` the bytes
+    of an attention capture (``attentions=True``).
 
     On the device: one window's key/value cache, the activations and EnCodec's
     decode (:func:`musicgen_nb.engine.memory.call_bytes`), against its free memory
@@ -300,7 +334,7 @@ def check_memory(s, batch: int, frames: int, duration: float) -> None:
     from ..engine.memory import call_bytes, device_free
 
     audio = 3 * batch * s.audio_channels * frames * s.hop_length * 4
-    device = call_bytes(s, batch, frames, branches=3)["total"]  # at most three guidance branches
+    device = call_bytes(s, batch, frames, branches=branches, attention=attention)["total"]
     free = device_free(s.device)
     if s.device.type == "cpu":
         audio, device = 0, device + audio
@@ -312,20 +346,24 @@ def check_memory(s, batch: int, frames: int, duration: float) -> None:
         )
     if free is None or device <= free:
         return
-    raise ValueError(_refusal(s, batch, frames, duration, device, free))
+    raise ValueError(
+        _refusal(s, (batch, frames, known, branches, attention), duration, device, free)
+    )
 
 
-def _refusal(s, batch: int, frames: int, duration: float, need: int, free: int) -> str:
+def _refusal(s, call: tuple, duration: float, need: int, free: int) -> str:
     """What a call that cannot fit needs, what is free, and the largest call that fits."""
     from ..engine.memory import largest_fit
 
     where = "memory" if s.device.type == "cpu" else f"{s.device.type} memory"
     # On the CPU the output audio (3 float32 copies) shares the same memory.
     audio = 3 * s.audio_channels * s.hop_length * 4 if s.device.type == "cpu" else 0
-    longest, widest = largest_fit(s, batch, frames, free, branches=3, per_frame=audio)
+    batch, frames, known, branches, attention = call
+    room = free - attention  # a capture for a shorter call is smaller: this stays on the safe side
+    longest, widest = largest_fit(s, batch, frames, room, branches=branches, per_frame=audio)
     fits = []
-    if longest:
-        fits.append(f"at most {longest / s.frame_rate:g} s for {batch} prompt(s)")
+    if longest > known:  # the audio prompt's frames are not part of the duration
+        fits.append(f"at most {(longest - known) / s.frame_rate:g} s for {batch} prompt(s)")
     if widest and widest < batch:
         fits.append(f"at most {widest} prompt(s) of {duration:g} s")
     hint = " or ".join(fits) if fits else "no call of this model: free memory or load a smaller one"

@@ -32,7 +32,7 @@ from ..engine import Conditioning, Sampler, StepRecord, oom_message
 from ..engine.memory import device_free, largest_fit, release
 from ..patterns import codebook_delays
 from .loop import Progress, run_window
-from .request import Request, prompt_frames
+from .request import Request, guidance_branches, prompt_frames
 
 __all__ = ["Inputs", "Plan", "Run", "inputs", "plan", "run_windows", "spans", "window_conditioning"]
 
@@ -260,21 +260,23 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
         bar.close()
     if failed:
         run.interrupted, run.captured = True, None
-        release(s.device)
-        run.oom = _oom_text(s, req)
+        release(s.device, force=True)
+        run.oom = _oom_text(s, req, p.prompt_frames)
     return run
 
 
-def _oom_text(s, req: Request) -> str:
-    """The out-of-memory message, with what the estimate says fits."""
+def _oom_text(s, req: Request, known: int) -> str:
+    """The out-of-memory message, with what the estimate says fits (``known``: prompt frames)."""
     msg = oom_message(s, req.batch, req.opts["duration"])
     free = device_free(s.device)
     if free is None:
         return msg
-    frames = round(req.opts["duration"] * s.frame_rate)
-    longest, widest = largest_fit(s, req.batch, frames, free)
+    frames = known + round(req.opts["duration"] * s.frame_rate)
+    branches = guidance_branches(req.opts["guidance_scale"], req.opts["cfg_coef_beta"])
+    longest, widest = largest_fit(s, req.batch, frames, free, branches=branches)
     fits = f" With {free / 1e9:.2f} GB free, the estimate fits "
-    fits += f"{longest / s.frame_rate:g} s for {req.batch} prompt(s)" if longest else "no call"
+    new = longest - known  # the audio prompt's frames are not part of the duration
+    fits += f"{new / s.frame_rate:g} s for {req.batch} prompt(s)" if new > 0 else "no call"
     fits += f", or {widest} prompt(s) of {req.opts['duration']:g} s." if widest else "."
     return msg + fits
 

@@ -84,6 +84,16 @@ class LivePlayer(anywidget.AnyWidget):
     >>> g = p.play()
     >>> p.sent, p.final_url.startswith("data:audio/"), g.audio.shape
     (2, True, (1, 1, 32000))
+    >>> st = mg.load("tiny").stream("jazz", duration=1.0, seed=1, chunk=0.5)
+    >>> p.reset(st)  # by hand, what play() does: reset, feed every chunk, finish
+    >>> for chunk in st:
+    ...     p.feed(chunk)
+    >>> p.finish(st.generation)
+    >>> p.sent, p.final_name.startswith("jazz_seed1.")
+    (2, True)
+    >>> thread = p.start(mg.load("tiny").stream("jazz", duration=0.5, seed=2, chunk=0.5))
+    >>> p.wait().audio.shape  # start() plays in a background thread, as displaying it does
+    (1, 1, 16000)
     """
 
     _esm = asset("live_player.js")

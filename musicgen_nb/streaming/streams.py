@@ -125,8 +125,8 @@ class Stream:
     (False, Stream(1 x 1 s, chunk 0.5 s, 0 chunks so far, not started))
     >>> [(c.index, c.final) for c in st]
     [(0, False), (1, True)]
-    >>> st.generation.audio.shape, st.interrupted
-    ((1, 1, 32000), False)
+    >>> st.generation.audio.shape, st.interrupted, st.prompt_frames, st.stop(), st.close()
+    ((1, 1, 32000), False, 0, None, None)
     """
 
     max_samples = 2048

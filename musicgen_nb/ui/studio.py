@@ -49,8 +49,22 @@ class Studio(RunHistory):
     >>> st.prompt.value = "lo-fi beat"
     >>> st.duration.value = 1.0
     >>> g = st.generate(wait=True)
-    >>> len(st.history)
-    1
+    >>> len(st.history), st.running, st.session().name, sorted(st.params())[:2]
+    (1, False, 'tiny', ['duration', 'guidance_scale'])
+    >>> st.seed.value, st.lock.value = 5, True  # keep the seed
+    >>> st.generate_now(duration=0.5).seed  # blocking, with overrides of params()
+    5
+    >>> st.rerun(1, wait=True).audio.shape  # run 1 again: its parameters and seed
+    (1, 1, 32000)
+    >>> st.replay(1); st.show(2); len(st.show_figures(2)), len(st.figures_for(2))
+    (2, 2)
+    >>> [p.suffix for p in st.save(1)]  # into save_dir, "outputs"
+    ['.wav']
+    >>> st.set_upload("melody", "tune.wav", b"not audio")  # refused: the panel says why
+    False
+    >>> st.clear_uploads(); st.roll_seed() >= 0, st.load_model(wait=True)
+    (True, True)
+    >>> st.stop(); st.wait()  # stop a run in flight at its next step; wait for it (none here)
     """
 
     def __init__(

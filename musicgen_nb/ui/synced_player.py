@@ -35,6 +35,11 @@ class SyncedPlayer(anywidget.AnyWidget):
     >>> p = SyncedPlayer.from_generation(g)
     >>> p.frames, p.num_codebooks, round(p.duration, 2)
     (50, 4, 1.0)
+    >>> p.seek(0.5)
+    >>> p.current_frame
+    25
+    >>> p.show(g.audio[0, :, :16000], g.sample_rate, codes=g.codes[0, :, :25]).frames
+    25
     """
 
     _esm = asset("synced_player.js")

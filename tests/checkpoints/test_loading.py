@@ -192,3 +192,21 @@ def test_half_precision_loads_straight_into_its_dtype():
     everything, _ = loading.from_pretrained(src, allow_pickle=False, dtype=torch.float16)
     kept = {n for n, p in everything.named_parameters() if p.dtype == torch.float32}
     assert kept and all(".wo." in n for n in kept)  # transformers' own rule: T5's wo in fp16
+
+
+def test_a_device_load_without_accelerate_reads_on_the_host_then_moves(monkeypatch):
+    """accelerate is not a dependency: without it, no device_map (transformers would refuse)."""
+    import torch
+    import transformers.integrations.accelerate as hf_acc
+    from transformers import utils as hf_utils
+
+    from musicgen_nb.checkpoints.offline import offline_checkpoint
+
+    monkeypatch.setattr(hf_utils, "is_accelerate_available", lambda: False)
+    monkeypatch.setattr(hf_acc, "is_accelerate_available", lambda: False)
+    model, _ = loading.from_pretrained(
+        str(offline_checkpoint("tiny")), allow_pickle=False, dtype=torch.bfloat16,
+        device=torch.device("cpu"), keep_fp32=("text_encoder",),
+    )  # fmt: skip
+    assert model.decoder.dtype == torch.bfloat16 and model.text_encoder.dtype == torch.float32
+    assert {p.device.type for p in model.parameters()} == {"cpu"}

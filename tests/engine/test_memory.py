@@ -82,3 +82,48 @@ def test_release_and_out_of_memory_error():
     release(torch.device("cpu"))  # nothing held: a no-op off CUDA
     err = OutOfMemory("out of memory", partial="done")
     assert isinstance(err, MemoryError) and err.partial == "done"
+
+
+def test_codec_term_grows_with_the_batch_decoded_in_one_call(tiny):
+    """tokens.decode sends the whole batch through EnCodec at once: the codec term is per item."""
+    from musicgen_nb.engine.memory import call_bytes
+
+    one, three = call_bytes(tiny, 1, 120), call_bytes(tiny, 3, 120)
+    assert three["codec"] == 3 * one["codec"] > 0
+
+
+def test_device_free_on_cuda_counts_the_blocks_torch_keeps_cached(monkeypatch):
+    """No GPU here: torch.cuda's figures are stood in for (an sm75 card on a torch < 2.4, where
+    is_bf16_supported has no including_emulation=)."""
+    from musicgen_nb.engine.memory import device_free
+    from musicgen_nb.engine.precision import device_facts
+
+    def old_is_bf16_supported():
+        return True  # counts emulation, and takes no argument
+
+    for name, value in dict(
+        is_available=lambda: True, current_device=lambda: 0, mem_get_info=lambda i: (1000, 5000),
+        get_device_capability=lambda i=None: (7, 5), memory_reserved=lambda d=None: 300,
+        memory_allocated=lambda d=None: 100, is_bf16_supported=old_is_bf16_supported,
+    ).items():  # fmt: skip
+        monkeypatch.setattr(torch.cuda, name, value)
+    facts = device_facts(torch.device("cuda"))
+    assert facts.capability == (7, 5) and facts.bf16_native is False
+    assert device_free(torch.device("cuda")) == 1000 + 300 - 100
+
+
+def test_release_collects_only_after_an_oom_or_with_much_cached(monkeypatch):
+    """No GPU here: torch.cuda's figures are stood in for, and empty_cache is counted."""
+    from musicgen_nb.engine.memory import RELEASE_CACHED, release
+
+    calls, cached = [], [0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d=None: cached[0])
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda d=None: 0)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(cached[0]))
+    cuda = torch.device("cuda")
+    release(cuda)  # little cached: nothing to do, no gc.collect per call
+    release(cuda, force=True)  # after an out-of-memory error
+    cached[0] = RELEASE_CACHED + 1
+    release(cuda)  # much cached: handed back
+    assert calls == [0, RELEASE_CACHED + 1]

@@ -170,31 +170,52 @@ def test_progress_counts_and_calls_back():
     assert calls == [(1, 3), (2, 3), (3, 3)] and bar.done == 3 and bar.bar is None
 
 
-def test_guidance_and_sampling_run_in_fp32_on_a_bf16_model():
-    """The bf16 decoder's logits are upcast before guidance and sampling: run_window's first
-    tokens equal sampling by hand from the fp32 upcast of the same logits."""
+def test_guidance_and_sampling_run_in_fp32_on_a_bf16_model(device):
+    """The bf16 decoder's logits are upcast before guidance and sampling: the probabilities
+    run_window traces match guidance, warping and softmax of the fp32 upcast to fp32 rounding,
+    while the same arithmetic in bf16 is measurably off; the first tokens are the hand-sampled."""
     import torch
+    from _devices import generators
 
     import musicgen_nb as mg
     from musicgen_nb.conditioning import conditioning
-    from musicgen_nb.engine import Decoder, Sampler, guide, sample, warp
+    from musicgen_nb.engine import Decoder, Sampler, StepRecord, guide, sample, warp
     from musicgen_nb.generation.loop import Progress, run_window
 
-    s = mg.load("tiny", precision="bf16")
+    s = mg.load("tiny", precision="bf16", device=device)
     sampler = Sampler(guidance_scale=3.0, temperature=0.7, top_k=50)
+    tight = dict(rtol=1e-5, atol=1e-7)
+
+    def top5(logits):  # our guidance, warping and softmax, in fp32
+        return warp(guide(logits, 1, sampler)[0], sampler).softmax(-1).topk(5, -1).values
+
+    def top5_in_bf16(logits):  # the same arithmetic kept in bf16 (guide() itself upcasts)
+        if logits.shape[0] == 2:
+            cond, uncond = logits.split(1)
+            logits = uncond + (cond - uncond) * sampler.guidance_scale
+        logits = logits / sampler.temperature
+        kth = logits.topk(sampler.top_k, -1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+        return logits.softmax(-1).float().topk(5, -1).values
+
     for gs in (3.0, 1.0):  # two branches, and one (no guidance)
         sampler.guidance_scale = gs
         cond = conditioning(s, ["jazz"], negative=None, guidance_scale=gs)
-        logits = Decoder(s.model, cond, max_len=8).step(
-            torch.full((cond.branches, 4, 1), s.special_id)
-        )
+        start = torch.full((cond.branches, 4, 1), s.special_id, device=s.device)
+        logits = Decoder(s.model, cond, max_len=8).step(start)
         assert logits.dtype == torch.bfloat16
         guided = guide(logits.float(), 1, sampler)[0]
         assert guided.dtype == warp(guided, sampler).dtype == torch.float32
-        want, _ = sample(warp(guided, sampler), sampler, [torch.Generator().manual_seed(5)])
+        want, _ = sample(warp(guided, sampler), sampler, generators(s, [5]))
+        trace = StepRecord()
         codes, *_ = run_window(
             s, cond, batch=1, prefix=None, frames=4, sampler=sampler,
-            generator=[torch.Generator().manual_seed(5)], progress=Progress(7, False, None),
-            trace=None, capture=None, stop=None,
+            generator=generators(s, [5]), progress=Progress(7, False, None),
+            trace=trace, capture=None, stop=None,
         )  # fmt: skip
+        got = trace.top_probs[0]
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, top5(logits.float()), **tight)
+        with pytest.raises(AssertionError):  # what bf16 guidance and sampling would give
+            torch.testing.assert_close(got, top5_in_bf16(logits), **tight)
         assert codes[0, 0, 0] == want[0, 0]

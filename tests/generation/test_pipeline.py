@@ -147,3 +147,30 @@ def test_out_of_memory_in_the_first_window_has_no_partial(tiny):
     with pytest.raises(OutOfMemory) as info:
         tiny.generate("jazz", duration=1.0, seed=0, progress=False, callback=hook)
     assert info.value.partial is None
+
+
+def test_out_of_memory_in_the_final_codec_decode_keeps_every_code(tiny, monkeypatch):
+    """The windows are done and EnCodec's decode runs out (simulated where a CUDA OOM strikes,
+    the codec's decode): OutOfMemory, not torch's raw error, with all the codes on the CPU."""
+    import sys
+
+    import torch
+    from _devices import live_decoders
+
+    from musicgen_nb.engine.memory import OutOfMemory
+
+    def decode(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    full = tiny.generate("jazz", duration=1.0, seed=0, progress=False)
+    monkeypatch.setattr(tiny.model.audio_encoder, "decode", decode)
+    with pytest.raises(OutOfMemory) as info:
+        tiny.generate("jazz", duration=1.0, seed=0, progress=False)
+    sys.last_value = err = info.value
+    try:
+        assert err.__context__ is None and live_decoders() == 0
+        assert "EnCodec's final decode" in str(err) and err.partial is None
+        assert err.codes.device.type == "cpu"
+        np.testing.assert_array_equal(err.codes.numpy(), full.codes)
+    finally:
+        del sys.last_value

@@ -104,7 +104,7 @@ def test_a_call_that_cannot_fit_is_refused_naming_what_fits(tiny):
     from musicgen_nb.engine.precision import fake_device
     from musicgen_nb.generation.request import check_memory
 
-    free = call_bytes(tiny, 1, 400, branches=3)["total"] + 3 * 400 * tiny.hop_length * 4
+    free = call_bytes(tiny, 1, 400, branches=2)["total"] + 3 * 400 * tiny.hop_length * 4
     with fake_device("cpu", free_bytes=free):  # one prompt of 8 s fits, two do not
         check_memory(tiny, 2, 100, 2.0)
         with pytest.raises(ValueError, match="the estimate fits at most") as info:
@@ -118,3 +118,70 @@ def test_a_call_that_cannot_fit_is_refused_naming_what_fits(tiny):
         check_memory(tiny, 1, 400, 8.0)
     with fake_device("cuda", free_bytes=1):  # a faked GPU elsewhere changes nothing on the CPU
         check_memory(tiny, 2, 400, 8.0)
+
+
+def test_the_memory_check_counts_the_guidance_branches_the_call_runs():
+    """guidance_scale > 1 runs 2 rows per prompt, a cfg_coef_beta 3, no guidance 1."""
+    import pytest
+
+    import musicgen_nb as mg
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.precision import fake_device
+    from musicgen_nb.generation.request import guidance_branches, make_request
+
+    tiny = mg.load("tiny-melody")  # cfg_coef_beta needs a melody checkpoint
+    audio = 3 * 100 * tiny.hop_length * 4
+    free = call_bytes(tiny, 1, 100, branches=2)["total"] + audio
+    assert call_bytes(tiny, 1, 100, branches=3)["total"] + audio > free
+    with fake_device("cpu", free_bytes=free):
+        make_request(tiny, "jazz", duration=2.0)  # two branches fit
+        make_request(tiny, "jazz", duration=2.0, guidance_scale=1.0)
+        with pytest.raises(ValueError, match="the estimate fits"):
+            make_request(tiny, "jazz", duration=2.0, cfg_coef_beta=1.0)
+    assert [guidance_branches(1.0), guidance_branches(3.0), guidance_branches(3.0, 0.5)] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_the_duration_a_refusal_names_leaves_out_the_audio_prompt(tiny):
+    """With a 2 s audio prompt, the duration named is new audio: it fits beside the prompt."""
+    import re
+
+    import pytest
+
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.precision import fake_device
+    from musicgen_nb.generation.request import make_request
+
+    prompt = np.zeros(2 * tiny.sample_rate, dtype=np.float32)
+    free = call_bytes(tiny, 1, 300, branches=2)["total"] + 3 * 300 * tiny.hop_length * 4
+    with fake_device("cpu", free_bytes=free):  # 6 s in all: the 2 s prompt and 4 s more
+        with pytest.raises(ValueError, match="the estimate fits") as info:
+            make_request(
+                tiny, "jazz", duration=8.0, audio_prompt=prompt, audio_prompt_sr=tiny.sample_rate
+            )
+        seconds = float(re.search(r"at most ([\d.]+) s for 1 prompt", str(info.value)).group(1))
+        assert 3.5 <= seconds <= 4.0
+        make_request(
+            tiny, "jazz", duration=seconds, audio_prompt=prompt, audio_prompt_sr=tiny.sample_rate
+        )
+
+
+def test_the_memory_check_counts_an_attention_capture(tiny):
+    """attentions=True keeps the capture on the device, twice while it is concatenated."""
+    import pytest
+
+    from musicgen_nb.attention import estimate_mb
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.precision import fake_device
+    from musicgen_nb.generation.request import make_request
+
+    frames = 200
+    capture = 2 * estimate_mb(tiny, batch=1, frames=frames, layers=2)["total_mb"] * 1e6
+    free = call_bytes(tiny, 1, frames)["total"] + 3 * frames * tiny.hop_length * 4 + capture / 2
+    with fake_device("cpu", free_bytes=int(free)):
+        make_request(tiny, "jazz", duration=4.0)  # without the capture it fits
+        with pytest.raises(ValueError, match="the estimate fits"):
+            make_request(tiny, "jazz", duration=4.0, attentions=True)
