@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The environment variable that turns stand-ins on (``1``) or off (``0`` or unset).
 ENV = "MUSICGEN_NB_STANDIN"
+#: The config attribute that marks a stand-in (its name), as loaded and as saved.
+CONFIG_MARK = "musicgen_nb_standin"
 #: The stand-in of each kind of checkpoint, keyed by (melody, stereo): the tiny layouts of
 #: that kind with the real window (30 s), rates, codebooks and channels.
 STANDINS = dict(
@@ -237,6 +239,10 @@ def _check_known(name_or_path) -> None:
 def mark(s: Any, standin: Standin | None) -> Any:
     """Label a loaded model with its stand-in (keep the requested name); return it.
 
+    With ``standin=None``, a model whose config carries the stand-in marker
+    (``musicgen_nb_standin``: a folder written from a stand-in by ``save_pretrained``
+    or :func:`musicgen_nb.audiocraft.export_checkpoint`) is labelled with it too.
+
     Examples
     --------
     >>> from types import SimpleNamespace
@@ -244,7 +250,11 @@ def mark(s: Any, standin: Standin | None) -> Any:
     >>> s.name, s.standin, s.meta
     ('small', 'standin', {'name': 'small', 'standin': 'standin'})
     """
-    if standin is None:
+    if standin is None:  # a folder saved from a stand-in (save_pretrained, export) is one too
+        marker = getattr(getattr(getattr(s, "model", None), "config", None), CONFIG_MARK, None)
+        if isinstance(marker, str) and marker:
+            s.standin = marker
+            s.meta = dict(s.meta, standin=marker)
         return s
     s.name = standin.requested
     s.standin = standin.standin
