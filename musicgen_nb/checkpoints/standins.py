@@ -118,11 +118,12 @@ class use_standins:  # noqa: N801 - used like a function, and as a context manag
         self._path = os.environ.get("PYTHONPATH")
         os.environ[ENV] = "1" if on else "0"
         if on:  # transformers' from_pretrained and pipeline too (they check the switch per call)
-            from .hub_standins import install, shared_startup_dir
+            from .hub_standins import install
+            from .standin_startup import shared_startup_dir, startup_on_path
 
             install()
-            folder = str(shared_startup_dir())  # kernels started from here run its sitecustomize
-            if folder not in (self._path or "").split(os.pathsep):
+            if not startup_on_path(self._path):  # kernels started from here run its sitecustomize
+                folder = str(shared_startup_dir())
                 os.environ["PYTHONPATH"] = os.pathsep.join(
                     [folder] + ([self._path] if self._path else [])
                 )
