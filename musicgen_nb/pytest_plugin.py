@@ -126,12 +126,16 @@ def _kernels_get_standins(config) -> None:
     """Give the stand-ins to this process and to every interpreter it starts (notebook kernels)."""
     import shutil
 
-    from .checkpoints import hub_standins
+    from .checkpoints import hub_standins, standin_startup
 
     hub_standins.install()
-    folder = hub_standins.startup_dir()
-    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
     path = os.environ.get("PYTHONPATH")
+    if standin_startup.startup_on_path(
+        path
+    ):  # xdist workers, or use_standins() before: one is enough
+        return
+    folder = standin_startup.startup_dir()
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
     _set_env(config, "PYTHONPATH", os.pathsep.join([str(folder)] + ([path] if path else [])))
 
 

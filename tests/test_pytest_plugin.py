@@ -401,3 +401,22 @@ def test_bad_dataset_lines_and_a_missing_datasets_are_usage_errors(pytester, mon
     result = run_inprocess(pytester, "--musicgen-standin")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'datasets' package is not installed*musicgen-nb[[]datasets[]]*"])
+
+
+def test_xdist_workers_and_their_kernels_get_one_startup_folder(pytester):
+    """The Makefile's `pytest -n 2 --nbval-lax --musicgen-standin notebooks/`: each worker
+    runs the plugin again; the kernels still start cleanly with stand-ins on."""
+    pytest.importorskip("xdist")
+    cell = (
+        "import os, sys\n"
+        "ours = [p for p in os.environ['PYTHONPATH'].split(os.pathsep) if 'musicgen-nb-startup-' in p]\n"
+        "assert len(ours) == 1, ours\n"
+        "assert sys._musicgen_nb_sitecustomize and os.environ['MUSICGEN_NB_STANDIN'] == '1'\n"
+        "from musicgen_nb.checkpoints import hub_standins\n"
+        "assert hub_standins.installed()\n"
+    )
+    for name in ("a.ipynb", "b.ipynb"):
+        notebook(pytester.path / name, (cell, [], None))
+    result = run(pytester, "-n", "2", "--nbval-lax", "--musicgen-standin", str(pytester.path))
+    result.assert_outcomes(passed=2)
+    assert "Error in sitecustomize" not in result.stderr.str()

@@ -3,8 +3,8 @@
 Examples
 --------
 >>> import tempfile, os, torch
->>> path = audio_write(os.path.join(tempfile.mkdtemp(), "clip"), torch.zeros(1, 800) + 0.1, 8000)
->>> path.name
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     audio_write(os.path.join(tmp, "clip"), torch.zeros(1, 800) + 0.1, 8000).name
 'clip.wav'
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._util.files import write_atomic
-from ..audio.loudness import normalize_loudness
+from ..audio.loudness import loudness
 
 if TYPE_CHECKING:
     from typing import Any
@@ -70,8 +71,10 @@ def normalize_audio(
     ``peak`` scales the largest sample to ``-peak_clip_headroom_db`` dB (with
     ``normalize=False`` only when it would clip); ``clip`` clips there; ``rms``
     scales the mono mix's RMS to ``-rms_headroom_db`` dB, then clips; ``loudness``
-    scales to ``-loudness_headroom_db`` LUFS (ITU-R BS.1770, our meter), with a
-    tanh soft clip if ``loudness_compressor``, then clips.
+    applies the full gain to ``-loudness_headroom_db`` LUFS (ITU-R BS.1770, our
+    meter; audio below an RMS of 2e-3 is left as it is), then a tanh soft clip if
+    ``loudness_compressor``, then clips to [-1, 1], as audiocraft does: a loud
+    target can clip, the peak is not protected.
 
     Examples
     --------
@@ -91,7 +94,9 @@ def normalize_audio(
         scale = 10 ** (-rms_headroom_db / 20) / rms if rms > 0 else 1.0
         wav = wav * scale if (normalize or scale < 1) else wav
     elif strategy == "loudness":
-        wav = normalize_loudness(wav, sample_rate, -float(loudness_headroom_db), peak=1.0)
+        level = loudness(wav, sample_rate)  # -inf when too short or silent to measure
+        if float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) >= 2e-3 and math.isfinite(level):
+            wav = (wav * 10 ** ((-float(loudness_headroom_db) - level) / 20)).astype(np.float32)
         if loudness_compressor:
             wav = np.tanh(wav)
     elif strategy in ("none", ""):
@@ -132,8 +137,8 @@ def audio_write(
     --------
     >>> import tempfile, os
     >>> x = np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)[None].astype(np.float32)
-    >>> audio_write(os.path.join(tempfile.mkdtemp(), "a"), x, 8000, format="flac",
-    ...             strategy="loudness").suffix
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     audio_write(os.path.join(tmp, "a"), x, 8000, format="flac", strategy="loudness").suffix
     '.flac'
     """
     import soundfile as sf
@@ -142,8 +147,13 @@ def audio_write(
         raise ValueError(f"format must be one of {list(FORMATS)}, got {format!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, numbers.Integral)
+        or sample_rate <= 0
+    ):
         raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    sample_rate = int(sample_rate)
     for name, value in [("peak_clip_headroom_db", peak_clip_headroom_db), ("rms_headroom_db",
                         rms_headroom_db), ("loudness_headroom_db", loudness_headroom_db)]:  # fmt: skip
         if (

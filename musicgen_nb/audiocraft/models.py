@@ -25,14 +25,13 @@ Examples
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..models import load
+from .params import as_batch, check_bool, check_int, check_number, engine_params, print_progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -43,34 +42,6 @@ __all__ = ["SHORT_NAMES", "MusicGen"]
 #: audiocraft's short names and the hub ids they stand for.
 SHORT_NAMES = {k: f"facebook/musicgen-{k}" for k in ("small", "medium", "large", "melody")}
 _SEED_LIMIT = 2**62
-
-
-def _bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _number(value, name: str, *, low: float = 0.0, strict: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {low:g}, got {value!r}")
-    return float(value)
-
-
-def _audio(x, name: str) -> np.ndarray:
-    """A torch tensor or array ``[B, C, T]`` or ``[C, T]`` as float32 numpy ``[B, C, T]``."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float32).numpy()
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(
-            f"{name} must be [B, C, T] (or [C, T] for one item), got shape {arr.shape}"
-        )
-    return arr
 
 
 class MusicGen:
@@ -116,27 +87,57 @@ class MusicGen:
 
     @property
     def sample_rate(self) -> int:
-        """Sample rate of the generated audio (Hz)."""
+        """Sample rate of the generated audio (Hz).
+
+        Examples
+        --------
+        >>> MusicGen.get_pretrained("tiny", device="cpu").sample_rate
+        32000
+        """
         return self.session.sample_rate
 
     @property
     def frame_rate(self) -> int:
-        """Decoder steps (codec frames) per second."""
+        """Decoder steps (codec frames) per second.
+
+        Examples
+        --------
+        >>> MusicGen.get_pretrained("tiny", device="cpu").frame_rate
+        50
+        """
         return self.session.frame_rate
 
     @property
     def audio_channels(self) -> int:
-        """Channels of the generated audio (2 for stereo checkpoints)."""
+        """Channels of the generated audio (2 for stereo checkpoints).
+
+        Examples
+        --------
+        >>> MusicGen.get_pretrained("tiny-stereo", device="cpu").audio_channels
+        2
+        """
         return self.session.audio_channels
 
     @property
     def max_duration(self) -> float:
-        """Seconds the model makes in one window (30 for the real checkpoints)."""
+        """Seconds the model makes in one window (30 for the real checkpoints).
+
+        Examples
+        --------
+        >>> MusicGen.get_pretrained("tiny", device="cpu").max_duration
+        4.0
+        """
         return self.session.max_duration
 
     @property
     def device(self) -> torch.device:
-        """The device the model runs on; outputs are tensors on it."""
+        """The device the model runs on; outputs are tensors on it.
+
+        Examples
+        --------
+        >>> MusicGen.get_pretrained("tiny", device="cpu").device
+        device(type='cpu')
+        """
         return self.session.device
 
     def set_custom_progress_callback(
@@ -146,6 +147,9 @@ class MusicGen:
 
         It is called after each decode step when ``progress=True``, with the
         steps done and the steps to do over all windows (delay steps included).
+        Where we differ: in long-form generation audiocraft counts the steps done
+        from the window's stride offset and the steps to do of the current window
+        only, so its counts are not one running total as ours are.
 
         Examples
         --------
@@ -179,6 +183,7 @@ class MusicGen:
         top_k, top_p : int, float
             As in audiocraft, ``top_p > 0`` replaces top-k (top-k is then not applied).
         temperature : float
+            ``0`` takes the argmax, as in audiocraft.
         duration : float
             Seconds of audio out, a continuation's prompt included. Longer than
             :attr:`max_duration` generates in windows of ``max_duration`` that move by
@@ -195,6 +200,9 @@ class MusicGen:
             audiocraft's 18 s on a 30 s window (60% of the window on other windows,
             so the 4 s ``tiny`` gets 2.4 s).
 
+        ``generation_params`` then holds audiocraft's keys (``use_sampling``, ``temp``,
+        ``top_k``, ``top_p``, ``cfg_coef``, ``two_step_cfg``, ``cfg_coef_beta``).
+
         Notes
         -----
         Where we differ from audiocraft: the last long-form window ends at ``duration``
@@ -210,40 +218,39 @@ class MusicGen:
         ValueError: extend_stride must be below max_duration (4 s), got 5
         """
         for name, value in [("use_sampling", use_sampling), ("two_step_cfg", two_step_cfg)]:
-            _bool(value, name)
-        duration = _number(duration, "duration")
+            check_bool(value, name)
+        duration = check_number(duration, "duration")
         if extend_stride is None:
             extend_stride = 18.0 if self.max_duration == 30.0 else 0.6 * self.max_duration
-        stride = _number(extend_stride, "extend_stride")
+        stride = check_number(extend_stride, "extend_stride")
         if stride >= self.max_duration:
             raise ValueError(
                 f"extend_stride must be below max_duration ({self.max_duration:g} s), got {extend_stride!r}"
             )
-        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
-        top_p = _number(top_p, "top_p", strict=False)
+        top_k = check_int(top_k, "top_k", low=0)
+        top_p = check_number(top_p, "top_p", strict=False)
+        temp = check_number(temperature, "temperature", strict=False)
         self.duration = duration
         self.extend_stride = stride
-        self.generation_params = dict(
-            do_sample=use_sampling, top_k=0 if top_p > 0 else int(top_k), top_p=top_p,
-            temperature=_number(temperature, "temperature"),
-            guidance_scale=_number(cfg_coef, "cfg_coef", strict=False),
-            cfg_coef_beta=cfg_coef_beta, extend_stride=stride,
-        )  # fmt: skip
+        self.generation_params = {
+            "use_sampling": use_sampling, "temp": temp, "top_k": top_k, "top_p": top_p,
+            "cfg_coef": check_number(cfg_coef, "cfg_coef", strict=False),
+            "two_step_cfg": two_step_cfg, "cfg_coef_beta": cfg_coef_beta,
+        }  # fmt: skip
         self.two_step_cfg = two_step_cfg
 
     # ------------------------------------------------------------------------ generation
     def _run(self, texts: list, progress: bool, return_tokens: bool, **extra: Any):
-        progress = _bool(progress, "progress")
-        _bool(return_tokens, "return_tokens")
+        progress = check_bool(progress, "progress")
+        check_bool(return_tokens, "return_tokens")
         seed = int(torch.randint(0, _SEED_LIMIT, (1,)).item())  # the global torch seed rules
         callback = None
         if progress:
-            callback = self._progress_callback or _print_progress
+            callback = self._progress_callback or print_progress
         duration = extra.pop("duration", self.duration)
         g = self.session.generate(
             texts, duration=duration, seed=seed, progress=False, callback=callback,
-            **self.generation_params, **extra,
+            **engine_params(self.generation_params, self.extend_stride), **extra,
         )  # fmt: skip
         if progress and self._progress_callback is None:
             print()
@@ -287,12 +294,7 @@ class MusicGen:
         >>> tuple(model.generate_unconditional(2).shape)
         (2, 1, 16000)
         """
-        if (
-            isinstance(num_samples, bool)
-            or not isinstance(num_samples, numbers.Integral)
-            or num_samples < 1
-        ):
-            raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+        num_samples = check_int(num_samples, "num_samples")
         return self._run([None] * int(num_samples), progress, return_tokens)
 
     def generate_continuation(
@@ -307,9 +309,10 @@ class MusicGen:
 
         The output lasts ``duration`` seconds in all, prompt included (its first
         part is the prompt as the codec rebuilds it), and the tokens include the
-        prompt's. The prompt is resampled and mixed to the model's channels, and
-        must be shorter than ``duration`` and than :attr:`max_duration` (audiocraft
-        also accepts a prompt exactly as long as ``duration``).
+        prompt's. The prompt is resampled and mixed to the model's channels, and,
+        as in audiocraft, must be shorter than ``duration`` (audiocraft's language
+        model refuses a prompt that fills the whole generation) and than
+        :attr:`max_duration`.
 
         Examples
         --------
@@ -322,7 +325,8 @@ class MusicGen:
         """
         from ..generation.request import prompt_frames
 
-        arr = _audio(prompt, "prompt")
+        prompt_sample_rate = check_int(prompt_sample_rate, "prompt_sample_rate", what=" (Hz)")
+        arr = as_batch(prompt, "prompt")
         texts = [None] * len(arr) if descriptions is None else list(descriptions)
         if len(texts) != len(arr):
             raise ValueError(
@@ -350,10 +354,11 @@ class MusicGen:
         """Generate from text and melodies (melody checkpoints).
 
         ``melody_wavs`` is ``[B, C, T]``, ``[C, T]`` for one description, or a list
-        of ``[C, T]`` (or None for no melody) per description. Where we differ: a
-        melody shorter than the output loops (audiocraft conditions on the melody's
-        own length), and each item runs on its own (same result as a batch: items
-        never depend on their batch-mates).
+        of ``[C, T]`` (or None for no melody) per description. Melodies of one
+        length run as one batch; a list with None items or with melodies of
+        different lengths runs item by item (items never depend on their
+        batch-mates, so the result is the same). As in audiocraft, a text-only
+        checkpoint raises RuntimeError: use a melody checkpoint.
 
         Examples
         --------
@@ -367,13 +372,21 @@ class MusicGen:
         if texts is None:
             raise TypeError(f"descriptions must be a list of str, got {descriptions!r}")
         if isinstance(melody_wavs, (list, tuple)):
-            melodies = [None if m is None else _audio(m, "melody_wavs[i]") for m in melody_wavs]
+            melodies = [None if m is None else as_batch(m, "melody_wavs[i]") for m in melody_wavs]
         else:
-            melodies = list(_audio(melody_wavs, "melody_wavs")[:, None])
+            melodies = list(as_batch(melody_wavs, "melody_wavs")[:, None])
         if len(melodies) != len(texts):
             raise ValueError(
                 f"melody_wavs must hold one melody per description ({len(texts)}), got {len(melodies)}"
             )
+        if not self.session.is_melody:  # audiocraft raises here too, even for None melodies
+            raise RuntimeError(
+                f"generate_with_chroma needs a melody checkpoint ('melody'); {self.name!r} is "
+                "a text-only model"
+            )
+        if melodies and all(m is not None and m.shape == melodies[0].shape for m in melodies):
+            return self._run(texts, progress, return_tokens, melody=np.concatenate(melodies),
+                             melody_sr=melody_sample_rate)  # fmt: skip
         outs = [
             self._run([text], progress, True, melody=melody,
                       melody_sr=None if melody is None else melody_sample_rate)
@@ -381,7 +394,3 @@ class MusicGen:
         ]  # fmt: skip
         wav, tokens = torch.cat([w for w, _ in outs]), torch.cat([t for _, t in outs])
         return (wav, tokens) if return_tokens else wav
-
-
-def _print_progress(done: int, total: int) -> None:
-    print(f"{done: 6d} / {total: 6d}", end="\r", flush=True)

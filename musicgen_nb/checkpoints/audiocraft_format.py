@@ -4,23 +4,8 @@ audiocraft exports a model as a folder with ``state_dict.bin`` (a dict holding
 ``xp.cfg``, the training config, and ``best_state``, the language model's weights
 under audiocraft's names) and ``compression_state_dict.bin`` (the EnCodec
 model); community fine-tunes trained with audiocraft ship that way. The names
-map as transformers' conversion script (``convert_musicgen_transformers.py``)
-documents:
-
-==========================================================  ==============================================
-audiocraft (``best_state``)                                 transformers (``MusicgenForConditionalGeneration``)
-==========================================================  ==============================================
-``emb.K``                                                   ``decoder.model.decoder.embed_tokens.K``
-``transformer.layers.I.self_attn.in_proj_weight`` (fused)   ``...layers.I.self_attn.{q,k,v}_proj.weight``
-``transformer.layers.I.cross_attention.in_proj_weight``     ``...layers.I.encoder_attn.{q,k,v}_proj.weight``
-``...self_attn.out_proj`` / ``...cross_attention.out_proj``  ``...self_attn.out_proj`` / ``...encoder_attn.out_proj``
-``linear1``, ``linear2``                                    ``fc1``, ``fc2``
-``norm1``, ``norm_cross``, ``norm2``                        ``self_attn_layer_norm``, ``encoder_attn_layer_norm``, ``final_layer_norm``
-``out_norm``                                                ``decoder.model.decoder.layer_norm``
-``linears.K``                                               ``decoder.lm_heads.K``
-``condition_provider.conditioners.description.output_proj``  ``enc_to_dec_proj``
-``condition_provider.conditioners.self_wav.output_proj``     ``audio_enc_to_dec_proj`` (melody)
-==========================================================  ==============================================
+map as transformers' conversion script documents
+(:mod:`musicgen_nb.checkpoints.audiocraft_names`).
 
 Files are read with ``torch.load(weights_only=True)`` only: tensors, numbers,
 strings, lists and dicts. ``xp.cfg`` as audiocraft's export writes it (YAML
@@ -35,24 +20,24 @@ and tokenizer come from the known checkpoint whose decoder has the same shape.
 
 Examples
 --------
->>> to_audiocraft_name("decoder.model.decoder.layers.3.fc1.weight")
-'transformer.layers.3.linear1.weight'
->>> to_transformers_name("condition_provider.conditioners.description.output_proj.bias")
-'enc_to_dec_proj.bias'
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as folder:
+...     is_layout(folder)
+False
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from .._util.files import write_atomic
-from . import encodec_names
+from . import audiocraft_names, encodec_names
+from .audiocraft_names import to_audiocraft_name, to_transformers_name
 from .specs import build_config, known, model_class
 
 if TYPE_CHECKING:
@@ -61,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPRESSION",
     "STATE",
+    "STOCK_CODEC",
     "is_layout",
     "read",
     "to_audiocraft_name",
@@ -70,113 +56,9 @@ __all__ = [
 
 STATE = "state_dict.bin"
 COMPRESSION = "compression_state_dict.bin"
-_DEC = "decoder.model.decoder."
-_PROJ = "condition_provider.conditioners."
-#: (audiocraft, transformers) name patterns; ``{}`` is a layer or codebook index.
-_NAMES = [
-    ("emb.{}.weight", _DEC + "embed_tokens.{}.weight"),
-    ("linears.{}.weight", "decoder.lm_heads.{}.weight"),
-    ("out_norm.weight", _DEC + "layer_norm.weight"),
-    ("out_norm.bias", _DEC + "layer_norm.bias"),
-    (_PROJ + "description.output_proj.weight", "enc_to_dec_proj.weight"),
-    (_PROJ + "description.output_proj.bias", "enc_to_dec_proj.bias"),
-    (_PROJ + "self_wav.output_proj.weight", "audio_enc_to_dec_proj.weight"),
-    (_PROJ + "self_wav.output_proj.bias", "audio_enc_to_dec_proj.bias"),
-]
-_LAYER = [
-    ("self_attn.out_proj.weight", "self_attn.out_proj.weight"),
-    ("cross_attention.out_proj.weight", "encoder_attn.out_proj.weight"),
-    ("linear1.weight", "fc1.weight"),
-    ("linear2.weight", "fc2.weight"),
-]
-for _a, _t in [("norm1", "self_attn_layer_norm"), ("norm_cross", "encoder_attn_layer_norm"),
-               ("norm2", "final_layer_norm")]:  # fmt: skip
-    _LAYER += [(f"{_a}.weight", f"{_t}.weight"), (f"{_a}.bias", f"{_t}.bias")]
-_NAMES += [(f"transformer.layers.{{}}.{a}", _DEC + f"layers.{{}}.{t}") for a, t in _LAYER]
-_FUSED = [
-    ("self_attn.in_proj_weight", "self_attn"),
-    ("cross_attention.in_proj_weight", "encoder_attn"),
-]
-
-
-def _rename(name: str, src: int) -> str | None:
-    for pair in _NAMES:
-        pattern = "^" + re.escape(pair[src]).replace(r"\{\}", r"(\d+)") + "$"
-        match = re.match(pattern, name)
-        if match:
-            return pair[1 - src].replace("{}", match.group(1)) if match.groups() else pair[1 - src]
-    return None
-
-
-def to_audiocraft_name(name: str) -> str | None:
-    """The audiocraft name of a transformers decoder or projection weight (None if it has none).
-
-    Examples
-    --------
-    >>> to_audiocraft_name("decoder.lm_heads.2.weight")
-    'linears.2.weight'
-    """
-    return _rename(name, 1)
-
-
-def to_transformers_name(name: str) -> str | None:
-    """The transformers name of an audiocraft ``best_state`` weight (None if it has none).
-
-    Examples
-    --------
-    >>> to_transformers_name("transformer.layers.0.norm_cross.weight")
-    'decoder.model.decoder.layers.0.encoder_attn_layer_norm.weight'
-    """
-    return _rename(name, 0)
-
-
-def _to_audiocraft(state: dict) -> dict:
-    """The decoder and projection weights of a composite state dict, under audiocraft's names."""
-    out = {}
-    for name, value in state.items():
-        fused = re.match(
-            rf"^{re.escape(_DEC)}layers\.(\d+)\.(self_attn|encoder_attn)\.q_proj\.weight$", name
-        )
-        if fused:
-            i, kind = fused.groups()
-            parts = [state[name.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
-            ac = "self_attn" if kind == "self_attn" else "cross_attention"
-            out[f"transformer.layers.{i}.{ac}.in_proj_weight"] = torch.cat(parts, 0).contiguous()
-            continue
-        new = to_audiocraft_name(name)
-        if new is not None:
-            out[new] = value.detach().cpu().contiguous()
-    return out
-
-
-def _to_transformers(best_state: dict, file: Path) -> dict:
-    """``best_state`` under transformers' names; unknown names raise, naming the file."""
-    out, unknown = {}, []
-    for name, value in best_state.items():
-        if not isinstance(value, torch.Tensor):
-            raise ValueError(
-                f"{file}: best_state[{name!r}] is a {type(value).__name__}, not a tensor"
-            )
-        fused = re.match(
-            r"^transformer\.layers\.(\d+)\.(self_attn|cross_attention)\.in_proj_weight$", name
-        )
-        if fused:
-            i, kind = fused.groups()
-            hf = "self_attn" if kind == "self_attn" else "encoder_attn"
-            for part, chunk in zip(("q", "k", "v"), value.chunk(3, dim=0), strict=True):
-                out[f"{_DEC}layers.{i}.{hf}.{part}_proj.weight"] = chunk.contiguous()
-            continue
-        new = to_transformers_name(name)
-        if new is None:
-            unknown.append(name)
-        else:
-            out[new] = value
-    if unknown:
-        raise ValueError(
-            f"{file}: best_state holds weights that are not MusicGen's ({len(unknown)}, first "
-            f"{unknown[:3]}); musicgen-nb reads the keys transformers' conversion script maps"
-        )
-    return out
+_PROJ = audiocraft_names.PROJ
+#: What ``export_pretrained_compression_model`` stores for the stock codec of MusicGen.
+STOCK_CODEC = "facebook/encodec_32khz"
 
 
 def is_layout(folder: str | Path) -> bool:
@@ -185,7 +67,8 @@ def is_layout(folder: str | Path) -> bool:
     Examples
     --------
     >>> import tempfile
-    >>> is_layout(tempfile.mkdtemp())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     is_layout(folder)
     False
     """
     folder = Path(folder)
@@ -193,7 +76,12 @@ def is_layout(folder: str | Path) -> bool:
 
 
 def _load(file: Path) -> dict:
-    """``torch.load(weights_only=True)`` of one file, or a ValueError that names it."""
+    """``torch.load(weights_only=True)`` of one file, or a ValueError that names it.
+
+    ``state_dict.bin`` must hold a ``best_state`` dict; ``compression_state_dict.bin``
+    either a ``best_state`` dict or, as ``export_pretrained_compression_model`` writes
+    it for a stock codec, ``pretrained``: the codec's hub name.
+    """
     if file.is_symlink() or not file.is_file():
         raise ValueError(f"{file} is missing (or a symlink): audiocraft's layout needs {file.name}")
     try:
@@ -206,8 +94,12 @@ def _load(file: Path) -> dict:
             "tensors, numbers, strings, lists and dicts are read (unpickling anything else "
             "could run code); re-export it with audiocraft's export, which stores xp.cfg as YAML"
         ) from None
-    if not isinstance(pkg, dict) or not isinstance(pkg.get("best_state"), dict):
-        raise ValueError(f"{file} is not an audiocraft export: it has no 'best_state' dict")
+    if not isinstance(pkg, dict):
+        raise ValueError(f"{file} is not an audiocraft export: it holds a {type(pkg).__name__}")
+    pretrained = file.name == COMPRESSION and isinstance(pkg.get("pretrained"), str)
+    if not pretrained and not isinstance(pkg.get("best_state"), dict):
+        also = " or a 'pretrained' codec name" if file.name == COMPRESSION else ""
+        raise ValueError(f"{file} is not an audiocraft export: it has no 'best_state' dict{also}")
     return pkg
 
 
@@ -233,6 +125,11 @@ def _cfg(pkg: dict, file: Path) -> dict:
 
 def _base_for(state: dict, file: Path) -> str:
     """The known checkpoint whose decoder has ``state``'s shape (for a real audiocraft export)."""
+    if not isinstance(state.get("emb.0.weight"), torch.Tensor):
+        raise ValueError(
+            f"{file}: best_state has no 'emb.0.weight' (the first codebook's embedding), so it "
+            "is not a MusicGen language model"
+        )
     hidden = state["emb.0.weight"].shape[1]
     layers = len({k.split(".")[2] for k in state if k.startswith("transformer.layers.")})
     codebooks = len({k for k in state if k.startswith("emb.")})
@@ -255,7 +152,8 @@ def read(folder: str | Path) -> tuple[Any, Any]:
     Examples
     --------
     >>> import tempfile
-    >>> read(tempfile.mkdtemp())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     read(folder)
     Traceback (most recent call last):
     ...
     ValueError: ...state_dict.bin is missing (or a symlink): audiocraft's layout needs state_dict.bin
@@ -264,7 +162,7 @@ def read(folder: str | Path) -> tuple[Any, Any]:
     pkg = _load(folder / STATE)
     comp = _load(folder / COMPRESSION)
     _cfg(pkg, folder / STATE)
-    decoder = _to_transformers(pkg["best_state"], folder / STATE)
+    decoder = audiocraft_names.state_to_transformers(pkg["best_state"], folder / STATE)
     ours, ours_c = pkg.get("musicgen_nb"), comp.get("musicgen_nb")
     if isinstance(ours, dict) and isinstance(ours_c, dict):
         return _read_ours(folder, ours, ours_c, decoder)
@@ -325,26 +223,56 @@ def _spec_of(model) -> dict:
 
 
 def _xp_cfg(model, max_duration: float) -> str:
-    """A minimal ``xp.cfg`` (YAML; written as JSON, which YAML reads) with the model's facts."""
-    dec = model.config.decoder
+    """``xp.cfg`` (YAML; written as JSON, which YAML reads): the base model's keys we know.
+
+    audiocraft's builders read ``lm_model``, ``transformer_lm``, ``codebooks_pattern``,
+    ``conditioners``, ``fuser``, ``classifier_free_guidance`` and ``attribute_dropout``.
+    """
+    dec, melody = model.config.decoder, model.config.model_type == "musicgen_melody"
+    k = int(dec.num_codebooks)
+    conditioners = {"description": {"model": "t5", "t5": {"name": "t5-base", "finetune": False,
+                    "word_dropout": 0.0, "normalize_text": False}}}  # fmt: skip
+    if melody:
+        conditioners["self_wav"] = {"model": "chroma_stem", "chroma_stem": {
+            "sample_rate": int(model.config.audio_encoder.sampling_rate),
+            "n_chroma": int(model.config.num_chroma), "radix2_exp": 14, "argmax": True,
+            "match_len_on_eval": True, "eval_wavs": None, "n_eval_wavs": 100,
+            "cache_path": None}}  # fmt: skip
     cfg = {
+        "lm_model": "transformer_lm", "solver": "musicgen", "dtype": "float32",
         "sample_rate": int(model.config.audio_encoder.sampling_rate),
         "channels": int(dec.audio_channels),
+        "compression_model_checkpoint": f"//pretrained/{STOCK_CODEC}",
         "dataset": {"segment_duration": float(max_duration)},
         "transformer_lm": {
-            "dim": dec.hidden_size,
-            "num_heads": dec.num_attention_heads,
-            "num_layers": dec.num_hidden_layers,
-            "card": dec.vocab_size,
-            "n_q": dec.num_codebooks,
-            "hidden_scale": dec.ffn_dim // dec.hidden_size,
-        },  # fmt: skip
-        "conditioners": {"description": {"model": "t5"}},
+            "dim": dec.hidden_size, "num_heads": dec.num_attention_heads,
+            "num_layers": dec.num_hidden_layers, "card": dec.vocab_size, "n_q": k,
+            "hidden_scale": dec.ffn_dim // dec.hidden_size, "norm": "layer_norm",
+            "norm_first": True, "bias_ff": False, "bias_attn": False, "bias_proj": False,
+            "positional_embedding": "sin", "activation": "gelu", "causal": True,
+            "cross_attention": not melody,
+        },
+        "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(k)),
+                              "flatten_first": 0, "empty_initial": 0}},
+        "conditioners": conditioners,
+        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1,
+                  "sum": [], "input_interpolate": [],
+                  "prepend": ["description", "self_wav"] if melody else [],
+                  "cross": [] if melody else ["description"]},
+        "classifier_free_guidance": {"training_dropout": 0.1, "inference_coef": 3.0},
+        "attribute_dropout": {},
         "exported_by": "musicgen-nb",
-    }
-    if model.config.model_type == "musicgen_melody":
-        cfg["conditioners"]["self_wav"] = {"model": "chroma_stem"}
+    }  # fmt: skip
     return json.dumps(cfg, indent=1)
+
+
+def _stock_codec(model) -> bool:
+    """Whether the model's EnCodec is the stock 32 kHz codec (or a stand-in for it)."""
+    if getattr(model.config, "musicgen_nb_standin", None):
+        return True
+    stock = known()["small"]["config"]["audio_encoder"]
+    ours = model.config.audio_encoder.to_dict()
+    return all(ours.get(key) == value for key, value in stock.items())
 
 
 def _bytes(obj) -> bytes:
@@ -364,8 +292,9 @@ def write(model, proc, folder: str | Path, *, max_duration: float) -> Path:
     >>> import tempfile
     >>> from musicgen_nb.checkpoints.offline import build_random, offline_processor
     >>> from musicgen_nb.checkpoints.specs import tiny_spec
-    >>> out = write(build_random(tiny_spec()), offline_processor(), tempfile.mkdtemp(), max_duration=4)
-    >>> sorted(p.name for p in out.iterdir())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     out = write(build_random(tiny_spec()), offline_processor(), folder, max_duration=4)
+    ...     sorted(p.name for p in out.iterdir())
     ['compression_state_dict.bin', 'state_dict.bin']
     """
     import tempfile
@@ -388,10 +317,14 @@ def write(model, proc, folder: str | Path, *, max_duration: float) -> Path:
         k[len("audio_encoder.") :]: v for k, v in state.items() if k.startswith("audio_encoder.")
     }
     folder.mkdir(parents=True, exist_ok=True)
-    lm = {"xp.cfg": cfg, "best_state": _to_audiocraft(state), "exported": True, "musicgen_nb": ours}
+    best = audiocraft_names.state_to_audiocraft(state)
+    lm = {"xp.cfg": cfg, "best_state": best, "exported": True, "musicgen_nb": ours}
     write_atomic(folder / STATE, _bytes(lm))
-    codec = encodec_names.state_to_audiocraft(model.audio_encoder)  # audiocraft's names
-    comp = {"xp.cfg": cfg, "best_state": codec, "exported": True}
+    if _stock_codec(model):  # as audiocraft's export_pretrained_compression_model writes it
+        comp = {"pretrained": STOCK_CODEC, "exported": True}
+    else:  # audiocraft's names (its export_encodec layout)
+        comp = {"xp.cfg": cfg, "best_state": encodec_names.state_to_audiocraft(model.audio_encoder),
+                "exported": True}  # fmt: skip
     comp["musicgen_nb"] = {"audio_encoder": audio}
     write_atomic(folder / COMPRESSION, _bytes(comp))
     return folder

@@ -18,8 +18,12 @@ author maps those ids to a local folder or to a synthetic set, in the pytest ini
 
 ``datasets.load_dataset(id, split=..., streaming=...)`` then returns a ``Dataset``
 (an ``IterableDataset`` with ``streaming=True``; a ``DatasetDict`` with its one
-``train`` split when no split is given) in numpy format, with an ``audio`` column
-of ``{"array", "sampling_rate"}`` and the declared labels. Ids not in the table go
+``train`` split when no split is given) in the default format, with an ``audio``
+column of ``{"array": float32 numpy array, "sampling_rate": int}`` and the declared
+labels (``str``). ``audio`` is a plain struct column, not a ``datasets.Audio``
+feature: there is no ``path``, no decoding on access and no ``cast_column(
+"audio", Audio(sampling_rate=...))`` resampling; resample with
+``musicgen_nb.audio.resample`` if the tutorial needs another rate. Ids not in the table go
 to ``datasets`` unchanged. ``datasets`` is an optional extra
 (``pip install "musicgen-nb[datasets]"``).
 
@@ -227,6 +231,14 @@ def build_rows(spec: dict) -> dict:
     return _synthetic(spec) if spec["kind"] == "synthetic" else _folder(spec)
 
 
+def _numpy_audio(row: dict, batched: bool = False) -> dict:
+    """``audio`` arrays as float32 numpy, sampling rates as int; labels stay str."""
+    for audio in row["audio"] if batched else [row["audio"]]:
+        audio["array"] = np.asarray(audio["array"], dtype=np.float32)
+        audio["sampling_rate"] = int(audio["sampling_rate"])
+    return row
+
+
 def load_standin(hub_id: str, spec: dict, *, split: str | None = None, streaming: bool = False):
     """The ``datasets`` object that ``load_dataset(hub_id, split=, streaming=)`` returns.
 
@@ -236,8 +248,8 @@ def load_standin(hub_id: str, spec: dict, *, split: str | None = None, streaming
     ...         "labels": {"genre": ["pop"]}}
     >>> ds = load_standin("org/set", spec, split="train", streaming=True)
     >>> row = next(iter(ds))
-    >>> row["audio"]["array"].shape, str(row["genre"])
-    ((800,), 'pop')
+    >>> row["audio"]["array"].shape, row["audio"]["sampling_rate"], row["genre"]
+    ((800,), 8000, 'pop')
     """
     datasets = require_datasets()
     if split not in (None, "train"):
@@ -249,8 +261,10 @@ def load_standin(hub_id: str, spec: dict, *, split: str | None = None, streaming
         {"audio": audio, **{k: datasets.Value("string") for k in rows if k != "audio"}}
     )
     ds = datasets.Dataset.from_dict(rows, features=features)
-    ds = ds.to_iterable_dataset() if streaming else ds
-    ds = ds.with_format("numpy")
+    if streaming:  # the default (python) format, as a hub set has; audio arrays as numpy
+        ds = ds.to_iterable_dataset().map(_numpy_audio)
+    else:
+        ds = ds.with_transform(functools.partial(_numpy_audio, batched=True))
     if split is not None:
         return ds
     return (datasets.IterableDatasetDict if streaming else datasets.DatasetDict)({"train": ds})

@@ -17,7 +17,8 @@ name) and ``musicgen_nb_requested`` (the hub id asked for), and the first
 replacement of a process prints the one-line notice.
 
 Notebook kernels started by nbval or papermill never import musicgen-nb: the
-pytest plugin puts a ``sitecustomize`` on their ``PYTHONPATH`` (:func:`startup_dir`)
+pytest plugin puts a ``sitecustomize`` on their ``PYTHONPATH``
+(:mod:`musicgen_nb.checkpoints.standin_startup`)
 that calls :func:`install` at interpreter start. :func:`install` imports no
 transformers: it waits for the program to import it (an import hook), so a
 kernel that never uses transformers pays nothing.
@@ -42,7 +43,6 @@ import importlib.abc
 import importlib.util
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,39 +54,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
-    "SITECUSTOMIZE",
     "hub_name",
     "install",
     "installed",
     "patch_transformers",
-    "shared_startup_dir",
-    "startup_dir",
 ]
-
-#: The ``sitecustomize`` a kernel runs at start (:func:`startup_dir`): stand-ins on, then the
-#: ``sitecustomize`` this one hides, if any.
-SITECUSTOMIZE = '''\
-"""musicgen-nb stand-ins for this interpreter (written by musicgen-nb's pytest plugin)."""
-import importlib.machinery
-import importlib.util
-import os
-import sys
-
-if os.environ.get("MUSICGEN_NB_STANDIN", "").strip().lower() in ("1", "true", "yes", "on"):
-    try:
-        from musicgen_nb.checkpoints import hub_standins
-
-        hub_standins.install()
-    except Exception as err:  # never break the interpreter's start
-        print(f"musicgen-nb: stand-ins not installed in this process: {err}", file=sys.stderr)
-
-_here = os.path.dirname(os.path.abspath(__file__))
-_rest = [p for p in sys.path if os.path.abspath(p or ".") != _here]
-_spec = importlib.machinery.PathFinder.find_spec("sitecustomize", _rest)
-if _spec is not None and _spec.loader is not None:
-    _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-'''
 
 #: transformers classes whose own ``from_pretrained`` is wrapped (module, class).
 _CLASSES = (
@@ -132,7 +104,13 @@ def hub_name(name: Any) -> tuple[Any, standins.Standin | None]:
 
 
 def _mark(obj: Any, standin: standins.Standin) -> None:
-    """Put the stand-in marker on a loaded config (or on the config of a loaded object)."""
+    """Put the stand-in marker on a loaded config (or on the config of a loaded object).
+
+    ``from_pretrained(..., output_loading_info=True)`` (or ``return_unused_kwargs=True``)
+    returns a tuple whose first item is the loaded object.
+    """
+    if isinstance(obj, tuple) and obj:
+        obj = obj[0]
     for target in (obj, getattr(obj, "config", None)):
         if target is not None and hasattr(target, "to_dict") and hasattr(target, "model_type"):
             target.musicgen_nb_standin = standin.standin
@@ -174,6 +152,8 @@ def _wrap_pipeline(module: Any) -> Callable[..., Any]:
     @functools.wraps(original)
     def pipeline(task=None, model=None, *args, **kwargs):
         model, standin = hub_name(model)
+        if standin is not None and task is None:  # transformers would ask the hub for the task
+            task = "text-to-audio"
         for key in ("config", "tokenizer", "feature_extractor", "processor"):
             if key in kwargs:
                 kwargs[key] = hub_name(kwargs[key])[0]
@@ -246,8 +226,28 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _safely(name: str, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``callback``, but a failure prints one line on stderr instead of breaking ``import name``."""
+
+    def run(module):
+        try:
+            callback(module)
+        except Exception as err:
+            print(
+                f"musicgen-nb: stand-ins not installed for {name} ({type(err).__name__}: {err}); "
+                f"{name} itself is unchanged",
+                file=sys.stderr,
+            )
+
+    return run
+
+
 def _when_imported(name: str, callback: Callable[[Any], None]) -> None:
-    """``callback(module)`` now if ``name`` is imported, else right after its import."""
+    """``callback(module)`` now if ``name`` is imported, else right after its import.
+
+    A failing ``callback`` prints one line on stderr: the user's import still works.
+    """
+    callback = _safely(name, callback)
     if name in sys.modules:
         callback(sys.modules[name])
     elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
@@ -289,45 +289,3 @@ def installed() -> bool:
     True
     """
     return _state["hooked"]
-
-
-def startup_dir(root: str | os.PathLike | None = None) -> Path:
-    """Write :data:`SITECUSTOMIZE` into a new folder and return it, for a kernel's ``PYTHONPATH``.
-
-    Parameters
-    ----------
-    root : path, optional
-        Where the folder is made (a temporary folder by default). The caller removes it.
-
-    Examples
-    --------
-    >>> import shutil
-    >>> folder = startup_dir()
-    >>> (folder / "sitecustomize.py").is_file()
-    True
-    >>> shutil.rmtree(folder)
-    """
-    folder = Path(tempfile.mkdtemp(prefix="musicgen-nb-startup-", dir=root))
-    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    return folder
-
-
-def shared_startup_dir() -> Path:
-    """The folder of :data:`SITECUSTOMIZE` in the offline cache, written once (atomically).
-
-    :func:`musicgen_nb.testing.use_standins` puts it on ``PYTHONPATH``.
-
-    Examples
-    --------
-    >>> (shared_startup_dir() / "sitecustomize.py").read_text() == SITECUSTOMIZE
-    True
-    """
-    from .._util.files import write_atomic
-    from .offline import cache_root
-
-    folder = cache_root() / "standin-startup"
-    file = folder / "sitecustomize.py"
-    if not file.is_file() or file.read_text(encoding="utf-8") != SITECUSTOMIZE:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(file, SITECUSTOMIZE, overwrite=True)
-    return folder

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: The environment variable that turns stand-ins on (``1``) or off (``0`` or unset).
 ENV = "MUSICGEN_NB_STANDIN"
+#: The config attribute that marks a stand-in (its name), as loaded and as saved.
+CONFIG_MARK = "musicgen_nb_standin"
 #: The stand-in of each kind of checkpoint, keyed by (melody, stereo): the tiny layouts of
 #: that kind with the real window (30 s), rates, codebooks and channels.
 STANDINS = dict(
@@ -116,11 +118,12 @@ class use_standins:  # noqa: N801 - used like a function, and as a context manag
         self._path = os.environ.get("PYTHONPATH")
         os.environ[ENV] = "1" if on else "0"
         if on:  # transformers' from_pretrained and pipeline too (they check the switch per call)
-            from .hub_standins import install, shared_startup_dir
+            from .hub_standins import install
+            from .standin_startup import shared_startup_dir, startup_on_path
 
             install()
-            folder = str(shared_startup_dir())  # kernels started from here run its sitecustomize
-            if folder not in (self._path or "").split(os.pathsep):
+            if not startup_on_path(self._path):  # kernels started from here run its sitecustomize
+                folder = str(shared_startup_dir())
                 os.environ["PYTHONPATH"] = os.pathsep.join(
                     [folder] + ([self._path] if self._path else [])
                 )
@@ -237,6 +240,10 @@ def _check_known(name_or_path) -> None:
 def mark(s: Any, standin: Standin | None) -> Any:
     """Label a loaded model with its stand-in (keep the requested name); return it.
 
+    With ``standin=None``, a model whose config carries the stand-in marker
+    (``musicgen_nb_standin``: a folder written from a stand-in by ``save_pretrained``
+    or :func:`musicgen_nb.audiocraft.export_checkpoint`) is labelled with it too.
+
     Examples
     --------
     >>> from types import SimpleNamespace
@@ -244,7 +251,11 @@ def mark(s: Any, standin: Standin | None) -> Any:
     >>> s.name, s.standin, s.meta
     ('small', 'standin', {'name': 'small', 'standin': 'standin'})
     """
-    if standin is None:
+    if standin is None:  # a folder saved from a stand-in (save_pretrained, export) is one too
+        marker = getattr(getattr(getattr(s, "model", None), "config", None), CONFIG_MARK, None)
+        if isinstance(marker, str) and marker:
+            s.standin = marker
+            s.meta = dict(s.meta, standin=marker)
         return s
     s.name = standin.requested
     s.standin = standin.standin

@@ -62,3 +62,27 @@ def test_bad_arguments(tmp_path, wav, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         audio_write(tmp_path / "bad", **args)
     assert not list(tmp_path.iterdir())
+
+
+def test_loudness_applies_the_full_gain_then_tanh_or_clips_like_audiocraft():
+    """A dynamic clip (quiet bed, one loud burst) to -6 LUFS: the gain is not lowered to save
+    the peak; the compressor bends it with tanh, otherwise the clip is clipped at 1."""
+    x = np.concatenate(
+        [sine(220, 1.0, 32000, amplitude=0.05), sine(220, 0.05, 32000, amplitude=0.9)]
+    )
+    x = x[None].astype(np.float32)
+    gain = 10 ** ((-6 - loudness(x, 32000)) / 20)
+    clipped = normalize_audio(x, strategy="loudness", loudness_headroom_db=6, sample_rate=32000,
+                              log_clipping=False)  # fmt: skip
+    assert np.allclose(clipped, np.clip(x * gain, -1, 1), atol=1e-5)
+    assert (np.abs(clipped) >= 1).sum() > 100  # the burst clips, as in audiocraft
+    bent = normalize_audio(x, strategy="loudness", loudness_headroom_db=6, sample_rate=32000,
+                           loudness_compressor=True)  # fmt: skip
+    assert np.allclose(bent, np.tanh(x * gain), atol=1e-5)
+    quiet = np.full((1, 32000), 1e-3, np.float32)  # below audiocraft's energy floor: unchanged
+    assert np.array_equal(normalize_audio(quiet, strategy="loudness", sample_rate=32000), quiet)
+
+
+def test_numpy_integer_sample_rates(tmp_path, wav):
+    path = audio_write(tmp_path / "n", wav, np.int64(32000))
+    assert sf.read(path)[1] == 32000

@@ -16,6 +16,8 @@ def test_round_trip_of_a_standin_gives_the_same_codes(tmp_path, monkeypatch):
     folder = export_checkpoint(s, tmp_path / "ft")
     pkg = torch.load(folder / "state_dict.bin", weights_only=True)
     assert "emb.0.weight" in pkg["best_state"] and isinstance(pkg["xp.cfg"], str)
+    comp = torch.load(folder / "compression_state_dict.bin", weights_only=True)
+    assert comp["pretrained"] == "facebook/encodec_32khz" and comp["exported"] is True
     back = mg.load(folder)
     assert back.max_duration == 30.0 and back.is_melody
     tune = mg.audio.melody_tone(["C4"], 0.5, 32000)

@@ -62,14 +62,33 @@ def test_the_global_torch_seed_repeats_a_run(model):
 
 
 def test_sampling_params_reach_the_engine(model):
+    """audiocraft's keys in generation_params, and each one changes the codes as it should."""
+
+    def codes(seed, **params):
+        model.set_generation_params(duration=0.3, **params)
+        torch.manual_seed(seed)
+        return model.generate(["x"], return_tokens=True)[1]
+
     model.set_generation_params(duration=0.3, use_sampling=False, top_k=5, top_p=0.9,
                                 temperature=0.5, cfg_coef=2.0)  # fmt: skip
-    p = model.generation_params
-    assert p["do_sample"] is False and p["top_k"] == 0 and p["top_p"] == 0.9  # top-p replaces top-k
-    torch.manual_seed(1)
-    a = model.generate(["x"])
-    torch.manual_seed(2)
-    assert torch.equal(a, model.generate(["x"]))  # argmax: the seed does not matter
+    assert model.generation_params == {
+        "use_sampling": False, "temp": 0.5, "top_k": 5, "top_p": 0.9, "cfg_coef": 2.0,
+        "two_step_cfg": False, "cfg_coef_beta": None,
+    }  # fmt: skip
+    greedy = codes(1, use_sampling=False)
+    assert torch.equal(greedy, codes(2, use_sampling=False))  # argmax: the seed does not matter
+    assert torch.equal(greedy, codes(3, top_k=1))  # sampling from the top 1 is the argmax
+    assert torch.equal(greedy, codes(4, temperature=0))  # temp 0 is the argmax, as in audiocraft
+    assert not torch.equal(greedy, codes(5))  # sampling from 250
+    assert not torch.equal(codes(6, cfg_coef=1.0, use_sampling=False), greedy)  # guidance used
+
+
+def test_prompt_sample_rate_is_checked_first(model):
+    model.set_generation_params(duration=1.0)
+    for bad in (0, -1, 1.5, None):
+        with pytest.raises(ValueError, match="prompt_sample_rate must be an int >= 1 .Hz."):
+            model.generate_continuation(torch.zeros(1, 320), bad)
+    assert model.generate_continuation(torch.zeros(1, 3200), np.int64(32000)).shape == (1, 1, 32000)
 
 
 def test_unconditional(model):
@@ -132,6 +151,24 @@ def test_with_chroma_tensor_list_and_none(melody):
     assert not torch.equal(one, melody.generate_with_chroma(["a", "b"], [tune, None], 32000))
 
 
+def test_with_chroma_runs_one_batch_when_every_item_has_a_melody(melody):
+    melody.set_generation_params(duration=0.2)
+    tune = torch.from_numpy(mg.audio.melody_tone(["C4", "E4"], 0.2, 32000))[None]
+    calls = []
+    melody.set_custom_progress_callback(lambda done, total: calls.append(done))
+    melody.generate_with_chroma(["a", "b", "c"], [tune, tune, tune], 32000, progress=True)
+    assert calls == list(range(1, 10 + 3 + 1))  # one pass over the steps, not three
+    calls.clear()
+    melody.generate_with_chroma(["a", "b"], [tune, None], 32000, progress=True)
+    assert calls == 2 * list(range(1, 10 + 3 + 1))  # a None item: item by item
+    melody.set_custom_progress_callback(None)
+
+
+def test_with_chroma_on_a_text_model_raises_like_audiocraft(model):
+    with pytest.raises(RuntimeError, match="needs a melody checkpoint"):
+        model.generate_with_chroma(["a"], [None], 32000)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -144,7 +181,6 @@ def test_with_chroma_tensor_list_and_none(melody):
         (lambda m: m.generate_continuation(torch.zeros(1, 1, 1, 10), 32000), r"prompt must be \[B, C, T\]"),
         (lambda m: m.generate_continuation(torch.zeros(1, 32000 * 5), 32000), "must be shorter than duration"),
         (lambda m: m.generate_continuation(torch.zeros(2, 1, 320), 32000, ["a"]), "one item per prompt"),
-        (lambda m: m.generate_with_chroma(["a"], torch.zeros(1, 320), 32000), "melody"),
         (lambda m: m.set_custom_progress_callback(5), "progress_callback must be callable"),
     ],
 )  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicgen_nb.checkpoints import hub_standins, specs, standins
+from musicgen_nb.checkpoints import hub_standins, specs, standin_startup, standins
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_other_names_and_off_switch_pass_through(standins_on, monkeypatch):
 
 def test_a_kernel_that_never_imports_musicgen_nb(tmp_path):
     """What nbval and papermill start: a plain interpreter with the plugin's PYTHONPATH."""
-    folder = hub_standins.startup_dir(tmp_path)
+    folder = standin_startup.startup_dir(tmp_path)
     code = (
         "import sys\n"
         "from transformers import MusicgenForConditionalGeneration, AutoProcessor, pipeline\n"
@@ -98,7 +98,7 @@ def test_a_kernel_that_never_imports_musicgen_nb(tmp_path):
 
 def test_without_standins_transformers_is_untouched(tmp_path):
     """The startup hook on PYTHONPATH, stand-ins off: from_pretrained is transformers' own."""
-    folder = hub_standins.startup_dir(tmp_path)
+    folder = standin_startup.startup_dir(tmp_path)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "sitecustomize.py").write_text("import os\nos.environ['CHAINED'] = '1'\n")
     code = (
@@ -182,3 +182,48 @@ def test_use_standins_reaches_kernels_started_from_python(tmp_path):
     out = _python(code, env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[-1] == "standin-melody"
+
+
+def test_a_failing_patch_leaves_import_transformers_working():
+    """A transformers the wrappers do not fit: one line on stderr, the import still works."""
+    code = (
+        "from musicgen_nb.checkpoints import hub_standins\n"
+        "def broken():\n"
+        "    raise AttributeError('no such entry point')\n"
+        "hub_standins.patch_transformers = broken\n"
+        "hub_standins.install()\n"
+        "import transformers\n"
+        "print(transformers.MusicgenForConditionalGeneration.__name__)\n"
+    )
+    env = dict(os.environ, MUSICGEN_NB_STANDIN="1", PYTHONPATH=str(ROOT))
+    out = _python(code, env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["MusicgenForConditionalGeneration"]
+    assert out.stderr.strip().splitlines() == [
+        "musicgen-nb: stand-ins not installed for transformers (AttributeError: no such entry "
+        "point); transformers itself is unchanged"
+    ]
+
+
+def test_tuples_from_from_pretrained_are_marked(standins_on):
+    from transformers import AutoConfig, MusicgenForConditionalGeneration
+
+    model, info = MusicgenForConditionalGeneration.from_pretrained(
+        "facebook/musicgen-small", output_loading_info=True
+    )
+    assert (
+        model.config.musicgen_nb_requested == "facebook/musicgen-small" and "missing_keys" in info
+    )
+    config, unused = AutoConfig.from_pretrained(
+        "facebook/musicgen-melody", return_unused_kwargs=True, foo=1
+    )
+    assert config.musicgen_nb_requested == "facebook/musicgen-melody" and unused == {"foo": 1}
+
+
+def test_pipeline_without_a_task_stays_offline(standins_on, monkeypatch):
+    monkeypatch.setenv("HF_HOME", os.devnull + "-nohub")  # no cached hub answers either
+    from transformers import pipeline
+
+    synth = pipeline(model="facebook/musicgen-small")
+    assert synth.task == "text-to-audio"
+    assert synth.model.config.musicgen_nb_standin == "standin"

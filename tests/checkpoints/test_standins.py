@@ -217,3 +217,22 @@ def test_real_loads_record_no_standin(standins_off, tiny, tmp_path):
     assert g.standin is None
     (wav,) = g.save(tmp_path)
     assert json.loads(wav.with_suffix(".json").read_text())["standin"] is None
+
+
+@pytest.mark.parametrize("how", ["save_pretrained", "export_checkpoint"])
+def test_a_folder_saved_from_a_standin_loads_as_a_standin(how, no_hub, tmp_path, monkeypatch):
+    from musicgen_nb.audiocraft import export_checkpoint
+
+    monkeypatch.setenv(standins.ENV, "1")
+    s = mg.load("facebook/musicgen-small")
+    folder = tmp_path / "saved"
+    if how == "save_pretrained":
+        s.model.save_pretrained(folder)
+        s.processor.save_pretrained(folder)
+    else:
+        export_checkpoint(s, folder)
+    monkeypatch.setenv(standins.ENV, "0")  # a plain local load: nothing replaces it
+    back = mg.load(folder)
+    assert back.is_standin and back.standin == "standin" and back.name == str(folder)
+    (wav,) = back.generate("jazz", duration=0.2, seed=3, progress=False).save(tmp_path / "out")
+    assert json.loads(wav.with_suffix(".json").read_text())["standin"] == "standin"
