@@ -182,12 +182,9 @@ def choose_demo_model(requested: str | None) -> tuple[str, str | None]:
     """
     if requested:
         return requested, None
-    from huggingface_hub import try_to_load_from_cache
+    from ._util.hub import cached_or_reachable
 
-    from .checkpoints.loading import hub_reachable
-
-    cached = isinstance(try_to_load_from_cache(DEMO_MODEL, "config.json"), str)
-    if cached or (os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable()):
+    if cached_or_reachable(DEMO_MODEL):
         return DEMO_MODEL, None
     note = (
         f"{DEMO_MODEL} is not cached and the Hugging Face hub is not reachable, "
