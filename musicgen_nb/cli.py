@@ -297,11 +297,7 @@ def _grid(args) -> int:
     from .grids import run_grid
     from .grids.spec import read_spec
 
-    grid, run = read_spec(args.spec)
-    if args.backend:
-        run["backend"] = args.backend
-    if args.address:
-        run["address"] = args.address
+    grid, run = read_spec(args.spec, dict(backend=args.backend, address=args.address))
     m = run_grid(grid, out=args.out, progress=not args.quiet, **run)
     print(f"{len(m)} clips in {Path(args.out) / 'manifest.csv'}")
     return 0

@@ -104,7 +104,8 @@ def run_grid(
     """
     from ..metrics import row_metrics
 
-    _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker)
+    check_settings(backend=backend, batch_size=batch_size, fmt=fmt, address=address, workers=workers,
+                   gpus_per_worker=gpus_per_worker)  # fmt: skip
     rows = specs(_grid_rows(grid))
     session, name = _model(model, backend)
     config = _config(session, name, precision, device, random_weights, fmt, adapter, backend)
@@ -186,8 +187,20 @@ def _generate(
             bar.close()
 
 
-def _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker) -> None:
-    """The run settings, checked before any work."""
+def check_settings(
+    *, backend: str = "local", batch_size: int = 8, fmt: str = "wav", address: str | None = None,
+    workers: int | None = None, gpus_per_worker: float | None = None,
+) -> None:  # fmt: skip
+    """Check :func:`run_grid`'s run settings, before any work; errors name the setting.
+
+    Examples
+    --------
+    >>> check_settings(backend="ray", workers=2)
+    >>> check_settings(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an int >= 1, got 0
+    """
     from ..audio import FORMATS
 
     check_choice(backend, "backend", BACKENDS)

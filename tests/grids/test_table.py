@@ -163,3 +163,19 @@ def test_a_huge_grid_is_refused_before_any_row_is_built():
 def test_nan_is_refused_by_name_not_reported_as_none(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mg.grid(["a"] if "rows" not in kwargs else None, **kwargs)
+
+
+def test_a_huge_dataframe_is_counted_before_its_records_are_built():
+    import tracemalloc
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"prompt": ["a"] * (MAX_ROWS + 1), "seed": range(MAX_ROWS + 1)})
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="rows has 100,001 rows; at most 100,000"):
+            mg.grid(rows=frame)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20  # 100,001 dicts would take tens of MB
