@@ -20,9 +20,10 @@ def hub_offline() -> bool:
 
     Examples
     --------
-    >>> os.environ["TRANSFORMERS_OFFLINE"] = "true"; hub_offline()
+    >>> saved = dict(os.environ); os.environ["TRANSFORMERS_OFFLINE"] = "true"
+    >>> hub_offline()
     True
-    >>> del os.environ["TRANSFORMERS_OFFLINE"]
+    >>> os.environ.clear(); os.environ.update(saved)
     """
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
@@ -67,8 +68,9 @@ def cached_or_reachable(repo_id: str, timeout: float = 3.0) -> bool:
 
     Examples
     --------
-    >>> os.environ["HF_HUB_OFFLINE"] = "1"; cached_or_reachable("nobody/not-a-model")
+    >>> saved = dict(os.environ); os.environ["HF_HUB_OFFLINE"] = "1"
+    >>> cached_or_reachable("nobody/not-a-model")
     False
-    >>> del os.environ["HF_HUB_OFFLINE"]
+    >>> os.environ.clear(); os.environ.update(saved)
     """
     return in_hub_cache(repo_id) or (not hub_offline() and hub_reachable(timeout))
