@@ -358,12 +358,14 @@ def test_adapter_and_base_runs_never_mix(tiny, tmp_path):
 
 
 def test_a_standin_run_says_so(tmp_path):
-    from musicgen_nb.checkpoints.standins import use_standins
+    from musicgen_nb.checkpoints.standins import standin_for, use_standins
 
     with use_standins():
         m = mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)
-    assert m["model"].tolist() == ["small"] and m["standin"].tolist() == ["tiny"]
-    assert read_config(tmp_path / "run.json")["standin"] == "tiny"
-    assert pd.read_csv(tmp_path / MANIFEST_CSV)["standin"].tolist() == ["tiny"]
-    with use_standins(False), pytest.raises(ValueError, match="standin: 'tiny' there, None now"):
+        name = standin_for("small")  # the offline checkpoint that stands in for it
+    assert name is not None
+    assert m["model"].tolist() == ["small"] and m["standin"].tolist() == [name]
+    assert read_config(tmp_path / "run.json")["standin"] == name
+    assert pd.read_csv(tmp_path / MANIFEST_CSV)["standin"].tolist() == [name]
+    with use_standins(False), pytest.raises(ValueError, match=f"standin: '{name}' there, None now"):
         mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)
