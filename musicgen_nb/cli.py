@@ -210,12 +210,9 @@ def choose_demo_model(requested: str | None) -> tuple[str, str | None]:
     """
     if requested:
         return requested, None
-    from huggingface_hub import try_to_load_from_cache
+    from ._util.hub import cached_or_reachable
 
-    from .checkpoints.loading import hub_reachable
-
-    cached = isinstance(try_to_load_from_cache(DEMO_MODEL, "config.json"), str)
-    if cached or (os.environ.get("HF_HUB_OFFLINE") != "1" and hub_reachable()):
+    if cached_or_reachable(DEMO_MODEL):
         return DEMO_MODEL, None
     note = (
         f"{DEMO_MODEL} is not cached and the Hugging Face hub is not reachable, "
@@ -328,11 +325,7 @@ def _grid(args) -> int:
     from .grids import run_grid
     from .grids.spec import read_spec
 
-    grid, run = read_spec(args.spec)
-    if args.backend:
-        run["backend"] = args.backend
-    if args.address:
-        run["address"] = args.address
+    grid, run = read_spec(args.spec, dict(backend=args.backend, address=args.address))
     m = run_grid(grid, out=args.out, progress=not args.quiet, **run)
     print(f"{len(m)} clips in {Path(args.out) / 'manifest.csv'}")
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from .._util.hub import cached_or_reachable, hub_reachable  # noqa: F401  (hub_reachable: re-exported)
 from . import audiocraft_format
 from .keep_fp32 import kept_fp32
 from .offline import offline_checkpoint
@@ -267,7 +268,7 @@ def _hub_config(source: str):
             source, local_files_only=True, trust_remote_code=False
         ), True
     except OSError:
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        if not cached_or_reachable(source):
             raise ModelUnavailableError(
                 f"{source!r} is not available offline: it is not in the local cache and the "
                 "Hugging Face hub is not reachable. To test a notebook offline, turn on stand-ins "
@@ -356,25 +357,6 @@ def processor(source: str, *, local_files_only: bool):
         feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32000),
         tokenizer=tokenizer,
     )
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether huggingface.co answers within ``timeout`` seconds.
-
-    Examples
-    --------
-    >>> isinstance(hub_reachable(timeout=0.5), bool)
-    True
-    """
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(
-            "https://huggingface.co/api/models/facebook/musicgen-small", timeout=timeout
-        )
-    except Exception:
-        return False
-    return True
 
 
 def read_meta(source: str, name_or_path) -> dict:

@@ -17,6 +17,7 @@ import io
 import os
 import socket
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -132,19 +133,29 @@ def _generate(s, rows: list[dict], params: dict, stop):
     """
     import torch
 
-    threads, pinned = torch.get_num_threads(), [s.device.type != "cpu"]
+    pinned = [s.device.type != "cpu"]
 
     def pin(done: int, total: int) -> None:
         if done >= total and not pinned[0]:
             torch.set_num_threads(DECODE_THREADS)
             pinned[0] = True
 
-    try:
+    with _threads_kept():
         g = s.generate([r["prompt"] for r in rows], seed=[r["seed"] for r in rows],
                        progress=False, stop=stop, callback=pin, **params)  # fmt: skip
+    return g, pinned[0]
+
+
+@contextmanager
+def _threads_kept():
+    """Restore torch's thread count on the way out, whatever the block set it to."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
-    return g, pinned[0]
 
 
 def adapter_of(s) -> str | None:
@@ -183,12 +194,9 @@ def fixed_decode(s, g) -> np.ndarray:
 
     if s.device.type != "cpu":
         return g.audio
-    threads = torch.get_num_threads()
-    torch.set_num_threads(DECODE_THREADS)
-    try:
+    with _threads_kept():
+        torch.set_num_threads(DECODE_THREADS)
         wav = [decode_long(s, g.codes[i : i + 1]) for i in range(len(g.codes))]
-    finally:
-        torch.set_num_threads(threads)
     return np.concatenate(wav)[..., : g.audio.shape[-1]].astype(np.float32)
 
 

@@ -8,7 +8,8 @@ How a run stays consistent after an interrupt, a crash or ``kill -9``:
   what is done; a last line cut short (a kill mid-write) is dropped, and
   any other bad line is an error naming the file and the line;
 * a journaled path must be a file of ``DIR/audio`` (no ``..``, no absolute
-  path, no symlink): the run never reads outside its folder;
+  path, no symlink), and ``audio/``, ``journal.jsonl`` and ``run.json`` must not
+  be symlinks: the run never reads, writes or deletes outside its folder;
 * ``manifest.csv`` (and ``manifest.parquet`` when pyarrow is installed) is
   rebuilt from the journal after every batch, atomically (temporary file,
   then rename);
@@ -32,14 +33,18 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from .._util.files import sha256_file, slug, write_atomic
+from .batch import COLUMNS
 from .table import PARAMS
 
 JOURNAL = "journal.jsonl"
 MANIFEST = "manifest.parquet"
 MANIFEST_CSV = "manifest.csv"
 CONFIG = "run.json"
-#: Columns that say which model made a clip: one run folder never mixes two values of these.
-KIND = ("model", "standin", "precision", "adapter")
+#: Every column of a manifest before the metrics (and the ``version_*`` columns).
+MANIFEST_COLUMNS = ("clip_id", "prompt", "seed", *PARAMS, "path", "sha256", *COLUMNS, "run_id",
+                    "finished_at")  # fmt: skip
+#: The files of a run folder that must be its own (not symlinks to elsewhere).
+OWN = ("audio", JOURNAL, CONFIG)
 
 
 class RunFolder:
@@ -73,6 +78,7 @@ class RunFolder:
 
         # the same folder checks as Generation.save: a path, not a file, writable (made here)
         self.dir, _, _ = check_save(out, names={"directory": "out"})
+        _check_own(self.dir)
         self.fmt = config["fmt"]
         self.config = dict(config)
         (self.dir / "audio").mkdir(exist_ok=True)
@@ -111,7 +117,15 @@ class RunFolder:
         raise RuntimeError(f"could not lock {str(self.dir)!r}")
 
     def release(self):
-        """Close the journal and remove the lock."""
+        """Close the journal and remove the lock.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> run = RunFolder(tempfile.mkdtemp(), dict(model="tiny", fmt="wav"))
+        >>> run.release(); (run.dir / ".lock").exists(), run.journal
+        (False, None)
+        """
         if getattr(self, "journal", None) is not None:
             self.journal.close()
             self.journal = None
@@ -206,7 +220,19 @@ class RunFolder:
             )
 
     def commit(self, spec: dict, result: dict, run_id: str) -> dict:
-        """Write one clip's file (``result["data"]``), then journal it; return its record."""
+        """Write one clip's file (``result["data"]``), then journal it; return its record.
+
+        Examples
+        --------
+        >>> import tempfile, musicgen_nb as mg
+        >>> row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
+        >>> run = RunFolder(tempfile.mkdtemp(), dict(model="tiny", fmt="wav"))
+        >>> res = dict(clip_id=row["clip_id"], data=b"RIFF", duration_s=0.5, sample_rate=32000)
+        >>> rec = run.commit(row, res, "run1")
+        >>> rec["path"].startswith("audio/jazz_seed1_"), (run.dir / "run.json").exists()
+        (True, True)
+        >>> run.release()
+        """
         self._check_clip(spec, result)
         if not self._written:
             write_atomic(self.dir / CONFIG, json.dumps(self.config, indent=1), overwrite=True)
@@ -222,32 +248,51 @@ class RunFolder:
         return rec
 
     def _check_clip(self, spec: dict, result: dict) -> None:
-        """Never journal a short clip, nor one of another model, precision, adapter or stand-in."""
+        """Never journal a short clip, nor one of another precision, adapter or stand-in.
+
+        The clip is compared with the folder's settings (``run.json``, which every
+        clip of the folder matched): ``"auto"`` precision is not compared.
+        """
         want = round(spec["duration"] * result["sample_rate"])
-        if result.get("interrupted") or round(result["duration_s"] * result["sample_rate"]) < want:
+        if round(result["duration_s"] * result["sample_rate"]) < want:
             raise RuntimeError(
                 f"clip {spec['clip_id']} ({spec['prompt']!r}, seed {spec['seed']}) is "
                 f"{result['duration_s']:.3f} s of {spec['duration']} s (interrupted): not saved"
             )
-        for rec in self.done.values():
-            diff = [k for k in KIND if k in rec and k in result and rec[k] != result[k]]
-            if diff:
-                raise ValueError(
-                    f"{str(self.dir)!r} holds clips made with "
-                    f"{', '.join(f'{k}={rec[k]!r}' for k in diff)}, and this one has "
-                    f"{', '.join(f'{k}={result[k]!r}' for k in diff)}; one folder never mixes "
-                    "them: use another out= directory"
-                )
-            break
+        have = self.config
+        diff = [k for k in ("standin", "adapter", "precision") if k in have and k in result
+                and have[k] != result[k] and not (k == "precision" and have[k] == "auto")]  # fmt: skip
+        if diff:
+            raise ValueError(
+                f"{str(self.dir)!r} holds clips made with "
+                f"{', '.join(f'{k}={have[k]!r}' for k in diff)}, and this one has "
+                f"{', '.join(f'{k}={result[k]!r}' for k in diff)}; one folder never mixes "
+                "them: use another out= directory"
+            )
 
     def add_metrics(self, clip: str, values: dict):
-        """Journal metric values of a done clip."""
+        """Journal metric values of a done clip.
+
+        Examples
+        --------
+        >>> import tempfile, musicgen_nb as mg
+        >>> row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
+        >>> run = RunFolder(tempfile.mkdtemp(), dict(model="tiny", fmt="wav"))
+        >>> _ = run.commit(row, dict(clip_id=row["clip_id"], data=b"RIFF", duration_s=0.5,
+        ...                          sample_rate=32000), "run1")
+        >>> run.add_metrics(row["clip_id"], {"loudness": -20.0})
+        >>> run.done[row["clip_id"]]["loudness"]
+        -20.0
+        >>> run.release()
+        """
         self._append(dict(clip_id=clip, metrics=values))
         self.done[clip].update(values)
 
     def _append(self, rec: dict):
         if self.journal is None:  # opened with the first record: a failed start leaves none
-            self.journal = open(self.dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(self.dir / JOURNAL, flags, 0o666)  # never through a symlink
+            self.journal = os.fdopen(fd, "a", encoding="utf-8")
         self.journal.write(json.dumps(rec, default=_json_default) + "\n")
         self.journal.flush()
         os.fsync(self.journal.fileno())
@@ -257,6 +302,15 @@ class RunFolder:
 
         ``manifest.csv`` always; ``manifest.parquet`` too when pyarrow is installed
         (else a stale one is removed: it is rebuilt from the journal next time).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> run = RunFolder(tempfile.mkdtemp(), dict(model="tiny", fmt="wav"))
+        >>> m = run.manifest([])
+        >>> len(m), (run.dir / "manifest.csv").exists(), "standin" in m.columns
+        (0, True, True)
+        >>> run.release()
         """
         import pandas as pd
 
@@ -265,7 +319,7 @@ class RunFolder:
                       key=lambda r: rank[r["clip_id"]])  # fmt: skip
         df = pd.DataFrame(recs)
         if not len(df):
-            df = pd.DataFrame(columns=["clip_id", "prompt", "seed", *PARAMS, "path", "sha256"])
+            df = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
         write_atomic(self.dir / MANIFEST_CSV, df.to_csv(index=False), overwrite=True)
         try:
             import pyarrow  # noqa: F401  (optional: the [scale] extra)
@@ -307,6 +361,17 @@ def read_config(path) -> dict:
     if not isinstance(old, dict):
         raise ValueError(f"{path}: damaged (not a JSON object); delete it to start the run again")
     return old
+
+
+def _check_own(folder) -> None:
+    """Refuse a run folder whose ``audio/``, journal or ``run.json`` is a symlink (or leads out)."""
+    for name in OWN:
+        p = folder / name
+        if p.is_symlink() or (p.exists() and p.resolve().parent != folder.resolve()):
+            raise ValueError(
+                f"{str(p)!r} is a symlink (or leads outside {str(folder)!r}); a run reads and "
+                f"writes only its own folder: remove the link or use another out= directory"
+            )
 
 
 def _json_default(v):

@@ -10,7 +10,8 @@ journal, so workers need no shared file system.
   default, a fraction such as 0.5 to share a GPU), and never more actors than
   the GPUs hold, so no actor waits forever to be placed. A GPU request on a
   cluster without GPUs is refused at once. Else CPU actors (``num_cpus=1``
-  each, one per CPU).
+  each, one per CPU). Every actor takes one CPU, so ``workers`` above the
+  cluster's CPUs is refused too.
 * The model name is checked in the driver before any actor starts; an actor
   that dies anyway (e.g. a checkpoint missing on a worker) ends the run with
   one line naming the model.
@@ -100,14 +101,20 @@ def check_gpus_per_worker(gpus_per_worker: float) -> float:
 
 
 def actor_options(
-    resources: dict, workers: int | None, gpus_per_worker: float | None = None
+    resources: dict,
+    workers: int | None,
+    gpus_per_worker: float | None = None,
+    available: dict | None = None,
 ) -> tuple[dict, int]:
     """Ray options of each actor and how many actors, from ``ray.cluster_resources()``.
 
-    GPU actors never outnumber what the GPUs hold (``floor(1 / g)`` actors per GPU
-    for a fraction ``g``, ``GPUs // g`` for whole GPUs): more would never be placed
-    and the run would hang, so an explicit ``workers`` above that is refused, as
-    is a GPU request on a cluster without GPUs.
+    Every actor takes one CPU, and a GPU actor ``g`` GPUs: ``floor(1 / g)`` actors
+    per GPU for a fraction ``g``, ``GPUs // g`` for whole GPUs. Actors never
+    outnumber what the cluster holds (more would never be placed and the run
+    would hang), so an explicit ``workers`` above that is refused, as is a GPU
+    request on a cluster without GPUs. The default count is what the cluster
+    holds, lowered to what is free now (``available``, from
+    ``ray.available_resources()``), and at least 1.
 
     Examples
     --------
@@ -115,33 +122,58 @@ def actor_options(
     ({'num_gpus': 1.0, 'num_cpus': 1}, 4)
     >>> actor_options({"CPU": 8.0, "GPU": 2.0}, None, 0.5)
     ({'num_gpus': 0.5, 'num_cpus': 1}, 4)
-    >>> actor_options({"CPU": 2.0}, None)
-    ({'num_cpus': 1}, 2)
+    >>> actor_options({"CPU": 2.0}, None), actor_options({"CPU": 8.0}, None, available={"CPU": 3.0})
+    (({'num_cpus': 1}, 2), ({'num_cpus': 1}, 3))
+    >>> actor_options({"CPU": 2.0}, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: workers=3 with 1 CPU each need 3 CPUs; the cluster has 2, room for 2 worker(s)...
     >>> actor_options({"CPU": 2.0}, None, 0.5)
     Traceback (most recent call last):
     ...
     ValueError: gpus_per_worker=0.5 asks for GPUs, but the Ray cluster has none ...
     """
-    gpus = int(resources.get("GPU", 0) + 1e-9)
-    if gpus_per_worker is not None:
-        g = check_gpus_per_worker(gpus_per_worker)
-        if not gpus:
-            raise ValueError(
-                f"gpus_per_worker={gpus_per_worker!r} asks for GPUs, but the Ray cluster has none "
-                f"(it reports {resources.get('GPU', 0)} GPUs); leave gpus_per_worker out for CPU actors"
-            )
-    elif gpus:
-        g = 1.0
-    else:
-        return dict(num_cpus=1), workers or max(1, int(resources.get("CPU", 1)))
-    room = gpus * int(1 / g + 1e-9) if g <= 1 else gpus // int(g)
+    g = _gpus_each(resources, gpus_per_worker)
+    room = _room(resources, g)
     if not room or (workers or 0) > room:
+        cpus = int(resources.get("CPU", 0) + 1e-9)
+        if g is None or room == cpus:
+            raise ValueError(
+                f"workers={workers or 1} with 1 CPU each need {workers or 1} CPUs; the cluster has "
+                f"{cpus}, room for {room} worker(s): lower workers (or add CPUs)"
+            )
         raise ValueError(
             f"workers={workers or 1} with {g:g} GPU(s) each need {(workers or 1) * g:g} GPUs; the "
-            f"cluster has {gpus}, room for {room} such worker(s): lower workers, or share GPUs "
-            "with a fraction (e.g. gpus_per_worker=0.5)"
+            f"cluster has {int(resources.get('GPU', 0) + 1e-9)}, room for {room} such worker(s): "
+            "lower workers, or share GPUs with a fraction (e.g. gpus_per_worker=0.5)"
         )
-    return dict(num_gpus=g, num_cpus=1), workers or room
+    opts = dict(num_cpus=1) if g is None else dict(num_gpus=g, num_cpus=1)
+    if workers:
+        return opts, workers
+    free = room if available is None else _room(available, g)
+    return opts, max(1, min(room, free))
+
+
+def _gpus_each(resources: dict, gpus_per_worker) -> float | None:
+    """GPUs per actor (None: CPU actors), or an error for a GPU request without GPUs."""
+    if gpus_per_worker is None:
+        return 1.0 if resources.get("GPU", 0) >= 1 - 1e-9 else None
+    g = check_gpus_per_worker(gpus_per_worker)
+    if resources.get("GPU", 0) < 1 - 1e-9:
+        raise ValueError(
+            f"gpus_per_worker={gpus_per_worker!r} asks for GPUs, but the Ray cluster has none "
+            f"(it reports {resources.get('GPU', 0)} GPUs); leave gpus_per_worker out for CPU actors"
+        )
+    return g
+
+
+def _room(resources: dict, g: float | None) -> int:
+    """How many actors ``resources`` hold: one CPU each, and ``g`` GPUs each."""
+    cpus = int(resources.get("CPU", 0) + 1e-9)
+    if g is None:
+        return cpus
+    gpus = int(resources.get("GPU", 0) + 1e-9)
+    return min(cpus, gpus * int(1 / g + 1e-9) if g <= 1 else gpus // int(g))
 
 
 def run_batches(
@@ -188,7 +220,8 @@ def run_batches(
         started = True
     actors = []
     try:
-        opts, n = actor_options(ray.cluster_resources(), workers, gpus_per_worker)
+        opts, n = actor_options(ray.cluster_resources(), workers, gpus_per_worker,
+                                available=ray.available_resources())  # fmt: skip
         n = min(n, len(batches))
         threads = None if opts.get("num_gpus") else opts["num_cpus"]
         Worker = ray.remote(**opts)(GridWorker)

@@ -13,9 +13,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 from .._util.checks import check_choice
-from .batch import COLUMNS, GridInterrupted, generate_batch
-from .journal import RunFolder
-from .table import PARAMS, batches, missing, specs
+from .batch import GridInterrupted, generate_batch
+from .journal import MANIFEST_COLUMNS, RunFolder
+from .table import batches, specs
 
 if TYPE_CHECKING:
     import os
@@ -60,7 +60,10 @@ def run_grid(
     metrics : list, optional
         Per-clip metric columns to fill (see :func:`musicgen_nb.metrics.row_metrics`):
         ``"clap_score"``, ``"loudness"`` or callables ``f(audio, sr, prompt) -> float``.
-        Named ones run on the model's device; their models are checked first.
+        Named ones run on the model's device (on CPU with ``backend="ray"``: they run
+        in this process); their models are checked first. Each batch's clips get
+        their metrics as soon as they are saved, so a failing metric stops the run
+        after one batch.
     progress : bool
         One progress bar over clips.
     address : str, optional
@@ -101,7 +104,8 @@ def run_grid(
     """
     from ..metrics import row_metrics
 
-    _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker)
+    check_settings(backend=backend, batch_size=batch_size, fmt=fmt, address=address, workers=workers,
+                   gpus_per_worker=gpus_per_worker)  # fmt: skip
     rows = specs(_grid_rows(grid))
     session, name = _model(model, backend)
     config = _config(session, name, precision, device, random_weights, fmt, adapter, backend)
@@ -111,10 +115,10 @@ def run_grid(
     order = [r["clip_id"] for r in rows]
     try:
         load_kwargs = dict(device=device, precision=precision, random_weights=random_weights,
-                           adapter=adapter)  # fmt: skip
+                           adapter=config["adapter"])  # fmt: skip
         _generate(run, rows, name if session is None else session, load_kwargs, fmt=fmt,
                   batch_size=batch_size, progress=progress, backend=backend, address=address,
-                  workers=workers, gpus=gpus_per_worker, stop=stop)  # fmt: skip
+                  workers=workers, gpus=gpus_per_worker, stop=stop, metrics=metric_fns)  # fmt: skip
         _fill_metrics(run, order, metric_fns)
         return run.manifest(order)
     finally:
@@ -126,6 +130,8 @@ def _config(session, name, precision, device, random_weights, fmt, adapter, back
 
     A model name is checked as :func:`musicgen_nb.load` checks it (an unknown name
     raises here, not in a worker); the precision is the one a local load picks.
+    With Ray the device is the workers' business: it is not resolved here (a CPU
+    head node may drive GPU workers), and the metrics run on this process's CPU.
     """
     from ..checkpoints import standins
     from ..checkpoints.loading import resolve_device, resolve_source
@@ -148,7 +154,7 @@ def _config(session, name, precision, device, random_weights, fmt, adapter, back
         if not Path(adapter).is_dir():
             raise ValueError(f"adapter must be a fine-tune folder, got {str(adapter)!r}")
         adapter = str(Path(adapter).resolve())
-    dev = resolve_device(device) if backend == "local" or device != "auto" else None
+    dev = resolve_device(device) if backend == "local" else None
     prec = resolve_precision(precision, dev) if dev is not None else precision
     return dict(model=name, precision=prec, random_weights=random_weights, fmt=fmt,
                 standin=standin, adapter=adapter, device=dev or "cpu")  # fmt: skip
@@ -156,7 +162,7 @@ def _config(session, name, precision, device, random_weights, fmt, adapter, back
 
 def _generate(
     run, rows, model, load_kwargs, *, fmt, batch_size, progress, backend, address, workers, gpus,
-    stop,
+    stop, metrics,
 ):  # fmt: skip
     """Generate, write and journal the rows ``run`` lacks, in batches, with one progress bar.
 
@@ -165,7 +171,7 @@ def _generate(
     todo = [r for r in rows if r["clip_id"] not in run.done]
     bar = _bar(len(rows), len(rows) - len(todo), progress)
     try:
-        on_result = _committer(run, rows, bar, stop if backend == "ray" else None)
+        on_result = _committer(run, rows, bar, stop if backend == "ray" else None, metrics)
         work = batches(todo, batch_size)
         if work and backend == "local":
             session = _load(model, load_kwargs) if isinstance(model, str) else model
@@ -181,8 +187,20 @@ def _generate(
             bar.close()
 
 
-def _check_args(backend, batch_size, fmt, address, workers, gpus_per_worker) -> None:
-    """The run settings, checked before any work."""
+def check_settings(
+    *, backend: str = "local", batch_size: int = 8, fmt: str = "wav", address: str | None = None,
+    workers: int | None = None, gpus_per_worker: float | None = None,
+) -> None:  # fmt: skip
+    """Check :func:`run_grid`'s run settings, before any work; errors name the setting.
+
+    Examples
+    --------
+    >>> check_settings(backend="ray", workers=2)
+    >>> check_settings(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an int >= 1, got 0
+    """
     from ..audio import FORMATS
 
     check_choice(backend, "backend", BACKENDS)
@@ -237,8 +255,8 @@ def _load(name: str, load_kwargs: dict):
     return load(name, **load_kwargs)
 
 
-def _committer(run: RunFolder, rows: list[dict], bar, stop=None):
-    """``on_result(results)``: write and journal each clip, rewrite the manifest, move the bar.
+def _committer(run: RunFolder, rows: list[dict], bar, stop=None, metrics=None):
+    """``on_result(results)``: write and journal each clip, its metrics, the manifest; move the bar.
 
     After a batch, a set ``stop`` ends the run (the Ray backend's actors cannot see it).
     """
@@ -249,6 +267,7 @@ def _committer(run: RunFolder, rows: list[dict], bar, stop=None):
     def commit(results):
         for res in results:
             run.commit(by_id[res["clip_id"]], res, run_id)
+        _fill_metrics(run, [res["clip_id"] for res in results], metrics or {})
         run.manifest(order)
         if bar is not None:
             bar.update(len(results))
@@ -268,8 +287,7 @@ def _bar(total: int, done: int, enabled: bool):
 
 def _check_metric_names(fns: dict) -> None:
     """Refuse a metric named like a manifest column: it would never be computed."""
-    taken = {"clip_id", "prompt", "seed", *PARAMS, "path", "sha256", "run_id", "finished_at",
-             "data", *COLUMNS}  # fmt: skip
+    taken = {*MANIFEST_COLUMNS, "data"}
     for name in fns:
         if name in taken or name.startswith("version_"):
             raise ValueError(
@@ -279,12 +297,15 @@ def _check_metric_names(fns: dict) -> None:
 
 
 def _fill_metrics(run: RunFolder, order: list[str], fns: dict):
-    """Compute each metric for the rows of this grid that lack it (read back from the files)."""
+    """Compute each metric for the rows of this grid that lack it (read back from the files).
+
+    A value that is there, NaN included (no value for that clip), is not computed again.
+    """
     from ..audio import load
 
     for clip in order:
         rec = run.done[clip]
-        todo = {n: f for n, f in fns.items() if n not in rec or missing(rec[n])}
+        todo = {n: f for n, f in fns.items() if n not in rec}
         if not todo:
             continue
         wav, sr = load(run.dir / rec["path"])

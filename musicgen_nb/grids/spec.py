@@ -24,7 +24,7 @@ RUN_KEYS = (
 )  # fmt: skip
 
 
-def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+def read_spec(path: str | os.PathLike, overrides: dict | None = None) -> tuple[pd.DataFrame, dict]:
     r"""The grid and the run settings of a spec file; errors name the file and the line.
 
     Parameters
@@ -32,6 +32,9 @@ def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     path : path
         A YAML file: ``model:`` and the other run settings of
         :func:`musicgen_nb.run_grid` (:data:`RUN_KEYS`), and grid axes or ``rows:``.
+    overrides : dict, optional
+        Run settings given elsewhere (the command line's ``--backend``...): they
+        replace the file's (None values are ignored) and are checked with them.
 
     Returns
     -------
@@ -51,12 +54,22 @@ def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     Traceback (most recent call last):
     ...
     ValueError: .../spec.yaml:3: grid: duration must be ...
+    >>> _ = p.write_text("model: tiny\nprompts: [jazz]\nbatch_size: 0\n")
+    >>> read_spec(p)
+    Traceback (most recent call last):
+    ...
+    ValueError: .../spec.yaml:3: batch_size must be an int >= 1, got 0
     """
     from .table import grid as make_grid
 
     path = Path(path)
     spec, lines, row_lines = _load(path)
     run = {k: spec.pop(k) for k in RUN_KEYS if k in spec}
+    run.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        _check_run(run)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{path}:{_line(str(exc), lines, [])}: {exc}") from None
     rows = spec.pop("rows", None)
     if rows is not None and spec:
         raise ValueError(
@@ -68,6 +81,25 @@ def read_spec(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{path}:{_line(str(exc), lines, row_lines)}: {exc}") from None
     return grid, run
+
+
+def _check_run(run: dict) -> None:
+    """The run settings as :func:`musicgen_nb.run_grid` checks them (a spec holds names only)."""
+    from ..metrics.rows import NAMES
+    from .run import check_settings
+
+    model = run["model"]
+    if not isinstance(model, str) or not model.strip():
+        raise TypeError(f"model must be a checkpoint name or a directory, got {model!r}")
+    metrics = run.get("metrics")
+    if metrics is not None and not (
+        isinstance(metrics, list) and all(isinstance(m, str) and m in NAMES for m in metrics)
+    ):
+        raise TypeError(
+            f"metrics must be a list of metric names ({', '.join(NAMES)}), got {metrics!r}"
+        )
+    keys = ("backend", "batch_size", "fmt", "address", "workers", "gpus_per_worker")
+    check_settings(**{k: run[k] for k in keys if k in run})
 
 
 def _load(path: Path) -> tuple[dict, dict, list]:
@@ -106,7 +138,12 @@ def _load(path: Path) -> tuple[dict, dict, list]:
 
 
 def _line(message: str, lines: dict, row_lines: list) -> int:
-    """The line a grid error is about: its ``rows[i]``, else the first key it names, else 1."""
+    """The line a grid error is about: its ``rows[i]``, else the first key it names, else 1.
+
+    A grid error says ``prompt`` about the ``prompts`` key.
+    """
+    if "prompts" in lines and "prompt" not in lines:
+        lines = {**lines, "prompt": lines["prompts"]}
     m = re.match(r"rows\[(\d+)\]", message)
     if m and int(m.group(1)) < len(row_lines):
         return row_lines[int(m.group(1))]

@@ -131,12 +131,12 @@ def specs(rows) -> list[dict]:
     """
     import pandas as pd
 
-    if isinstance(rows, pd.DataFrame):
+    if isinstance(rows, (pd.DataFrame, list, tuple)) and len(rows) > MAX_ROWS:
+        raise ValueError(f"rows has {len(rows):,} rows; at most {MAX_ROWS:,} per grid: split it")
+    if isinstance(rows, pd.DataFrame):  # counted first: the records of a huge frame are not built
         rows = rows.to_dict("records")
     if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f"rows must be a list of dicts or a DataFrame, got {type(rows).__name__}")
-    if len(rows) > MAX_ROWS:
-        raise ValueError(f"rows has {len(rows):,} rows; at most {MAX_ROWS:,} per grid: split it")
     return _unique([canon(r, where=f"rows[{i}]") for i, r in enumerate(rows)])
 
 

@@ -67,7 +67,8 @@ def require(name: str, offline_name: str = "tiny-clap") -> str:
 
     A local directory, the offline stand-in and a checkpoint in the Hugging Face
     cache pass. Otherwise the hub must answer within 3 s (and not be turned off
-    with ``HF_HUB_OFFLINE``), else a :class:`ModelUnavailableError` names the
+    with ``HF_HUB_OFFLINE``) and hold the checkpoint (one request: a misspelt
+    name fails here), else a :class:`ModelUnavailableError` names the
     checkpoint and what to do, instead of transformers' retries for minutes.
 
     Examples
@@ -75,38 +76,56 @@ def require(name: str, offline_name: str = "tiny-clap") -> str:
     >>> require("tiny-clap")
     'tiny-clap'
     """
-    import os
     from pathlib import Path
 
-    from huggingface_hub import try_to_load_from_cache
-
-    from ..checkpoints.loading import ModelUnavailableError, hub_reachable
+    from .._util.hub import cached_or_reachable, in_hub_cache
+    from ..checkpoints.loading import ModelUnavailableError
 
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"model must be a checkpoint name or directory, got {name!r}")
     name = standin(name, offline_name)
     if name == offline_name or Path(name).is_dir():
         return name
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    if in_hub_cache(name):
         return name
-    offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-                  for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))  # fmt: skip
-    if offline or not hub_reachable(timeout=3.0):
+    if not cached_or_reachable(name, timeout=3.0):
         raise ModelUnavailableError(
             f"the metric model {name!r} is not in the Hugging Face cache and the hub cannot be "
             f"reached; download it once where you have internet (huggingface-cli download {name}), "
             f"pass a local directory, or use {offline_name!r} (random weights) to try the code path"
         )
+    if not _on_hub(name):
+        raise ModelUnavailableError(
+            f"the metric model {name!r} is neither cached nor on the Hugging Face hub (no "
+            f"{name}/config.json there); check the name, pass a local directory, or use "
+            f"{offline_name!r} (random weights)"
+        )
     return name
+
+
+def _on_hub(name: str) -> bool:
+    """Whether the hub has ``name/config.json`` (one request, no retries); True if it cannot say."""
+    from huggingface_hub import file_exists
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return file_exists(name, "config.json")
+    except HFValidationError:  # not even a valid repo id
+        return False
+    except Exception:  # a network error: the hub answered hub_reachable a moment ago
+        return True
 
 
 def torch_device(device):
     """``device`` (None for CPU, a string or a torch.device) as a torch.device.
 
+    ``"cuda"`` names the current CUDA device, so it becomes ``"cuda:<index>"``:
+    the metric models are cached per device, and one GPU gets one copy.
+
     Examples
     --------
-    >>> torch_device(None), torch_device("meta")
-    (device(type='cpu'), device(type='meta'))
+    >>> torch_device(None), torch_device("meta"), torch_device("cuda") == torch_device("cuda:0")
+    (device(type='cpu'), device(type='meta'), True)
     """
     import torch
 
@@ -114,7 +133,10 @@ def torch_device(device):
         return torch.device("cpu")
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    return dev
 
 
 def load_clap(name: str, device=None):
@@ -182,12 +204,19 @@ def clap_audio(audio: np.ndarray, sr: int, name: str, device=None) -> np.ndarray
     mono = mono_at(audio, sr, fe.sampling_rate)
     inputs = fe(list(mono), sampling_rate=fe.sampling_rate, return_tensors="pt")
     with torch.inference_mode():
-        emb = features(model.get_audio_features(**_to(inputs, model)))
+        emb = features(model.get_audio_features(**on_model_device(inputs, model)))
     return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
 
-def _to(inputs, model) -> dict:
-    """Processor outputs on the model's device."""
+def on_model_device(inputs, model) -> dict:
+    """A processor's outputs (a mapping of tensors) moved to ``model``'s device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> on_model_device({"x": torch.zeros(1), "n": 3}, torch.nn.Linear(1, 1))
+    {'x': tensor([0.]), 'n': 3}
+    """
     dev = next(model.parameters()).device
     return {k: v.to(dev) if hasattr(v, "to") else v for k, v in inputs.items()}
 
@@ -205,7 +234,7 @@ def clap_text(texts: list[str], name: str, device=None) -> np.ndarray:
     model, _, tok = load_clap(name, device)
     inputs = tok(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.inference_mode():
-        emb = features(model.get_text_features(**_to(inputs, model)))
+        emb = features(model.get_text_features(**on_model_device(inputs, model)))
     return torch.nn.functional.normalize(emb.float(), dim=-1).cpu().numpy()
 
 

@@ -43,10 +43,20 @@ def gaussian_frechet(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: 
         )
     for name, s in (("sigma1", s1), ("sigma2", s2)):
         _check_cov(s, name)
-    r1 = _sqrt_psd(s1)
-    inner = r1 @ s2 @ r1
+    with np.errstate(over="ignore", invalid="ignore"):
+        r1 = _sqrt_psd(s1)
+        inner = r1 @ s2 @ r1
+        mean_term = ((mu1 - mu2) ** 2).sum()
+    if not (np.isfinite(inner).all() and np.isfinite(mean_term)):
+        big = max(np.abs(a).max() for a in (mu1, mu2, s1, s2))
+        raise ValueError(
+            f"the Fréchet distance overflows float64 (mu1/mu2/sigma1/sigma2 hold values up to "
+            f"{big:.3g}); scale the embeddings down"
+        )
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
-    d = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+    d = float(mean_term + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+    if not np.isfinite(d):
+        raise ValueError("the Fréchet distance overflows float64; scale the embeddings down")
     return max(d, 0.0)
 
 

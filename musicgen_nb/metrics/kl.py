@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .clap import torch_device
+from .._util.checks import check_sr
+from .clap import on_model_device, torch_device
 from .common import audio_input, mono_at, seeded, standin
 
 if TYPE_CHECKING:
@@ -93,9 +94,8 @@ def label_distribution(
     model, fe = load_ast(name, device)
     mono = mono_at(audio, sr, fe.sampling_rate)
     inputs = fe(list(mono), sampling_rate=fe.sampling_rate, return_tensors="pt")
-    dev = next(model.parameters()).device
     with torch.inference_mode():
-        logits = model(**{k: v.to(dev) for k, v in inputs.items()}).logits.float()
+        logits = model(**on_model_device(inputs, model)).logits.float()
     return logits.softmax(-1).double().cpu().numpy()
 
 
@@ -111,17 +111,27 @@ def _distribution(x, name: str) -> np.ndarray:
         raise ValueError(f"{name} holds NaN or inf; a distribution holds finite values >= 0")
     if (arr < 0).any():
         raise ValueError(f"{name} holds negative values ({arr.min():g}); probabilities are >= 0")
-    if (arr.sum(-1) == 0).any():
+    with np.errstate(over="ignore"):
+        sums = arr.sum(-1)
+    if not np.isfinite(sums).all():
+        raise ValueError(
+            f"{name} holds values whose sum overflows float64 (up to {arr.max():.3g}); scale it down"
+        )
+    if (sums == 0).any():
         raise ValueError(f"{name} has a distribution that is all zeros; it cannot be normalised")
     return arr
 
 
 def _named(name: str, audio, sr, classifier, device) -> np.ndarray:
-    """:func:`label_distribution` whose input errors name the argument (``gen`` or ``ref``)."""
+    """:func:`label_distribution` whose input errors (and only those) name the argument."""
+    from ..audio import as_batch
+
     try:
-        return label_distribution(audio, sr, classifier=classifier, device=device)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        check_sr(sr)
+        as_batch(audio, name="audio")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name}: {exc}") from None
+    return label_distribution(audio, sr, classifier=classifier, device=device)
 
 
 def kl(p: ArrayLike, q: ArrayLike, *, eps: float = 1e-12) -> np.ndarray:
@@ -141,7 +151,9 @@ def kl(p: ArrayLike, q: ArrayLike, *, eps: float = 1e-12) -> np.ndarray:
     """
     import numbers
 
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < 1:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a float in (0, 1), e.g. 1e-12; got {eps!r}")
+    if not 0 < eps < 1:
         raise ValueError(f"eps must be a float in (0, 1), e.g. 1e-12; got {eps!r}")
     p, q = _distribution(p, "p"), _distribution(q, "q")
     if p.shape != q.shape:

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+#: The metrics :func:`metric` knows by name.
+NAMES = ("clap_score", "loudness")
+
 
 def metric(
     name: str, *, device: str | None = None, **kwargs: Any

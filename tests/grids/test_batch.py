@@ -63,12 +63,13 @@ def test_files_do_not_depend_on_the_thread_count(tiny):
             )
     finally:
         torch.set_num_threads(threads)
-    assert not np.array_equal(out[1][1], out[2][1])  # the plain decode does depend on it
     for n in (2, 3):
         assert [r["data"] for r in out[n][0]] == [r["data"] for r in out[1][0]]
         assert np.array_equal(out[n][2], out[1][2])
     g = tiny.generate(["jazz", "rock"], seed=[3, 4], duration=1.0, progress=False)  # 1 thread
     assert out[3][0][0]["data"] == encode_audio(g.audio[0], 32000, "wav")  # the same decode
+    if np.array_equal(out[1][1], out[2][1]):
+        pytest.skip("the plain decode is the same with 1 and 2 threads here: nothing to pin")
 
 
 def test_long_clips_in_windows_are_pinned_too(tiny):

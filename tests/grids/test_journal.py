@@ -190,18 +190,83 @@ def _journal_line(tmp_path, tiny, **change):
 @pytest.mark.parametrize("path", ["../outside.wav", "/etc/hostname", "audio/../../outside.wav",
                                   "audio/sub/x.wav", "outside.wav", "audio/link.wav"])  # fmt: skip
 def test_journal_paths_outside_the_folder_are_refused(tiny, tmp_path, path):
-    outside = tmp_path.parent / "outside.wav"
+    out = tmp_path / "run"  # "outside" is tmp_path itself: the test writes only under tmp_path
+    outside = tmp_path / "outside.wav"
     outside.write_bytes(b"RIFF secret")
-    (tmp_path / "audio").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "audio" / "link.wav").symlink_to(outside)
-    journal = _journal_line(
-        tmp_path, tiny, path=path, sha256=hashlib.sha256(b"RIFF secret").hexdigest()
-    )
+    (out / "audio").mkdir(parents=True)
+    (out / "audio" / "link.wav").symlink_to(outside)
+    journal = _journal_line(out, tiny, path=path, sha256=hashlib.sha256(b"RIFF secret").hexdigest())
     with pytest.raises(
         ValueError, match=rf"{re.escape(str(journal))}:1: path '{re.escape(path)}' points outside"
     ):
-        mg.run_grid(small_grid().head(1), model=tiny, out=tmp_path, progress=False)
-    assert not (tmp_path / ".lock").exists()
+        mg.run_grid(small_grid().head(1), model=tiny, out=out, progress=False)
+    assert not (out / ".lock").exists() and outside.read_bytes() == b"RIFF secret"
+
+
+@pytest.mark.parametrize("name", ["audio", JOURNAL, "run.json"])
+def test_symlinked_run_files_are_refused(tiny, tmp_path, name):
+    out, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    leftover = elsewhere / ".x.wav.1.tmp"  # what a run's cleanup would delete in its audio/
+    leftover.write_bytes(b"keep")
+    target = elsewhere if name == "audio" else elsewhere / name
+    if name == "run.json":
+        target.write_text(json.dumps(dict(model="tiny", fmt="wav")))
+    (out / name).symlink_to(target)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    with pytest.raises(ValueError, match=rf"{re.escape(str(out / name))}' is a symlink"):
+        mg.run_grid(small_grid().head(1), model=tiny, out=out, progress=False)
+    assert (
+        sorted(p.name for p in elsewhere.iterdir()) == before and leftover.read_bytes() == b"keep"
+    )
+    assert not (out / ".lock").exists()
+
+
+def test_a_journal_linked_after_the_start_is_not_followed(tmp_path):
+    row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text("")
+    run = RunFolder(tmp_path / "run", dict(model="tiny", fmt="wav"))
+    try:
+        (run.dir / JOURNAL).symlink_to(outside)  # swapped in while the run is going
+        res = dict(clip_id=row["clip_id"], data=b"RIFF", duration_s=0.5, sample_rate=32000)
+        with pytest.raises(OSError):
+            run.commit(row, res, "r1")
+    finally:
+        run.release()
+    assert outside.read_text() == ""
+
+
+def test_a_clip_is_compared_with_the_folders_settings(tmp_path):
+    row = mg.grid(["jazz"], seed=[1], duration=0.5).to_dict("records")[0]
+    res = dict(clip_id=row["clip_id"], duration_s=0.5, sample_rate=32000, standin=None,
+               adapter=None, precision="bf16")  # fmt: skip
+    run = RunFolder(tmp_path / "a", dict(model="tiny", fmt="wav", precision="fp32", standin=None,
+                                         adapter=None))  # fmt: skip
+    try:  # the folder holds no clip yet: its settings still say what it takes
+        with pytest.raises(ValueError, match="precision='fp32', and this one has precision='bf16'"):
+            run.commit(row, dict(res, data=b"RIFF"), "r1")
+        with pytest.raises(ValueError, match="standin=None, and this one has standin='tiny'"):
+            run.commit(row, dict(res, data=b"RIFF", precision="fp32", standin="tiny"), "r1")
+    finally:
+        run.release()
+    assert not (tmp_path / "a" / JOURNAL).exists()
+    auto = RunFolder(tmp_path / "b", dict(model="tiny", fmt="wav", precision="auto"))
+    try:  # "auto" (a Ray run on an unknown device) takes the precision the workers picked
+        assert auto.commit(row, dict(res, data=b"RIFF"), "r1")["precision"] == "bf16"
+    finally:
+        auto.release()
+
+
+def test_an_empty_manifest_has_every_column(tmp_path):
+    run = RunFolder(tmp_path, dict(model="tiny", fmt="wav"))
+    try:
+        m = run.manifest([])
+    finally:
+        run.release()
+    assert {"model", "standin", "precision", "adapter", "run_id"} <= set(m.columns)
+    assert list(pd.read_csv(tmp_path / MANIFEST_CSV).columns) == list(m.columns)
 
 
 @pytest.mark.parametrize(
@@ -293,12 +358,14 @@ def test_adapter_and_base_runs_never_mix(tiny, tmp_path):
 
 
 def test_a_standin_run_says_so(tmp_path):
-    from musicgen_nb.checkpoints.standins import use_standins
+    from musicgen_nb.checkpoints.standins import standin_for, use_standins
 
     with use_standins():
         m = mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)
-    assert m["model"].tolist() == ["small"] and m["standin"].tolist() == ["tiny"]
-    assert read_config(tmp_path / "run.json")["standin"] == "tiny"
-    assert pd.read_csv(tmp_path / MANIFEST_CSV)["standin"].tolist() == ["tiny"]
-    with use_standins(False), pytest.raises(ValueError, match="standin: 'tiny' there, None now"):
+        name = standin_for("small")  # the offline checkpoint that stands in for it
+    assert name is not None
+    assert m["model"].tolist() == ["small"] and m["standin"].tolist() == [name]
+    assert read_config(tmp_path / "run.json")["standin"] == name
+    assert pd.read_csv(tmp_path / MANIFEST_CSV)["standin"].tolist() == [name]
+    with use_standins(False), pytest.raises(ValueError, match=f"standin: '{name}' there, None now"):
         mg.run_grid(small_grid().head(1), model="small", out=tmp_path, progress=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -75,6 +74,14 @@ def test_gpu_actors_are_capped_at_what_the_gpus_hold(gpus, workers, per_worker, 
     assert actor_options({"CPU": 32.0, "GPU": gpus}, workers, per_worker) == want
 
 
+def test_actors_are_capped_at_the_cpus_and_default_to_what_is_free():
+    assert actor_options({"CPU": 2.0, "GPU": 4.0}, None) == ({"num_gpus": 1.0, "num_cpus": 1}, 2)
+    assert actor_options({"CPU": 2.0, "GPU": 1.0}, None, 0.25)[1] == 2
+    assert actor_options({"CPU": 8.0}, None, available={"CPU": 3.0}) == ({"num_cpus": 1}, 3)
+    assert actor_options({"CPU": 8.0}, None, available={}) == ({"num_cpus": 1}, 1)  # all busy
+    assert actor_options({"CPU": 8.0}, 6, available={"CPU": 1.0}) == ({"num_cpus": 1}, 6)
+
+
 @pytest.mark.parametrize(
     "resources, workers, per_worker, exc, match",
     [
@@ -86,6 +93,10 @@ def test_gpu_actors_are_capped_at_what_the_gpus_hold(gpus, workers, per_worker, 
         ({"CPU": 2.0}, None, 0, ValueError, "a fraction in"),
         ({"CPU": 2.0}, None, float("nan"), ValueError, "a fraction in"),
         ({"CPU": 2.0}, None, "half", TypeError, "gpus_per_worker must be a number"),
+        ({"CPU": 2.0}, 3, None, ValueError, r"workers=3 with 1 CPU each need 3 CPUs; the cluster has 2, room for 2"),
+        ({"CPU": 2.0, "GPU": 4.0}, 3, None, ValueError, "need 3 CPUs; the cluster has 2, room for 2"),
+        ({"CPU": 1.0, "GPU": 1.0}, 2, 0.5, ValueError, "need 2 CPUs; the cluster has 1, room for 1"),
+        ({"GPU": 1.0}, None, None, ValueError, "the cluster has 0, room for 0"),
     ],
 )  # fmt: skip
 def test_gpu_requests_that_would_hang_are_refused(resources, workers, per_worker, exc, match):
@@ -95,22 +106,54 @@ def test_gpu_requests_that_would_hang_are_refused(resources, workers, per_worker
 
 def test_a_gpu_request_on_a_cpu_cluster_is_refused_not_left_hanging(tiny, local_ray, tmp_path):
     assert local_ray.cluster_resources().get("GPU", 0) == 0
-    t0 = time.perf_counter()
     with pytest.raises(
         ValueError, match="gpus_per_worker=0.5 asks for GPUs, but the Ray cluster has none"
     ):
         mg.run_grid(small_grid(), model="tiny", out=tmp_path, backend="ray", gpus_per_worker=0.5,
                     progress=False)  # fmt: skip
-    assert time.perf_counter() - t0 < 30 and not (tmp_path / "run.json").exists()
+    assert not (tmp_path / "run.json").exists()
+    with pytest.raises(
+        ValueError, match="workers=3 with 1 CPU each need 3 CPUs; the cluster has 2"
+    ):
+        mg.run_grid(small_grid(), model="tiny", out=tmp_path, backend="ray", workers=3,
+                    progress=False)  # fmt: skip
+    assert not (tmp_path / "run.json").exists()
     with pytest.raises(ValueError, match="gpus_per_worker= is for backend='ray'"):
         mg.run_grid(small_grid(), model="tiny", out=tmp_path, gpus_per_worker=1, progress=False)
 
 
 def test_an_unknown_model_is_refused_before_any_actor_starts(tmp_path):
-    t0 = time.perf_counter()
+    ray = pytest.importorskip("ray")
+    was_up = ray.is_initialized()
     with pytest.raises(ValueError, match="unknown model 'nosuch'"):
         mg.run_grid(small_grid(), model="nosuch", out=tmp_path / "o", backend="ray", progress=False)
-    assert time.perf_counter() - t0 < 5 and not (tmp_path / "o").exists()
+    assert not (tmp_path / "o").exists() and ray.is_initialized() == was_up  # Ray not even started
+
+
+def test_the_driver_leaves_the_device_to_the_workers(local_ray, tmp_path):
+    """A CPU head node may drive GPU workers: device="cuda" is not resolved in the driver.
+
+    Here the workers have no CUDA either, so the error comes from the actor, not the driver.
+    """
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the workers would run")
+    with pytest.raises(RuntimeError, match=r"^a Ray worker running model 'tiny' died: .*CUDA"):
+        mg.run_grid(small_grid().head(1), model="tiny", out=tmp_path, backend="ray", device="cuda",
+                    workers=1, progress=False)  # fmt: skip
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_workers_get_the_adapter_path_the_driver_resolved(tiny, local_ray, tmp_path, monkeypatch):
+    """The actors run in another working directory: a relative adapter path is resolved first."""
+    pytest.importorskip("peft")
+    from musicgen_nb import finetune as FT
+
+    data = FT.dataset(FT.synth_dataset(tmp_path / "data", seconds=1.0), cache_dir=tmp_path / "c")
+    FT.train(tiny, data, out=tmp_path / "lora", steps=2, batch_size=2, seed=0, progress=False)
+    monkeypatch.chdir(tmp_path)
+    m = mg.run_grid(small_grid().head(1), model="tiny", adapter="lora", out=tmp_path / "run",
+                    backend="ray", workers=1, progress=False)  # fmt: skip
+    assert m["adapter"].tolist() == [str((tmp_path / "lora").resolve())]
 
 
 def test_an_actor_that_dies_ends_the_run_in_one_line(local_ray, tmp_path):

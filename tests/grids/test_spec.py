@@ -12,11 +12,12 @@ from musicgen_nb.grids.spec import RUN_KEYS, read_spec
 
 def test_read_spec_gives_the_grid_and_the_run_settings(tmp_path):
     p = tmp_path / "spec.yaml"
-    p.write_text("model: tiny\nbatch_size: 2\nworkers: 1\nprompts: [jazz, rock]\nseed: [1, 2]\n"
-                 "duration: 0.5\n")  # fmt: skip
+    p.write_text("model: tiny\nbatch_size: 2\nbackend: ray\nworkers: 1\nprompts: [jazz, rock]\n"
+                 "seed: [1, 2]\nduration: 0.5\n")  # fmt: skip
     g, run = read_spec(p)
     assert g.equals(mg.grid(["jazz", "rock"], seed=[1, 2], duration=0.5))
-    assert run == dict(model="tiny", batch_size=2, workers=1) and set(run) <= set(RUN_KEYS)
+    assert run == dict(model="tiny", batch_size=2, backend="ray", workers=1)
+    assert set(run) <= set(RUN_KEYS)
     p.write_text("model: tiny\nrows:\n  - {prompt: jazz, seed: 1}\n  - {prompt: null, seed: 2}\n")
     g, _ = read_spec(p)
     assert g["prompt"].tolist() == ["jazz", None]
@@ -34,6 +35,14 @@ def test_read_spec_gives_the_grid_and_the_run_settings(tmp_path):
         ("- a\n- b\n", 1, "the spec must be a mapping with 'model'"),
         ("prompts: [a]\n", 1, "the spec must be a mapping with 'model'"),
         ("model: tiny\nprompts: [a]\ntemperature: .nan\n", 3, "grid: temperature is NaN"),
+        ("model: tiny\nprompts: [a]\nbatch_size: 0\n", 3, "batch_size must be an int >= 1, got 0"),
+        ("model: tiny\nprompts: [a]\nmetrics: 5\n", 3, "metrics must be a list of metric names"),
+        ("model: tiny\nprompts: [a]\nmetrics: [fad]\n", 3, "metrics must be a list of metric names"),
+        ("model: tiny\nfmt: mp3\nprompts: [a]\n", 2, "fmt must be one of"),
+        ("model: tiny\nprompts: [a]\nbackend: slurm\n", 3, "backend must be one of"),
+        ("model: tiny\nprompts: [a]\nworkers: 2\n", 3, "workers= is for backend='ray'"),
+        ("prompts: [a]\nmodel: null\n", 2, "model must be a checkpoint name"),
+        ("model: tiny\nseed: 1\nprompts: 5\n", 3, "grid: prompt must be a string or None"),
     ],
 )  # fmt: skip
 def test_a_bad_spec_names_the_file_and_the_line(tmp_path, text, line, match):
@@ -61,3 +70,12 @@ def test_the_cli_prints_the_file_and_line_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"musicgen-nb: error: {p}:3: ") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_settings_given_elsewhere_are_checked_with_the_files(tmp_path):
+    p = tmp_path / "spec.yaml"
+    p.write_text("model: tiny\nworkers: 2\nprompts: [a]\n")
+    _, run = read_spec(p, {"backend": "ray", "address": None})  # the CLI's --backend ray
+    assert run == dict(model="tiny", workers=2, backend="ray")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(p))}:2: workers= is for backend='ray'"):
+        read_spec(p, {"backend": "local"})

@@ -122,3 +122,12 @@ def test_gaussian_frechet_refuses_a_bad_covariance(sigma1, match):
         M.gaussian_frechet(np.zeros(d), sigma1, np.zeros(d), np.eye(d))
     with pytest.raises(ValueError, match="mu2 holds NaN"):
         M.gaussian_frechet(np.zeros(1), np.eye(1), [np.nan], np.eye(1))
+
+
+def test_gaussian_frechet_refuses_a_result_that_overflows():
+    with pytest.raises(
+        ValueError, match=r"the Fréchet distance overflows float64 .* up to 1e\+200"
+    ):
+        M.gaussian_frechet(np.full(2, 1e200), np.eye(2), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="the Fréchet distance overflows float64"):
+        M.gaussian_frechet(np.zeros(2), np.eye(2) * 1e200, np.zeros(2), np.eye(2) * 1e200)

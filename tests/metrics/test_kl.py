@@ -69,6 +69,7 @@ def test_kl_shape_errors():
         ([], r"p is empty"),
         (["a", "b", "c"], "p must be real numbers"),
         ([1 + 1j, 0, 0], "p must be real numbers"),
+        ([1e308, 1e308], r"p holds values whose sum overflows float64 \(up to 1e\+308\)"),
     ],
 )
 def test_kl_refuses_what_is_not_a_distribution_by_name(p, match):
@@ -83,9 +84,11 @@ def test_kl_refuses_what_is_not_a_distribution_by_name(p, match):
         M.kl(q if np.size(p) else [1.0], p)
 
 
-@pytest.mark.parametrize("eps", [-1, 0, 1.0, float("nan"), "1e-12", True])
-def test_kl_eps_must_be_a_small_positive_float(eps):
-    with pytest.raises(ValueError, match=r"eps must be a float in \(0, 1\)"):
+@pytest.mark.parametrize("eps, exc", [(-1, ValueError), (0, ValueError), (1.0, ValueError),
+                                      (float("nan"), ValueError), ("1e-12", TypeError),
+                                      ("x", TypeError), (True, TypeError)])  # fmt: skip
+def test_kl_eps_must_be_a_small_positive_float(eps, exc):
+    with pytest.raises(exc, match=r"eps must be a float in \(0, 1\)"):
         M.kl([0.5, 0.5], [0.5, 0.5], eps=eps)
 
 
@@ -103,6 +106,8 @@ def test_the_tagger_runs_on_the_device_asked_for():
     assert {p.device.type for p in model.parameters()} == {"meta"}
     assert load_ast("tiny-ast", None)[0] is load_ast("tiny-ast", torch.device("cpu"))[0]
     assert next(load_ast("tiny-ast")[0].parameters()).device.type == "cpu"
+    with pytest.raises(NotImplementedError, match="copy out of meta"):
+        M.label_distribution(clips(1), 32000, classifier="tiny-ast", device="meta")  # ran there
     p = M.label_distribution(clips(1), 32000, classifier="tiny-ast", device="cpu")
     np.testing.assert_array_equal(p, M.label_distribution(clips(1), 32000, classifier="tiny-ast"))
     with pytest.raises(TypeError, match="device must be None, a string or a torch.device"):
@@ -127,3 +132,10 @@ def test_label_distribution_checks_the_classifier():
         TypeError, match="classifier must be 'ast' or an AST checkpoint name, got 3"
     ):
         M.label_distribution(clips(1), 32000, classifier=3)
+
+
+def test_only_input_errors_name_gen_or_ref():
+    with pytest.raises(TypeError, match="^ref: sr must be"):
+        M.kl_divergence(clips(1), clips(1), "32000", classifier="tiny-ast")
+    with pytest.raises(NotImplementedError, match="^Cannot copy out of meta"):  # the tagger's own
+        M.kl_divergence(clips(1), clips(1), 32000, classifier="tiny-ast", device="meta")

@@ -37,7 +37,7 @@ def test_named_metrics_run_on_the_device_given():
 
     x = clips(1)[0]
     meta = M.metric("clap_score", model="tiny-clap", device="meta")
-    with pytest.raises((NotImplementedError, RuntimeError, ValueError)):
+    with pytest.raises(NotImplementedError, match="copy out of meta"):
         meta(x, 32000, "jazz")  # it ran on "meta": a device that holds no data cannot give a score
     assert next(load_clap("tiny-clap", "meta")[0].parameters()).device.type == "meta"
     on_cpu = M.metric("clap_score", model="tiny-clap", device="cpu")(x, 32000, "jazz")
