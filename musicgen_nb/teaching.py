@@ -28,13 +28,14 @@ import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .models import MusicGen
+
+from .lessons import load
 
 __all__ = [
     "FACTS",
@@ -43,6 +44,7 @@ __all__ = [
     "Fact",
     "callout",
     "has_random_weights",
+    "load",
     "scratch",
     "setup",
     "solutions",
@@ -339,18 +341,12 @@ def solutions(flag: bool) -> bool:
     return False
 
 
-#: Weights musicgen-small reads in one decode step: its decoder (419.6M) less the
-#: cross-attention keys and values of the text, computed once per clip (24 x 2 x 1024^2).
-SMALL_STEP_WEIGHTS = 419_584_000 - 24 * 2 * 1024 * 1024
-
-
 def setup() -> tuple[bool, bool]:
     """The notebooks' setup: plotly renderer, Colab's widget manager, and one device line.
 
-    On a CPU the line states a step time for musicgen-small *measured here*: a
-    matrix-vector product over 64 MB of fp32 weights is timed (about 0.1-0.5 s), and
-    scaled to the weights one decode step reads. A decode step on a CPU is bound by
-    reading its weights, so this is close to the real step time at fp32.
+    On a CPU the line says that the notebook's model cell, ``mg.teaching.load(MODEL)``
+    (:func:`musicgen_nb.lessons.load`), loads int8 weights and prints a decode step time
+    measured on that model, here: the model is only known after the parameters cell.
 
     Returns
     -------
@@ -379,22 +375,9 @@ def setup() -> tuple[bool, bool]:
     if torch.cuda.is_available():
         print(f"device: cuda ({torch.cuda.get_device_name(0)})")
         return in_colab, quick
-    ms = 1000 * _seconds_per_weight(torch) * SMALL_STEP_WEIGHTS
     switch = " For a GPU: Runtime > Change runtime type > T4 GPU, then run all." if in_colab else ""
     print(
-        f"device: cpu. musicgen-small: ~{ms:.0f} ms a step here (measured just now, fp32, "
-        f"{torch.get_num_threads()} threads; 50 steps = 1 s of audio). precision='int8' reads "
-        f"a quarter of the bytes.{switch}"
+        f"device: cpu ({torch.get_num_threads()} threads). mg.teaching.load(MODEL) below loads "
+        f"int8 weights and prints a decode step time measured on that model.{switch}"
     )
     return in_colab, quick
-
-
-def _seconds_per_weight(torch) -> float:
-    """Time one fp32 weight read in a matrix-vector product (batch 2, as with guidance)."""
-    w, x = torch.randn(4096, 4096), torch.randn(2, 4096)
-    with torch.inference_mode():
-        torch.nn.functional.linear(x, w)  # warm-up
-        start, reps = time.perf_counter(), 6
-        for _ in range(reps):
-            torch.nn.functional.linear(x, w)
-    return (time.perf_counter() - start) / reps / w.numel()

@@ -88,7 +88,7 @@ def setup_source(p: dict) -> str:
     """The setup cell: the same in every notebook."""
     return f'''# Setup (written by tools/colab_cells.py; edit it there). In Colab: install
 # musicgen-nb {p["tag"]} once. mg.teaching.setup() picks the plotly renderer (and Colab's
-# widget manager), and prints the device with a step time measured on this machine.
+# widget manager) and prints the device; mg.teaching.load(MODEL) then measures a step.
 import importlib.util
 import sys
 

@@ -6,7 +6,8 @@ samples on the last axis: ``[N]``, ``[channels, N]`` or ``[batch, channels, N]``
 Modules: :mod:`~musicgen_nb.audio.arrays` (coercion, batching, channels),
 :mod:`~musicgen_nb.audio.resample`, :mod:`~musicgen_nb.audio.io` (files),
 :mod:`~musicgen_nb.audio.ogg` (compressed audio for players),
-:mod:`~musicgen_nb.audio.loudness` and :mod:`~musicgen_nb.audio.tones`.
+:mod:`~musicgen_nb.audio.loudness`, :mod:`~musicgen_nb.audio.tones` and
+:mod:`~musicgen_nb.audio.examples` (real music shipped with the package).
 
 Examples
 --------
@@ -21,6 +22,7 @@ Examples
 from .._util.checks import check_sr
 from .._util.files import claim, unique_path, write_temp
 from .arrays import as_batch, match_channels, one_item
+from .examples import EXAMPLES, example, provenance
 from .io import FORMATS, encode, load, write
 from .loudness import loudness, normalize_loudness
 from .resample import resample
@@ -44,4 +46,7 @@ __all__ = [
     "write_temp",
     "claim",
     "check_sr",
+    "EXAMPLES",
+    "example",
+    "provenance",
 ]

@@ -87,10 +87,13 @@ def entropy(
     fig = go.Figure(per_codebook_lines(df, "entropy", codebook=codebook, max_points=max_points))
     base_layout(
         fig,
-        title=f"Sampling entropy after guidance and warping (temperature, top-k, top-p), item {item}",
+        # Two short lines: one long title is cut off at 700 px.
+        title=f"Sampling entropy, item {item}<br><sup>after guidance and warping "
+        "(temperature, top-k, top-p)</sup>",
         xaxis_title="time (s)",
         yaxis_title="entropy (nats)",
         legend_title="codebook",
         hovermode="x unified",
     )
+    fig.update_layout(margin_t=75)  # room for the subtitle line
     return fig

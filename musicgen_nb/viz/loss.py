@@ -48,9 +48,10 @@ def loss_figure(history: list[dict] | pd.DataFrame) -> go.Figure:
                    mode="lines", line=dict(dash="dot")),
         secondary_y=True,
     )  # fmt: skip
-    fig.update_layout(
-        title="Fine-tuning", xaxis_title="step", height=320, margin=dict(l=50, r=50, t=40, b=40)
-    )
+    fig.update_layout(  # legend below the plot: at 700 px a side legend squeezes it
+        title="Fine-tuning", xaxis_title="step", height=360, margin=dict(l=50, r=50, t=40, b=40),
+        legend=dict(orientation="h", x=0, y=-0.3, yanchor="top"),
+    )  # fmt: skip
     fig.update_yaxes(title_text="cross-entropy", secondary_y=False)
     # Round percentages, and no second grid: its lines would not match the loss axis's.
     fig.update_yaxes(

@@ -160,11 +160,11 @@ def pipeline(
     base_layout(
         fig,
         title=title,
-        height=110 + 175 * rows + 22 * title.count("<br>"),
+        height=110 + 175 * rows + 28 * title.count("<br>"),
         shapes=d.shapes,
         annotations=d.notes,
     )
-    fig.update_layout(margin=dict(l=10, r=10, t=40 + 22 * title.count("<br>"), b=10))
+    fig.update_layout(margin=dict(l=10, r=10, t=46 + 28 * title.count("<br>"), b=10))
     return fig
 
 

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "musicgen_nb"
-DATA = ("*.cpp", "*.h", "*.json", "*.cfg", "py.typed")
+DATA = ("*.cpp", "*.h", "*.json", "*.cfg", "*.ogg", "py.typed")
 
 
 def source_files() -> set[str]:
