@@ -263,7 +263,7 @@ def write_handout(executed: Path) -> Path:
         raise FileNotFoundError(f"cannot find {tool}: the demo needs {DEMO_NEEDS}")
     handout = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(handout)
-    return handout.export(executed)
+    return handout.export(executed, inline=True)  # one page that works alone
 
 
 def _demo(args) -> int:

@@ -96,14 +96,22 @@ def spectrogram_payload(
     return base64.b64encode(np.ascontiguousarray(img).tobytes()).decode("ascii"), list(img.shape)
 
 
-def cell_number() -> int | None:
-    """The execution count of the IPython cell running now; None outside IPython."""
+def after_this_cell(callback) -> bool:
+    """Call ``callback()`` once when the IPython cell running now ends; False outside IPython."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        return None
+        return False
     shell = get_ipython()
-    return None if shell is None else getattr(shell, "execution_count", None)
+    if shell is None:  # no cell to wait for
+        return False
+
+    def once(result):
+        shell.events.unregister("post_run_cell", once)
+        callback()
+
+    shell.events.register("post_run_cell", once)
+    return True
 
 
 def one_line(exc: BaseException) -> str:

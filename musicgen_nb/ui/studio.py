@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..players.live_player import LivePlayer
 from . import studio_layout as layout
-from ._util import one_line, upload_files, widget_bundle
+from ._util import after_this_cell, one_line, upload_files, widget_bundle
 from .studio_history import RunHistory
 from .studio_run import (
     MODELS,
@@ -135,18 +135,7 @@ class Studio(RunHistory):
 
     def _shown_this_cell(self) -> None:
         """studio() displayed the panel: not again as this cell's result (cleared after it)."""
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is None:  # no cell, no cell result
-            return
-        self._shown = True
-
-        def clear(result):
-            self._shown = False
-            shell.events.unregister("post_run_cell", clear)
-
-        shell.events.register("post_run_cell", clear)
+        self._shown = after_this_cell(lambda: setattr(self, "_shown", False))
 
     def _repr_mimebundle_(self, **kwargs):
         return widget_bundle(self.panel, **kwargs)

@@ -93,7 +93,7 @@ def _title(melody: bool, s, real: str | None) -> str:
     """Title and subtitle lines (short: the figure must read at 700 px)."""
     lines = ["MusicGen, from text to audio" + (" (and melody)" if melody else "")]
     if real is not None:
-        lines.append(f"<sup>stand-in {esc(str(s.standin))} loaded (random weights);</sup>")
+        lines.append(f"<sup>offline stand-in ({esc(str(s.standin))}) loaded, random weights;</sup>")
         lines.append(f"<sup>sizes of the real {esc(real)}, from its spec</sup>")
     if melody:
         lines.append(

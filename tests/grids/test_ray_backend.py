@@ -24,8 +24,16 @@ def local_ray():
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = path  # inherited by the Ray processes started here
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=100 * 1024**2)  # fmt: skip
+        # Ray gives its raylet a fixed 30 s to start: a busy machine can miss it.
+        for attempt in range(3):
+            try:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         object_store_memory=100 * 1024**2)  # fmt: skip
+                break
+            except Exception as exc:
+                ray.shutdown()
+                if attempt == 2 or "timed out during startup" not in str(exc):
+                    raise
         yield ray
     finally:
         ray.shutdown()

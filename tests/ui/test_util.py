@@ -11,13 +11,22 @@ def test_upload_values_of_ipywidgets_7_and_8():
     assert audio.shape == (2, 2000) and sr == 8000
 
 
-def test_cell_number_is_the_running_cells_execution_count():
+def test_after_this_cell_calls_back_once_when_the_cell_ends():
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    cell = "from musicgen_nb.ui._util import cell_number; n = cell_number()"
-    seen = []
-    for _ in range(2):
-        assert shell.run_cell(cell, store_history=True).success
-        seen.append(shell.user_ns["n"])
-    assert seen[1] == seen[0] + 1  # one number per cell, the same all through the cell
+    calls = []
+    shell.user_ns["calls"] = calls
+    cell = "from musicgen_nb.ui._util import after_this_cell; ok = after_this_cell(lambda: calls.append(1)); during = len(calls)"
+    assert shell.run_cell(cell).success
+    assert shell.user_ns["ok"] and shell.user_ns["during"] == 0 and calls == [1]
+    assert shell.run_cell("pass").success and calls == [1]  # once, not after every cell
+
+
+def test_after_this_cell_is_false_outside_ipython():
+    import subprocess
+    import sys
+
+    code = "from musicgen_nb.ui._util import after_this_cell; print(after_this_cell(print))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
