@@ -82,13 +82,15 @@ test-colab: $(COLAB_VENV)/.installed
 # The documentation site (Sphinx: docs/conf.py), offline, into build/docs/. Strict: any
 # warning, unresolved cross-reference (-n) or public name without a docstring fails, and
 # tools/check_site.py then checks every internal link and that nothing loads from the web.
-# The notebook pages render build/notebooks/*.ipynb (written by `make test`); the ones
+# Sphinx builds a copy of docs/ in build/docs-src (the notebook pages and plotly.js are added
+# there, never in docs/). The notebook pages render build/notebooks/*.ipynb (written by `make test`); the ones
 # missing are executed first, on stand-ins in quick mode. Open build/docs/index.html.
 DOCS_OUT ?= build/docs
 docs: install
 	MUSICGEN_NB_STANDIN=1 MUSICGEN_NB_QUICK=1 OMP_NUM_THREADS=1 $(PY) tools/docs_notebooks.py build/notebooks
-	rm -rf $(DOCS_OUT) build/docs-doctrees
-	$(PY) -m sphinx -b html -W --keep-going -n -q -d build/docs-doctrees docs $(DOCS_OUT)
+	rm -rf $(DOCS_OUT) build/docs-doctrees build/docs-src
+	mkdir -p build/docs-src && cp -r docs build/docs-src/docs && cp CHANGELOG.md build/docs-src/
+	$(PY) -m sphinx -b html -W --keep-going -n -q -d build/docs-doctrees build/docs-src/docs $(DOCS_OUT)
 	$(PY) tools/check_site.py $(DOCS_OUT)
 
 # Every notebook on the real checkpoints, on a GPU (network for the hub): executed copies,

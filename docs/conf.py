@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# The checkout: `make docs` builds a copy of docs/ in build/ (nothing is written into docs/).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 

@@ -29,7 +29,8 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 from sphinx.util.nodes import nested_parse_with_titles
 
-ROOT = Path(__file__).resolve().parents[2]
+# The checkout (`make docs` builds a copy of docs/ in build/, so not a fixed number of levels up).
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists())
 PACKAGE = "musicgen_nb"
 #: The API pages, in the order of the reference (tools/public_api.py's list, plus the
 #: catalog behind list_models).
