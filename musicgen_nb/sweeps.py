@@ -44,6 +44,16 @@ class SweepResult:
         return len(self.generations)
 
     def __getitem__(self, i: int) -> Generation:
+        """The ``i``-th run's generation (the table's row ``i``).
+
+        Examples
+        --------
+        >>> import pandas as pd, musicgen_nb as mg
+        >>> g = mg.load("tiny").generate("jazz", duration=0.2, seed=0)
+        >>> r = SweepResult(table=pd.DataFrame({"seed": [0]}), generations=[g])
+        >>> r[0] is g, r[0].codes.shape
+        (True, (1, 4, 10))
+        """
         return self.generations[i]
 
     def __repr__(self) -> str:

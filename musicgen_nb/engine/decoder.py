@@ -199,7 +199,18 @@ class Decoder:
         return keys, values, _bias(mask[:, None, None, :], self.dtype)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Sum of the per-codebook embeddings of ``tokens`` ``[R, K, n]``."""
+        """Sum of the per-codebook embeddings of ``tokens`` ``[R, K, n]``: ``[R, n, hidden]``.
+
+        Examples
+        --------
+        >>> import torch, musicgen_nb as mg
+        >>> from musicgen_nb.conditioning import conditioning
+        >>> s = mg.load("tiny")
+        >>> cond = conditioning(s, ["jazz"], negative=None, guidance_scale=3.0)
+        >>> dec = Decoder(s.model, cond, max_len=8)
+        >>> dec.embed(torch.zeros(2, 4, 3, dtype=torch.long)).shape  # tiny's hidden size: 64
+        torch.Size([2, 3, 64])
+        """
         w = self.embeddings
         x = F.embedding(tokens[:, 0], w[0])
         for k in range(1, tokens.shape[1]):

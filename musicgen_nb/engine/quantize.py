@@ -1,24 +1,22 @@
 """Int8 (and 4-bit) weights for the decoder's linear layers (CPU).
 
-:func:`quantize_int8` replaces every ``nn.Linear`` of the MusicGen decoder (self-
-and cross-attention q/k/v/out projections, ``fc1``, ``fc2`` and the ``lm_heads``)
-by an :class:`Int8Linear`: symmetric int8 weights with one scale per output
-channel. The text encoder, EnCodec, the embeddings and the layer norms stay in
-fp32.
+:func:`quantize_int8` replaces every ``nn.Linear`` of the MusicGen decoder (self- and
+cross-attention q/k/v/out projections, ``fc1``, ``fc2`` and the ``lm_heads``) by an
+:class:`Int8Linear`: symmetric int8 weights with one scale per output channel. The text
+encoder, EnCodec, the embeddings and the layer norms stay in fp32.
 
-Each call quantizes its input on the fly and accumulates in int32, so a decode
-step reads a quarter of the fp32 weight bytes. That is what makes it fast: a
-batch-1 decode step is bound by memory bandwidth, not arithmetic. Three
-backends, chosen once per layer (:attr:`Int8Linear.backend`):
+Each call quantizes its input on the fly and accumulates in int32, so a decode step reads a
+quarter of the fp32 weight bytes. That is what makes it fast: a batch-1 decode step is bound by
+memory bandwidth, not arithmetic. Three backends, chosen once per layer
+(:attr:`Int8Linear.backend`):
 
-* ``"kernel"``: our C++ int8 linear (:mod:`musicgen_nb._kernels`), with one
-  input scale per row and weights laid out for one sequential read. Used
-  wherever the kernels build (x86-64 Linux with a C++ compiler).
-* ``"fbgemm"``: PyTorch's x86 int8 GEMM library, one input scale per call
-  (7-bit inputs on CPUs without VNNI). The fallback without a compiler, or with
-  ``MUSICGEN_NB_KERNELS=0``.
-* ``"dequantize"``: int8 weights turned back into floats at each call, where
-  neither exists (non-x86 builds): slower than fp32, with the int8 memory.
+* ``"kernel"``: our C++ int8 linear (:mod:`musicgen_nb._kernels`), with one input scale per
+  row and weights laid out for one sequential read. Used wherever the kernels build (x86-64
+  Linux with a C++ compiler).
+* ``"fbgemm"``: PyTorch's x86 int8 GEMM library, one input scale per call (7-bit inputs on
+  CPUs without VNNI). The fallback without a compiler, or with ``MUSICGEN_NB_KERNELS=0``.
+* ``"dequantize"``: int8 weights turned back into floats at each call, where neither exists
+  (non-x86 builds): slower than fp32, with the int8 memory.
 
 Memory (the decoder's linear weights, counted from the stored configs):
 
@@ -32,21 +30,19 @@ large     12.95       3.24        9.71        1.83
 ========  ==========  ==========  ==========  ==========
 
 Measured on musicgen-small (random weights): the process holds 1.5 GB after
-``load(precision="int8")`` against 2.7 GB in fp32, and peaks at 2.05 GB while
-generating 5 s against 3.15 GB. Each self-attention's q/k/v projections, and
-the four lm_heads, run as one fused GEMM (same outputs: the input's
-quantization depends only on the input).
+``load(precision="int8")`` against 2.7 GB in fp32, and peaks at 2.05 GB while generating 5 s
+against 3.15 GB. Each self-attention's q/k/v projections, and the four lm_heads, run as one
+fused GEMM (same outputs: the input's quantization depends only on the input).
 
-4-bit weights (:func:`quantize_int4`, ``mg.load(..., precision="int4")``): the
-transformer layers' linears get 4-bit weights with a float32 scale per 64 inputs
-(:class:`Int4Linear`, our kernel only), the lm_heads stay int8. A step then reads
-~0.57 bytes per weight instead of 1, at ~10% error per layer instead of ~0.8%.
+4-bit weights (:func:`quantize_int4`, ``mg.load(..., precision="int4")``): the transformer
+layers' linears get 4-bit weights with a float32 scale per 64 inputs (:class:`Int4Linear`, our
+kernel only), the lm_heads stay int8. A step then reads ~0.57 bytes per weight instead of 1, at
+~10% error per layer instead of ~0.8%.
 
-Accuracy: relative error per layer on random inputs ~0.8% with the kernel
-(8-bit inputs, a scale per row), ~1.6% with fbgemm; on musicgen-small (random
-weights) under teacher forcing, mean KL to fp32 well under 0.01 nats per token
-(``benchmarks/bench_generate.py``). Trained weights have activation outliers
-that one scale per input row handles less well: check on a real checkpoint.
+Accuracy: relative error per layer on random inputs ~0.8% with the kernel (8-bit inputs, a scale
+per row), ~1.6% with fbgemm; on musicgen-small (random weights) under teacher forcing, mean KL to
+fp32 well under 0.01 nats per token (``benchmarks/bench_generate.py``). Trained weights have
+activation outliers that one scale per input row handles less well: check on a real checkpoint.
 """
 
 from __future__ import annotations
@@ -126,9 +122,8 @@ class Int8Linear(nn.Module):
     packed : object or None
         fbgemm's packed int8 weights and bias (``"fbgemm"`` only).
     qweight : torch.Tensor or None
-        ``"kernel"``: int8 in :func:`musicgen_nb._kernels.pack_int8`'s layout;
-        ``"dequantize"``: int8 ``[out, in]``; None for ``"fbgemm"``. Use
-        :meth:`int8_weight` for the plain ``[out, in]`` weights.
+        ``"kernel"``: int8 in :func:`musicgen_nb._kernels.pack_int8`'s layout; ``"dequantize"``:
+        int8 ``[out, in]``; None for ``"fbgemm"``. :meth:`int8_weight` gives ``[out, in]``.
     scale : torch.Tensor
         float32 ``[out]``: ``weight ~= int8_weight() * scale[:, None]``.
     bias : torch.Tensor or None
@@ -137,8 +132,10 @@ class Int8Linear(nn.Module):
     --------
     >>> import torch
     >>> layer = Int8Linear(torch.nn.Linear(64, 8))
-    >>> layer.int8_weight().shape, layer(torch.randn(2, 64)).shape
+    >>> layer.int8_weight().shape, layer.forward(torch.randn(2, 64)).shape
     (torch.Size([8, 64]), torch.Size([2, 8]))
+    >>> layer.extra_repr()  # also in repr(layer)
+    'in_features=64, out_features=8, int8 (...)'
     """
 
     bits = 8
@@ -181,6 +178,11 @@ class Int8Linear(nn.Module):
 
         Scales are per output channel and the input's quantization depends only
         on the input, so the fused outputs equal the separate layers' outputs.
+
+        Examples
+        --------
+        >>> Int8Linear.fuse([torch.nn.Linear(64, 8), torch.nn.Linear(64, 4)]).out_features
+        12
         """
         weight = torch.cat([lin.weight.detach() for lin in linears])
         if all(lin.bias is None for lin in linears):
@@ -194,9 +196,15 @@ class Int8Linear(nn.Module):
     def memo(self, x: torch.Tensor) -> torch.Tensor:
         """``self(x)``, re-used while called again with the same unchanged tensor (for parts).
 
-        "Unchanged" is checked with the tensor's version counter; inference-mode
-        tensors have none, and there the same tensor object is enough (transformers
-        feeds one hidden state to q/k/v, or to every lm_head, back to back).
+        "Unchanged" is checked with the tensor's version counter; inference-mode tensors have
+        none, and there the same tensor object is enough (transformers feeds one hidden state
+        to q/k/v, or to every lm_head, back to back).
+
+        Examples
+        --------
+        >>> layer, x = Int8Linear(torch.nn.Linear(64, 8)), torch.randn(2, 64)
+        >>> layer.memo(x) is layer.memo(x), layer.memo(x) is layer.memo(x + 0)
+        (True, False)
         """
         version = -1 if x.is_inference() else x._version
         m = self._memo
@@ -217,7 +225,14 @@ class Int8Linear(nn.Module):
             return torch.ops.quantized.linear_unpack(self.packed)[0].int_repr()
 
     def dequantized(self) -> torch.Tensor:
-        """The float32 weights ``[out, in]`` these int8 weights and scales stand for."""
+        """The float32 weights ``[out, in]`` these int8 weights and scales stand for.
+
+        Examples
+        --------
+        >>> lin = torch.nn.Linear(64, 8)  # weights within +-1/8: steps of at most 1/1016
+        >>> bool((Int8Linear(lin).dequantized() - lin.weight).abs().max() < 0.001)
+        True
+        """
         return self.int8_weight().float() * self.scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -257,12 +272,11 @@ class Int8Linear(nn.Module):
 class Int4Linear(Int8Linear):
     """A linear layer with 4-bit weights (a scale per 64 inputs of a row) and fp32 in/out.
 
-    Runs only on our C++ kernel (:func:`musicgen_nb._kernels.linear_int8`, which
-    takes :func:`~musicgen_nb._kernels.pack_int4` weights): the inputs are
-    quantized per row to int8 as for :class:`Int8Linear`. Each group's scale is
-    the one, among ``max |w| / 7`` times 1.0, 0.975, ..., 0.8, with the smallest
-    squared error over the group (clipping the largest weights a little lowers
-    the error of the rest: ~7% less error on Gaussian weights).
+    Runs only on our C++ kernel (:func:`musicgen_nb._kernels.linear_int8`, which takes
+    :func:`~musicgen_nb._kernels.pack_int4` weights): the inputs are quantized per row to int8
+    as for :class:`Int8Linear`. Each group's scale is the one, among ``max |w| / 7`` times 1.0,
+    0.975, ..., 0.8, with the smallest squared error over the group (clipping the largest
+    weights a little lowers the error of the rest: ~7% less error on Gaussian weights).
 
     Parameters
     ----------
@@ -283,13 +297,14 @@ class Int4Linear(Int8Linear):
 
     Examples
     --------
-    >>> import torch
     >>> if kernel_available():
     ...     layer = Int4Linear(torch.nn.Linear(64, 8))
     ...     print(tuple(layer.scale.shape), bool(layer.int8_weight().abs().max() <= 7))
-    ... else:
-    ...     print((8, 1), True)
+    ...     print(layer.forward(torch.randn(2, 64)).shape, layer.extra_repr())
+    ... else:  # what the kernel prints
+    ...     print((8, 1), True); print(torch.Size([2, 8]), "in_features=64, out_features=8, int4 (kernel)")
     (8, 1) True
+    torch.Size([2, 8]) in_features=64, out_features=8, int4 (kernel)
     """
 
     bits = 4
@@ -306,7 +321,14 @@ class Int4Linear(Int8Linear):
         return unpack_int4(self.qweight, self.out_features, self.in_features)
 
     def dequantized(self) -> torch.Tensor:
-        """The float32 weights ``[out, in]`` these 4-bit weights and group scales stand for."""
+        """The float32 weights ``[out, in]`` these 4-bit weights and group scales stand for.
+
+        Examples
+        --------
+        >>> lin = torch.nn.Linear(64, 8)  # weights within +-1/8: steps of at most 1/56
+        >>> not kernel_available() or bool((Int4Linear(lin).dequantized() - lin.weight).abs().max() < 0.02)
+        True
+        """
         scale = self.scale.repeat_interleave(GROUP, dim=1)[:, : self.in_features]
         return self.int8_weight().float() * scale
 
@@ -316,7 +338,6 @@ def linear_bytes(module: nn.Module) -> int:
 
     Examples
     --------
-    >>> import torch
     >>> linear_bytes(torch.nn.Linear(4, 2)), linear_bytes(Int8Linear(torch.nn.Linear(4, 2)))
     (40, 24)
     """
@@ -358,12 +379,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 def quantize_int4(model: nn.Module) -> nn.Module:
     """Quantize the decoder layers' linears to 4 bits (:class:`Int4Linear`), in place.
 
-    As :func:`quantize_int8`, except that the linears of the transformer layers
-    get 4-bit weights (a scale per 64 inputs); the lm_heads, which write the
-    logits, stay int8. Reads ~0.57 bytes per weight instead of int8's 1, at
-    about ten times int8's error per layer: a choice for users who trade
-    fidelity for speed (KL to fp32 in ``benchmarks/bench_generate.py``).
-    Needs our C++ kernels (:class:`Int4Linear`).
+    As :func:`quantize_int8`, except that the linears of the transformer layers get 4-bit
+    weights (a scale per 64 inputs); the lm_heads, which write the logits, stay int8. Reads
+    ~0.57 bytes per weight instead of int8's 1, at about ten times int8's error per layer: a
+    choice for users who trade fidelity for speed (KL to fp32 in
+    ``benchmarks/bench_generate.py``). Needs our C++ kernels (:class:`Int4Linear`).
 
     Examples
     --------

@@ -192,6 +192,14 @@ class Dataset:
         self._encoded: dict[tuple, list[Window]] = {}
 
     def __len__(self) -> int:
+        """The number of usable files.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> len(dataset(synth_dataset(tempfile.mkdtemp(), seconds=1.0)))
+        2
+        """
         return len(self.items)
 
     def __repr__(self) -> str:
@@ -200,7 +208,15 @@ class Dataset:
         return f"Dataset({str(self.folder)!r}, {len(self)} files, {secs:.1f} s, layout={self.layout!r}{skip})"
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per usable file: file, text, duration, sample_rate, sha256."""
+        """One row per usable file: file, text, duration, sample_rate, sha256.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> frame = dataset(synth_dataset(tempfile.mkdtemp(), seconds=1.0)).to_frame()
+        >>> frame.shape, frame["duration"].tolist()
+        ((2, 5), [1.0, 1.0])
+        """
         import pandas as pd
 
         return pd.DataFrame(

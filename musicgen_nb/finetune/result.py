@@ -97,14 +97,32 @@ class FineTune:
         return pd.DataFrame(self.history, columns=["step", "loss", "accuracy"])
 
     def loss_figure(self) -> go.Figure:
-        """The loss curve, see :func:`musicgen_nb.viz.loss.loss_figure`."""
+        """The loss curve, see :func:`musicgen_nb.viz.loss.loss_figure`.
+
+        Examples
+        --------
+        >>> ft = FineTune(None, None, Path("."), {}, history=[dict(step=1, loss=9.5, accuracy=0.0)])
+        >>> ft.loss_figure().data[0].y
+        (9.5,)
+        """
         from ..viz.loss import loss_figure
 
         return loss_figure(self.history)
 
     @property
     def provenance(self) -> dict:
-        """What a sidecar records about this adapter."""
+        """What a sidecar records about this adapter.
+
+        Examples
+        --------
+        >>> import tempfile, musicgen_nb as mg
+        >>> from musicgen_nb import finetune
+        >>> data = finetune.dataset(finetune.synth_dataset(tempfile.mkdtemp(), seconds=1.0))
+        >>> ft = finetune.train(mg.load("tiny"), data, steps=1, out=tempfile.mkdtemp(), progress=False)
+        >>> p = ft.provenance
+        >>> p["kind"], p["base"], p["steps"], len(p["sha256"])
+        ('lora', 'tiny', 1, 64)
+        """
         return adapter_provenance(self.out)
 
     def merge(self, directory: str | os.PathLike | None = None) -> MusicGen:

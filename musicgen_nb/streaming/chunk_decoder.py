@@ -186,7 +186,15 @@ class ChunkDecoder:
 
     @property
     def frames(self) -> int:
-        """Frames pushed so far."""
+        """Frames pushed so far.
+
+        Examples
+        --------
+        >>> import numpy as np, musicgen_nb as mg
+        >>> d = ChunkDecoder(mg.load("tiny"))
+        >>> d.push(np.zeros((1, 4, 30), dtype=int)); d.frames
+        30
+        """
         return 0 if self.codes is None else int(self.codes.shape[-1])
 
     def push(self, codes: ArrayLike) -> None:
@@ -195,7 +203,16 @@ class ChunkDecoder:
         self.codes = c if self.codes is None else torch.cat([self.codes, c], dim=-1)
 
     def ready(self, final: bool = False) -> int:
-        """Frames whose audio :meth:`pull` would give now."""
+        """Frames whose audio :meth:`pull` would give now.
+
+        Examples
+        --------
+        >>> import numpy as np, musicgen_nb as mg
+        >>> d = ChunkDecoder(mg.load("tiny"))
+        >>> d.push(np.zeros((1, 4, 30), dtype=int))
+        >>> d.ready() == 30 - d.hold, d.ready(final=True)
+        (True, 30)
+        """
         return self.frames if final else max(self.emitted, self.frames - self.hold)
 
     def pull(self, final: bool = False) -> np.ndarray:
