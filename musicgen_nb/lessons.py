@@ -66,7 +66,7 @@ def load(name: str | os.PathLike, *, exact: bool = False, **kwargs: Any) -> Musi
     ms = step_ms(s)
     why = " (kept for exact comparisons)" if exact and not cuda else ""
     # A stand-in runs under the real name: say so, its step time is not the real model's.
-    name = f"{s.name} (stand-in {s.standin}, random weights)" if s.is_standin else s.name
+    name = f"{s.name} (offline stand-in {s.standin}, random weights)" if s.is_standin else s.name
     print(
         f"{name}: {s.precision} on {s.device.type}{why}, {ms:.0f} ms a decode step (measured "
         f"just now: {TIMED_STEPS} steps, {torch.get_num_threads()} threads; 50 steps = 1 s "

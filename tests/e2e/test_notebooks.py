@@ -189,7 +189,7 @@ def kernel():
 
 
 def _sanitizers() -> list[tuple[re.Pattern, str]]:
-    cfg = configparser.ConfigParser()
+    cfg = configparser.ConfigParser(interpolation=None)  # nbval reads the rules literally too
     cfg.read(SANITIZE)
     return [(re.compile(cfg[sec]["regex"]), cfg[sec]["replace"]) for sec in cfg.sections()]
 
