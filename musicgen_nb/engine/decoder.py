@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _kernels
+from . import threads
 from .layers import compiled, linear_fn
 from .table import INT8, KERNEL, fused_parts, weight_table
-from .threads import tuner_for
 
 if TYPE_CHECKING:
     from typing import Any
@@ -142,7 +142,8 @@ class Decoder:
             ([], [], None) if cond.prefix else self._cross_kv()
         )
         self.run = compiled()
-        self.tuner = tuner_for(self.lm, self.device)
+        self.tuner = threads.tuner_for(self.lm, self.device)
+        self.threads: int | None = None  # the count to put back, while this decode is counted in
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
 
@@ -212,21 +213,51 @@ class Decoder:
 
         On the CPU a single position runs with the thread count of this decoder's
         :class:`~musicgen_nb.engine.threads.ThreadTuner`, which it feeds the step's
-        time. The count stays set between steps (setting it around every step cost
+        time, while this is the only decode running (:func:`~musicgen_nb.engine.threads.steer`).
+        The count stays set between steps (setting it around every step cost
         more than it saved: 27 against 165 steps/s on a busy machine); the window's
-        last step puts the process's count back.
+        last step, or :meth:`finish`, puts back the count read at the window's start.
         """
         tuner = self.tuner
         if tuner is None or tokens.shape[-1] != 1:
             return self._forward(self.embed(tokens), need_logits=True)
-        if torch.get_num_threads() != tuner.count:
-            torch.set_num_threads(tuner.count)
+        if self.threads is None:
+            self._enter()
+        tuner = self.tuner
+        acting = threads.steer(tuner.count)
         start = time.perf_counter()
         out = self._forward(self.embed(tokens), need_logits=True)
-        tuner.observe(time.perf_counter() - start)
-        if self.pos >= self.total - 1 and torch.get_num_threads() != tuner.most:
-            torch.set_num_threads(tuner.most)  # the last position the loop feeds
+        if acting:
+            tuner.observe(time.perf_counter() - start)
+        if self.pos >= self.total - 1:  # the last position the loop feeds
+            self.finish()
         return out
+
+    def _enter(self) -> None:
+        """Count this decode in; a tuner for the count read now, its baseline reset."""
+        self.threads = threads.enter()
+        self.tuner = threads.tuner_for(self.lm, self.device, self.threads) or self.tuner
+        self.tuner.begin()
+
+    def finish(self) -> None:
+        """The window is over (or stopped, or failed): put back the thread count it found.
+
+        Idempotent; ``run_window`` calls it in a ``finally``.
+
+        Examples
+        --------
+        >>> import torch, musicgen_nb as mg
+        >>> from musicgen_nb.conditioning import conditioning
+        >>> s = mg.load("tiny")
+        >>> before = torch.get_num_threads()
+        >>> dec = Decoder(s.model, conditioning(s, ["jazz"], negative=None, guidance_scale=3.0), max_len=8)
+        >>> _ = dec.step(torch.full((2, 4, 1), s.special_id))
+        >>> dec.finish(); dec.finish(); torch.get_num_threads() == before
+        True
+        """
+        if self.threads is not None:
+            self.threads = None
+            threads.leave()
 
     def _forward(self, x: torch.Tensor, *, need_logits: bool):
         rows, n, dim = x.shape
