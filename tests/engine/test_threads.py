@@ -118,9 +118,10 @@ class _Stop:
     """A stop flag that is set (or raises) at its ``n``-th look (as a stream stopped mid-window)."""
 
     def __init__(self, n, error=None):
-        self.n, self.error, self.looks = n, error, 0
+        self.n, self.error, self.looks, self.seen = n, error, 0, []
 
     def is_set(self):
+        self.seen.append(torch.get_num_threads())  # the count the steps run with
         self.looks += 1
         if self.looks >= self.n and self.error is not None:
             raise self.error
@@ -148,15 +149,13 @@ def test_a_stopped_or_failed_window_puts_the_thread_count_back(tiny, how):
     try:
         torch.set_num_threads(2)
         tuner_for(tiny.model.decoder, cpu, 2).count = 1  # as after a move: steps run on 1 thread
-        seen = []
         stop = _Stop(5, None if how == "stopped" else RuntimeError("mid-window"))
-        stop.is_set, look = (lambda: seen.append(torch.get_num_threads()) or look()), stop.is_set
         if how == "stopped":
             assert _window(tiny, stop)[2] is True
         else:
             with pytest.raises(RuntimeError, match="mid-window"):
                 _window(tiny, stop)
-        assert 1 in seen  # the tuner's count ran the steps...
+        assert 1 in stop.seen  # the tuner's count ran the steps...
         assert torch.get_num_threads() == 2  # ...and the count it found is back
     finally:
         threads.forget(tiny.model.decoder)
@@ -185,12 +184,10 @@ def test_the_tuner_stands_aside_while_another_decode_or_a_fixed_count_runs(tiny)
         torch.set_num_threads(2)
         for other in (threads.fixed(None), threads.fixed(2)):
             tuner_for(tiny.model.decoder, cpu, 2).count = 1
-            seen = []
             stop = _Stop(10**6)
-            stop.is_set, look = (lambda: seen.append(torch.get_num_threads()) or look()), stop.is_set
             with other:  # e.g. a chunk decode in another thread, or a second decode
                 _window(tiny, stop, frames=4)
-            assert set(seen) == {2} and torch.get_num_threads() == 2
+            assert set(stop.seen) == {2} and torch.get_num_threads() == 2
     finally:
         threads.forget(tiny.model.decoder)
         torch.set_num_threads(before)
