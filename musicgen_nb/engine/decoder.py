@@ -160,15 +160,21 @@ class Decoder:
 
     def _allocate_cache(self) -> None:
         """The key/value cache of every layer, and for int8 its scales, allocated once."""
+        self._kv_cache(
+            lambda name, shape, dtype: torch.zeros(shape, dtype=dtype, device=self.device)
+        )
+
+    def _kv_cache(self, allocate) -> None:
+        """The cache from ``allocate(name, shape, dtype)`` (fresh zeros, or a pool's buffers)."""
         shape = (len(self.layers), self.rows, self.heads, self.total, self.head_dim)
         kv_dtype = torch.int8 if self.kv_int8 else self.dtype
-        self.k_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
-        self.v_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
+        self.k_cache = allocate("k", shape, kv_dtype)
+        self.v_cache = allocate("v", shape, kv_dtype)
         self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
         self.k_scales: list[torch.Tensor] = []
         self.v_scales: list[torch.Tensor] = []
         if self.kv_int8:
-            scales = torch.zeros(2, *shape[:-1], device=self.device)
+            scales = allocate("scales", (2, *shape[:-1]), torch.float32)
             self.k_scales, self.v_scales = list(scales[0].unbind(0)), list(scales[1].unbind(0))
 
     def _positions(self, total: int) -> torch.Tensor:
@@ -267,8 +273,7 @@ class Decoder:
         causal = n > 1
         bias = None
         if causal and start > 0:  # a chunk after earlier positions: explicit mask
-            mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
-            bias, causal = _bias(mask, x.dtype), False
+            bias, causal = self._chunk_bias(start, n, end, x.dtype), False
         layers, t = self.capture_layers, self.table
         with torch.jit.optimized_execution(False):  # the ops as written: no fusion passes
             x, kept_self, kept_cross = self.run(
@@ -285,6 +290,11 @@ class Decoder:
         if self.heads_fused is not None:
             return self.heads_fused(h).view(rows, len(self.lm_heads), -1)
         return torch.stack([head(h) for head in self.lm_heads], dim=1)  # [R, K, V]
+
+    def _chunk_bias(self, start: int, n: int, width: int, dtype) -> torch.Tensor:
+        """``[n, width]`` additive mask: position ``start + r`` sees every position up to itself."""
+        mask = torch.ones(n, width, dtype=torch.bool, device=self.device).tril(start)
+        return _bias(mask, dtype)
 
     def _keep(self, kept_self: list, kept_cross: list) -> None:
         """Store the captured layers' attention weights of this step (head-averaged, fp16).
