@@ -30,6 +30,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from .._kernels.build import SWITCH as KERNELS_SWITCH
+from .._util.env import env_switch
+from . import threads
 from .decoder import Conditioning, Decoder
 from .graphs import CACHE_STEP, SPAN_STEP, TEXT_STEP, Pool, bucket, capture, drop, pool_of, take
 from .static_layers import compiled_static
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STEPS", "StaticDecoder", "Pool", "check_step", "resolve_step", "make_decoder",
-    "fused_weights", "release",
+    "fused_weights", "release", "check_environment",
 ]  # fmt: skip
 
 #: The decode steps ``mg.load(step=...)`` accepts.
@@ -59,6 +62,29 @@ def check_step(step: object) -> str:
     if step not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, got {step!r}")
     return step
+
+
+def check_environment() -> None:
+    """Refuse a bad ``MUSICGEN_NB_ADAPTIVE_THREADS`` or ``MUSICGEN_NB_KERNELS``, by name.
+
+    Each takes 0/false/off/no or 1/true/on/yes; ``mg.load`` calls this before any work.
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.get("MUSICGEN_NB_KERNELS")
+    >>> os.environ["MUSICGEN_NB_KERNELS"] = "perhaps"
+    >>> try:
+    ...     check_environment()
+    ... except ValueError as e:
+    ...     print(str(e).split(" must")[0])
+    ... finally:
+    ...     del os.environ["MUSICGEN_NB_KERNELS"]
+    ...     os.environ.update({} if saved is None else {"MUSICGEN_NB_KERNELS": saved})
+    MUSICGEN_NB_KERNELS
+    """
+    threads.check_switch()
+    env_switch(KERNELS_SWITCH, default=True)
 
 
 def resolve_step(step: str, device: torch.device) -> str:
