@@ -368,3 +368,29 @@ def test_generate_is_the_same_with_either_step(tiny):
     assert pool_of(tiny.model.decoder) is not None  # the static call left its pool...
     S.release(tiny.model)
     assert pool_of(tiny.model.decoder) is None  # ...and release drops it
+
+
+def test_the_fused_key_sees_norms_and_embeddings_and_drops_the_graphs(tiny):
+    """A graph reads layer norms, embeddings and the final norm too: a change to any makes
+    the copies again and drops the recorded graphs."""
+    lm = tiny.model.decoder
+    layers = list(lm.model.decoder.layers)
+    cond = make_cond(tiny)
+    for param in (
+        layers[0].self_attn_layer_norm.weight,
+        lm.model.decoder.embed_tokens[1].weight,
+        lm.model.decoder.layer_norm.bias,
+    ):
+        with torch.inference_mode():
+            dec = S.StaticDecoder(tiny.model, cond, max_len=8, graphs=True, recorder=eager)
+            dec.step(torch.full((4, 4, 1), tiny.special_id))
+            dec.finish()
+        assert dec.pool.graphs
+        w = S.fused_weights(lm, layers, True)[0][0]
+        with torch.no_grad():
+            param.add_(1.0)
+        try:
+            assert S.fused_weights(lm, layers, True)[0][0] is not w and not dec.pool.graphs
+        finally:
+            with torch.no_grad():
+                param.sub_(1.0)
