@@ -9,6 +9,7 @@ once, and runs all the layers of a step in one compiled function
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -242,6 +243,9 @@ class Decoder:
     def _enter(self) -> None:
         """Count this decode in; a tuner for the count read now, its baseline reset."""
         self.threads = threads.enter()
+        self._leave = weakref.finalize(
+            self, threads.leave
+        )  # a decoder dropped unfinished leaves too
         self.tuner = threads.tuner_for(self.lm, self.device, self.threads) or self.tuner
         self.tuner.begin()
 
@@ -263,7 +267,7 @@ class Decoder:
         """
         if self.threads is not None:
             self.threads = None
-            threads.leave()
+            self._leave()  # runs threads.leave once
 
     def _forward(self, x: torch.Tensor, *, need_logits: bool):
         rows, n, dim = x.shape

@@ -214,3 +214,29 @@ def test_a_new_window_forgets_the_previous_windows_baseline():
     t.begin()  # the next window: longer, its steps slower for that reason alone
     _run(t, {2: IDLE[2] * 1.5, 1: IDLE[1] * 1.5}, 4)
     assert len(t.decisions) == decided  # no probe: a new baseline, not two strikes
+
+
+def test_a_decoder_dropped_unfinished_is_counted_out(tiny):
+    """A decoder driven by hand and dropped mid-window must not block the tuner for good."""
+    import gc
+
+    from _engine import make_cond
+
+    from musicgen_nb.engine import Decoder
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        tuner_for(tiny.model.decoder, torch.device("cpu"), 2).count = 1
+        dec = Decoder(tiny.model, make_cond(tiny), max_len=10)
+        dec.step(torch.full((4, 4, 1), tiny.special_id))
+        assert torch.get_num_threads() == 1
+        del dec
+        gc.collect()
+        assert torch.get_num_threads() == 2
+        threads.enter()  # alone again: a tuner may act
+        assert threads.steer(1) and torch.get_num_threads() == 1
+        threads.leave()
+    finally:
+        threads.forget(tiny.model.decoder)
+        torch.set_num_threads(before)
