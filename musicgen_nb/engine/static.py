@@ -78,10 +78,8 @@ def check_environment() -> None:
     ...     check_environment()
     ... except ValueError as e:
     ...     print(str(e).split(" must")[0])
-    ... finally:
-    ...     del os.environ["MUSICGEN_NB_KERNELS"]
-    ...     os.environ.update({} if saved is None else {"MUSICGEN_NB_KERNELS": saved})
     MUSICGEN_NB_KERNELS
+    >>> _ = os.environ.pop("MUSICGEN_NB_KERNELS"); os.environ.update({"MUSICGEN_NB_KERNELS": saved} if saved else {})
     """
     threads.check_switch()
     env_switch(KERNELS_SWITCH, default=True)
@@ -342,7 +340,16 @@ class StaticDecoder(Decoder):
         return out
 
     def graph_key(self) -> tuple[int, int, int]:
-        """The shape bucket of this window's graph: ``(span, text bucket, rows)``."""
+        """The shape bucket of this window's graph: ``(span, text bucket, rows)``.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg, musicgen_nb.conditioning as c
+        >>> s = mg.load("tiny")
+        >>> dec = StaticDecoder(s.model, c.conditioning(s, ["a"], negative=None, guidance_scale=3.0), 300, whole=True)
+        >>> dec.graph_key(), dec.span_total
+        ((320, 16, 2), 320)
+        """
         return (self.span, self.cross_bias.shape[-1] if self.cross_k else 0, self.rows)
 
     def finish(self) -> None:
