@@ -41,6 +41,7 @@ from .engine.precision import (
     place,
     resolve_precision,
 )
+from .engine.static import check_environment as _check_environment
 from .engine.static import check_step as _check_step
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def load(
     if not isinstance(allow_pickle, bool):
         raise TypeError(f"allow_pickle must be True or False, got {allow_pickle!r}")
     _check_step(step)
+    _check_environment()  # a bad MUSICGEN_NB_KERNELS / _ADAPTIVE_THREADS, before any loading
     name_or_path, standin = standins.resolve(name_or_path, random_weights=random_weights)
     keep = keep_fp32_names(keep_fp32)
     dev = resolve_device(device)

@@ -134,3 +134,10 @@ def test_half_precision_keeps_text_encoder_and_codec_fp32_unless_asked():
     melody = mg.load("tiny-melody", precision="fp16")
     assert melody.model.text_encoder.dtype == torch.float32
     assert melody.generate("x", duration=0.5, seed=0, progress=False).codes.shape == (1, 4, 25)
+
+
+@pytest.mark.parametrize("name", ["MUSICGEN_NB_ADAPTIVE_THREADS", "MUSICGEN_NB_KERNELS"])
+def test_a_bad_engine_switch_is_refused_before_any_loading(monkeypatch, name):
+    monkeypatch.setenv(name, "perhaps")
+    with pytest.raises(ValueError, match=f"{name} must be"):
+        mg.load("no-such-model")  # the name is not even looked up

@@ -37,7 +37,7 @@ __all__ = [
 #: The folder of the C++ sources, inside the package.
 CSRC = Path(__file__).with_name("csrc")
 #: The built library's file name in the build folder; its size and SHA-256 are kept beside it
-#: in ``LIBRARY + ".check"`` once it has loaded.
+#: in ``LIBRARY + ".check"`` when a process built (or relinked) it and loaded it.
 LIBRARY = "musicgen_nb_kernels.so"
 #: The environment variable that turns the kernels off (``0/false/off/no``).
 SWITCH = "MUSICGEN_NB_KERNELS"
@@ -132,7 +132,7 @@ def check_library(path: str | os.PathLike) -> str | None:
 
     Loading a truncated shared library maps pages past its end, and the first
     call into them kills the process with SIGBUS, with no message. So before
-    loading: when ``<path>.check`` (written after the library last loaded) exists,
+    loading: when ``<path>.check`` (written when the library was built and loaded) exists,
     the size and SHA-256 must match it; without it, the ELF header must be whole
     and every loadable segment and the section table must lie inside the file.
 
@@ -196,13 +196,19 @@ def _set_aside(library: Path) -> str | None:
 
 
 def _record(library: Path) -> None:
-    """Keep the loaded library's size and SHA-256 beside it (atomically), for :func:`check_library`."""
+    """Keep a library built here: its size and SHA-256 beside it (atomically), for :func:`check_library`."""
     stamp = library.with_name(library.name + ".check")
     want = {"size": library.stat().st_size, "sha256": sha256_file(library)}
-    if stamp.exists() and check_library(library) is None:
-        return
     tmp = write_temp(library.parent, stamp.name, json.dumps(want).encode())
     tmp.replace(stamp)
+
+
+def _identity(library: Path) -> tuple | None:
+    """What changes when the library is written again (None: there is none)."""
+    if not library.exists():
+        return None
+    st = library.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _compile(build: Path, cpp: list[Path]) -> None:
@@ -221,6 +227,7 @@ def _compile(build: Path, cpp: list[Path]) -> None:
         (build / "lock").unlink(missing_ok=True)
         library = build / LIBRARY
         damaged = _set_aside(library)
+        before = _identity(library)
         warnings.simplefilter("ignore")
         try:
             _build_and_load(cpp_extension, build, cpp)
@@ -231,7 +238,8 @@ def _compile(build: Path, cpp: list[Path]) -> None:
                 f"the built kernel library {library} was damaged ({damaged}); it was removed, "
                 f"and rebuilding it failed: {type(exc).__name__}: {exc}"
             ) from exc
-        _record(library)
+        if _identity(library) != before:  # built or relinked by this process: record it
+            _record(library)
 
 
 def _build_and_load(cpp_extension, build: Path, cpp: list[Path]) -> None:

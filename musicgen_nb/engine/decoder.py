@@ -9,6 +9,7 @@ once, and runs all the layers of a step in one compiled function
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import _kernels
+from . import threads
 from .layers import compiled, linear_fn
 from .table import INT8, KERNEL, fused_parts, weight_table
-from .threads import tuner_for
 
 if TYPE_CHECKING:
     from typing import Any
@@ -142,7 +143,8 @@ class Decoder:
             ([], [], None) if cond.prefix else self._cross_kv()
         )
         self.run = compiled()
-        self.tuner = tuner_for(self.lm, self.device)
+        self.tuner = threads.tuner_for(self.lm, self.device)
+        self.threads: int | None = None  # the count to put back, while this decode is counted in
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
 
@@ -159,15 +161,21 @@ class Decoder:
 
     def _allocate_cache(self) -> None:
         """The key/value cache of every layer, and for int8 its scales, allocated once."""
+        self._kv_cache(
+            lambda name, shape, dtype: torch.zeros(shape, dtype=dtype, device=self.device)
+        )
+
+    def _kv_cache(self, allocate) -> None:
+        """The cache from ``allocate(name, shape, dtype)`` (fresh zeros, or a pool's buffers)."""
         shape = (len(self.layers), self.rows, self.heads, self.total, self.head_dim)
         kv_dtype = torch.int8 if self.kv_int8 else self.dtype
-        self.k_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
-        self.v_cache = torch.zeros(shape, dtype=kv_dtype, device=self.device)
+        self.k_cache = allocate("k", shape, kv_dtype)
+        self.v_cache = allocate("v", shape, kv_dtype)
         self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
         self.k_scales: list[torch.Tensor] = []
         self.v_scales: list[torch.Tensor] = []
         if self.kv_int8:
-            scales = torch.zeros(2, *shape[:-1], device=self.device)
+            scales = allocate("scales", (2, *shape[:-1]), torch.float32)
             self.k_scales, self.v_scales = list(scales[0].unbind(0)), list(scales[1].unbind(0))
 
     def _positions(self, total: int) -> torch.Tensor:
@@ -223,21 +231,54 @@ class Decoder:
 
         On the CPU a single position runs with the thread count of this decoder's
         :class:`~musicgen_nb.engine.threads.ThreadTuner`, which it feeds the step's
-        time. The count stays set between steps (setting it around every step cost
+        time, while this is the only decode running (:func:`~musicgen_nb.engine.threads.steer`).
+        The count stays set between steps (setting it around every step cost
         more than it saved: 27 against 165 steps/s on a busy machine); the window's
-        last step puts the process's count back.
+        last step, or :meth:`finish`, puts back the count read at the window's start.
         """
         tuner = self.tuner
         if tuner is None or tokens.shape[-1] != 1:
             return self._forward(self.embed(tokens), need_logits=True)
-        if torch.get_num_threads() != tuner.count:
-            torch.set_num_threads(tuner.count)
+        if self.threads is None:
+            self._enter()
+        tuner = self.tuner
+        acting = threads.steer(tuner.count)
         start = time.perf_counter()
         out = self._forward(self.embed(tokens), need_logits=True)
-        tuner.observe(time.perf_counter() - start)
-        if self.pos >= self.total - 1 and torch.get_num_threads() != tuner.most:
-            torch.set_num_threads(tuner.most)  # the last position the loop feeds
+        if acting:
+            tuner.observe(time.perf_counter() - start)
+        if self.pos >= self.total - 1:  # the last position the loop feeds
+            self.finish()
         return out
+
+    def _enter(self) -> None:
+        """Count this decode in; a tuner for the count read now, its baseline reset."""
+        self.threads = threads.enter()
+        self._leave = weakref.finalize(
+            self, threads.leave
+        )  # a decoder dropped unfinished leaves too
+        self.tuner = threads.tuner_for(self.lm, self.device, self.threads) or self.tuner
+        self.tuner.begin()
+
+    def finish(self) -> None:
+        """The window is over (or stopped, or failed): put back the thread count it found.
+
+        Idempotent; ``run_window`` calls it in a ``finally``.
+
+        Examples
+        --------
+        >>> import torch, musicgen_nb as mg
+        >>> from musicgen_nb.conditioning import conditioning
+        >>> s = mg.load("tiny")
+        >>> before = torch.get_num_threads()
+        >>> dec = Decoder(s.model, conditioning(s, ["jazz"], negative=None, guidance_scale=3.0), max_len=8)
+        >>> _ = dec.step(torch.full((2, 4, 1), s.special_id))
+        >>> dec.finish(); dec.finish(); torch.get_num_threads() == before
+        True
+        """
+        if self.threads is not None:
+            self.threads = None
+            self._leave()  # runs threads.leave once
 
     def _forward(self, x: torch.Tensor, *, need_logits: bool):
         rows, n, dim = x.shape
@@ -247,8 +288,7 @@ class Decoder:
         causal = n > 1
         bias = None
         if causal and start > 0:  # a chunk after earlier positions: explicit mask
-            mask = torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
-            bias, causal = _bias(mask, x.dtype), False
+            bias, causal = self._chunk_bias(start, n, end, x.dtype), False
         layers, t = self.capture_layers, self.table
         with torch.jit.optimized_execution(False):  # the ops as written: no fusion passes
             x, kept_self, kept_cross = self.run(
@@ -265,6 +305,11 @@ class Decoder:
         if self.heads_fused is not None:
             return self.heads_fused(h).view(rows, len(self.lm_heads), -1)
         return torch.stack([head(h) for head in self.lm_heads], dim=1)  # [R, K, V]
+
+    def _chunk_bias(self, start: int, n: int, width: int, dtype) -> torch.Tensor:
+        """``[n, width]`` additive mask: position ``start + r`` sees every position up to itself."""
+        mask = torch.ones(n, width, dtype=torch.bool, device=self.device).tril(start)
+        return _bias(mask, dtype)
 
     def _keep(self, kept_self: list, kept_cross: list) -> None:
         """Store the captured layers' attention weights of this step (head-averaged, fp16).

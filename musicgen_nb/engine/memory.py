@@ -190,14 +190,15 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2, attention: in
     ``activations``: the prefix feed's scores and states, the cross-attention keys
     and the fp32 logits of a step; ``codec``: EnCodec's decode of the whole batch
     (one call) and its output; ``attention``: the bytes of an attention capture
-    (``attentions=True``), passed in.
+    (``attentions=True``), passed in; ``fused``: the static step's fused q/k/v and
+    lm_heads copies (kept beside the weights), when the call runs that step.
 
     Examples
     --------
     >>> import musicgen_nb as mg
     >>> s = mg.load("tiny")
     >>> b = call_bytes(s, 1, 100)
-    >>> b["total"] == b["kv"] + b["activations"] + b["codec"] + b["attention"]
+    >>> b["total"] == b["kv"] + b["activations"] + b["codec"] + b["attention"] + b["fused"]
     True
     """
     cfg, model = s.model.config.decoder, s.model
@@ -220,8 +221,22 @@ def call_bytes(s: Any, batch: int, frames: int, branches: int = 2, attention: in
         2 * s.audio_channels * piece * s.hop_length * torch.empty((), dtype=s.dtype).element_size()
     )
     codec = batch * (_codec_bytes(model, piece) + out)
-    total = kv + act + codec + attention
-    return dict(kv=kv, activations=act, codec=codec, attention=attention, total=total)
+    fused = _fused_bytes(s)
+    total = kv + act + codec + attention + fused
+    return dict(kv=kv, activations=act, codec=codec, attention=attention, fused=fused, total=total)
+
+
+def _fused_bytes(s: Any) -> int:
+    """The static step's copies (q/k/v of every layer, the lm_heads); 0 when the call runs without them."""
+    from .static import resolve_step  # the step module imports the engine, not the reverse
+
+    step = resolve_step(getattr(s, "step", "auto"), s.device)
+    if step != "static" or getattr(s, "precision", "fp32") in ("int8", "int4"):
+        return 0
+    cfg = s.model.config.decoder
+    size = torch.empty((), dtype=s.dtype).element_size()
+    qkv = cfg.num_hidden_layers * 3 * cfg.hidden_size * (cfg.hidden_size + 1)
+    return (qkv + cfg.num_codebooks * cfg.vocab_size * cfg.hidden_size) * size
 
 
 def device_free(device: torch.device) -> int | None:

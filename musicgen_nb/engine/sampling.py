@@ -16,7 +16,7 @@ import torch
 
 __all__ = [
     "Sampler", "StepRecord", "guide", "warp", "sample", "record", "EXTREME_SCALE",
-    "EXTREME_TEMPERATURE",
+    "EXTREME_TEMPERATURE", "NOT_FINITE",
 ]  # fmt: skip
 
 #: Above this guidance scale (or cfg_coef_beta), or below this temperature, the
@@ -24,6 +24,11 @@ __all__ = [
 #: maximum, so that no finite setting overflows: the limit is the argmax.
 EXTREME_SCALE = 1e4
 EXTREME_TEMPERATURE = 1e-4
+#: What :func:`sample` says when a row of probabilities is not finite.
+NOT_FINITE = (
+    "sample: the probabilities hold NaN (a row of logits that is NaN, or -inf everywhere): "
+    "the model's logits overflowed, or the guidance / top-k / top-p settings removed every token"
+)
 
 
 @dataclass
@@ -171,6 +176,9 @@ def sample(
     ([[1]], torch.Size([1, 1, 3]))
     """
     probs = logits.float().softmax(-1)
+    # torch.multinomial refused NaN probabilities (a row of NaN logits, or all -inf); the argmax
+    # below would draw token 0. This check reads nothing back on CUDA (it asserts on the device).
+    torch._assert_async(probs.isfinite().all(), NOT_FINITE)
     b, k, v = probs.shape
     if sampler.do_sample and isinstance(generator, (list, tuple)):
         noise = torch.stack([_exponential(p, g) for p, g in zip(probs, generator, strict=True)])

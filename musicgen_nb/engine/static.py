@@ -3,15 +3,16 @@
 :class:`StaticDecoder` runs the same decoder as :class:`~musicgen_nb.engine.Decoder`
 (``step="dynamic"``, today's engine) with shapes that do not change during a window:
 
-* the key/value cache is allocated once per session and thread (:class:`Pool`) and
-  reused by every later window and call of that size (on CUDA, of that size or less);
+* the key/value cache is allocated once per model (:class:`Pool`) and reused by
+  every later window and call of that size (on CUDA, of that size or less), in
+  any thread; a decoder that runs while another one holds the pool gets its own;
 * the self-attention reads a fixed span of the cache through an additive mask that
   each step opens in place at one position; the position is a device tensor
   (``index``), advanced on the device; no step reads a value back to the host;
 * q/k/v are one fused linear and the 4 lm_heads one fused linear (fp32/fp16/bf16;
   fused copies made once per set of weights, see :func:`fused_weights`);
 * on CUDA each step is a CUDA graph, one per shape bucket (cache positions, text
-  length, rows; :mod:`musicgen_nb.engine.graphs`), replayed from the pool; the
+  length, span, rows; :mod:`musicgen_nb.engine.graphs`), replayed from the pool; the
   sampling stays outside the graph. On the CPU a step attends to the positions so
   far without the mask (the mask over the whole cache measured slower there);
   ``whole=True`` runs the graphs' shapes on the CPU (tests).
@@ -23,15 +24,17 @@ runs the dynamic step. :func:`make_decoder` picks the step (``mg.load(step=...)`
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from .._kernels.build import SWITCH as KERNELS_SWITCH
+from .._util.env import env_switch
+from . import threads
 from .decoder import Conditioning, Decoder
-from .graphs import CACHE_STEP, TEXT_STEP, bucket, capture
+from .graphs import CACHE_STEP, SPAN_STEP, TEXT_STEP, Pool, bucket, capture, drop, pool_of, take
 from .static_layers import compiled_static
 from .table import LINEAR, MATVEC
 
@@ -40,12 +43,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STEPS", "StaticDecoder", "Pool", "check_step", "resolve_step", "make_decoder",
-    "fused_weights", "release",
+    "fused_weights", "release", "check_environment",
 ]  # fmt: skip
 
 #: The decode steps ``mg.load(step=...)`` accepts.
 STEPS = ("auto", "static", "dynamic")
-_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -60,6 +62,27 @@ def check_step(step: object) -> str:
     if step not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, got {step!r}")
     return step
+
+
+def check_environment() -> None:
+    """Refuse a bad ``MUSICGEN_NB_ADAPTIVE_THREADS`` or ``MUSICGEN_NB_KERNELS``, by name.
+
+    Each takes 0/false/off/no or 1/true/on/yes; ``mg.load`` calls this before any work.
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.get("MUSICGEN_NB_KERNELS")
+    >>> os.environ["MUSICGEN_NB_KERNELS"] = "perhaps"
+    >>> try:
+    ...     check_environment()
+    ... except ValueError as e:
+    ...     print(str(e).split(" must")[0])
+    MUSICGEN_NB_KERNELS
+    >>> _ = os.environ.pop("MUSICGEN_NB_KERNELS"); os.environ.update({"MUSICGEN_NB_KERNELS": saved} if saved else {})
+    """
+    threads.check_switch()
+    env_switch(KERNELS_SWITCH, default=True)
 
 
 def resolve_step(step: str, device: torch.device) -> str:
@@ -104,73 +127,33 @@ def make_decoder(
     return StaticDecoder(model, cond, max_len)
 
 
-class Pool:
-    """Buffers of the static step kept for one decoder (module) and thread, and their graphs.
-
-    :meth:`buffer` hands back the same tensor while the shape and dtype fit;
-    a new allocation drops the old one first and every graph recorded on it.
-
-    Examples
-    --------
-    >>> import torch
-    >>> p = Pool()
-    >>> a = p.buffer("k", (2, 3), torch.float32, torch.device("cpu"))
-    >>> p.buffer("k", (2, 3), torch.float32, torch.device("cpu")) is a
-    True
-    """
-
-    def __init__(self) -> None:
-        self.buffers: dict[str, torch.Tensor] = {}
-        self.graphs: dict[tuple, tuple] = {}
-
-    def buffer(self, name, shape, dtype, device, *, at_least: int | None = None) -> torch.Tensor:
-        """The buffer ``name``; with ``at_least=d``, any with dimension ``d`` as large or larger."""
-        old = self.buffers.get(name)
-        shape = tuple(shape)
-        if old is not None and old.dtype == dtype and old.device == device:
-            if tuple(old.shape) == shape:
-                return old
-            if at_least is not None and _fits(old.shape, shape, at_least):
-                return old
-        self.buffers.pop(name, None)
-        self.graphs.clear()
-        # zeros, not empty: masked positions weigh 0, and 0 * NaN (stale memory) would be NaN
-        self.buffers[name] = torch.zeros(shape, dtype=dtype, device=device)
-        return self.buffers[name]
-
-
-def _fits(have, want, dim: int) -> bool:
-    return len(have) == len(want) and all(
-        h >= w if d == dim else h == w for d, (h, w) in enumerate(zip(have, want, strict=True))
-    )
-
-
-def _pool(lm) -> Pool:
-    """The pool of ``lm`` for this thread (a thread never shares its buffers)."""
-    by_thread = _POOLS.setdefault(lm, {})
-    alive = {t.ident for t in threading.enumerate()}
-    for ident in [i for i in by_thread if i not in alive]:
-        del by_thread[ident]
-    return by_thread.setdefault(threading.get_ident(), Pool())
-
-
 def release(model: Any) -> None:
-    """Free the static step's buffers and graphs of ``model`` (every thread).
+    """Free the static step's buffers, graphs and fused weights of ``model``.
 
     Examples
     --------
     >>> import musicgen_nb as mg
-    >>> release(mg.load("tiny").model)
+    >>> s = mg.load("tiny", step="static")
+    >>> _ = s.generate("jazz", duration=0.1, progress=False)
+    >>> held = pool_of(s.model.decoder) is not None and s.model.decoder in _FUSED
+    >>> release(s.model)
+    >>> held, pool_of(s.model.decoder) is not None or s.model.decoder in _FUSED
+    (True, False)
     """
-    _POOLS.pop(getattr(model, "decoder", model), None)
+    lm = getattr(model, "decoder", model)
+    drop(lm)
+    _FUSED.pop(lm, None)
 
 
 def fused_weights(lm, layers, matvec: bool) -> tuple[list, list, list, torch.Tensor]:
     """``(weights, biases, norms, heads)`` of the static step, built once per set of weights.
 
     The q/k/v weights of each layer and the 4 lm_heads are concatenated (a copy);
-    the other linears are the model's own tensors. The copy is made again when any
-    source tensor changes (a new tensor, or an in-place change: its ``_version``).
+    the other linears are the model's own tensors. The copy is made again (and the
+    graphs dropped) when any tensor a step reads changes: linears, layer norms,
+    embeddings, final norm (a new tensor, or an in-place change: its ``_version``).
+    Edits through ``.data`` (``p.data.mul_(2)``) bump no version and are not seen:
+    call :func:`release` after them.
 
     Examples
     --------
@@ -187,13 +170,16 @@ def fused_weights(lm, layers, matvec: bool) -> tuple[list, list, list, torch.Ten
         lins += [c.q_proj, c.out_proj] if c is not None else [a.out_proj] * 2
         sources.append(lins + [layer.fc1, layer.fc2])
     tensors = [p for lins in sources for m in lins for p in (m.weight, m.bias) if p is not None]
-    tensors += [h.weight for h in lm.lm_heads]
+    tensors += [h.weight for h in lm.lm_heads] + [e.weight for e in lm.model.decoder.embed_tokens]
+    norms_read = [lm.model.decoder.layer_norm] + [m for layer in layers for m in layer.modules()
+                                                  if isinstance(m, torch.nn.LayerNorm)]  # fmt: skip
+    tensors += [p for m in norms_read for p in (m.weight, m.bias) if p is not None]
     key = (matvec, tuple((id(t), t._version, t.data_ptr()) for t in tensors))
     held = _FUSED.get(lm)
     if held is not None and held[0] == key:
         return held[1]
-    for pool in _POOLS.get(lm, {}).values():
-        pool.graphs.clear()  # they read the weights they were recorded with
+    if pool_of(lm) is not None:
+        pool_of(lm).graphs.clear()  # they read the weights they were recorded with
     weights, biases, norms = [], [], []
     for layer, (q, k, v, *rest) in zip(layers, sources, strict=True):
         weights.append(torch.cat([q.weight, k.weight, v.weight]))
@@ -221,10 +207,20 @@ class StaticDecoder(Decoder):
     model, cond, max_len, kernels
         As for :class:`~musicgen_nb.engine.Decoder` (no attention capture).
     graphs : bool, optional
-        Record each step in a CUDA graph and replay it (default: on CUDA). Needs CUDA.
+        Record each step in a graph and replay it (default: on CUDA). Needs CUDA,
+        or a ``recorder``.
     whole : bool, optional
-        Attend over the whole cache, as the graphs do (default: with ``graphs``).
-        On the CPU this runs the graphs' shapes eagerly, for tests.
+        Attend over the window's span of the cache (:data:`~musicgen_nb.engine.graphs.SPAN_STEP`),
+        as the graphs do (default: with ``graphs``). On the CPU this runs the graphs'
+        shapes eagerly, for tests.
+    recorder : callable, optional
+        How a step is recorded (:func:`~musicgen_nb.engine.graphs.capture`); default a
+        CUDA graph. :func:`~musicgen_nb.engine.graphs.eager` runs the graph path on the CPU.
+
+    Notes
+    -----
+    The decoder holds its model's :class:`Pool` from its creation until :meth:`finish`
+    (``run_window`` calls it); a decoder made meanwhile gets a pool of its own.
 
     Examples
     --------
@@ -245,12 +241,14 @@ class StaticDecoder(Decoder):
         kernels: bool | None = None,
         graphs: bool | None = None,
         whole: bool | None = None,
+        recorder: Any = None,
     ) -> None:
         device = cond.hidden.device
         self.graphs = device.type == "cuda" if graphs is None else bool(graphs)
-        if self.graphs and device.type != "cuda":
-            raise ValueError(f"graphs=True needs a CUDA device, not {device.type}")
+        if self.graphs and device.type != "cuda" and recorder is None:
+            raise ValueError(f"graphs=True needs a CUDA device (or a recorder), not {device.type}")
         self.whole = self.graphs if whole is None else bool(whole)
+        self.recorder, self.holding = recorder, True
         super().__init__(model, cond, max_len, capture=None, kernels=kernels)
         if self.fp and self.whole:  # the graphs' shapes: all they read lives in the pool
             rows = self.pool.buffer("positions", (self.span_total, self.positions.shape[1]),
@@ -262,10 +260,12 @@ class StaticDecoder(Decoder):
 
     def _allocate_cache(self) -> None:
         """The pooled cache (and, for fp weights, the mask, the position and the fused weights)."""
-        self.pool = _pool(self.lm)
+        self.pool = take(self.lm, self)
         self.fp = self.table.mode in (MATVEC, LINEAR)
         if not self.fp:  # int8/int4: today's step, on the pooled cache
-            self._pooled_int_cache()
+            self._kv_cache(
+                lambda name, shape, dtype: self.pool.buffer(name, shape, dtype, self.device)
+            )
             return
         L, R, H, hd = len(self.layers), self.rows, self.heads, self.head_dim
         shape = (L, R, H, bucket(self.total, CACHE_STEP), hd)
@@ -273,6 +273,7 @@ class StaticDecoder(Decoder):
         self.k_cache = self.pool.buffer("k", shape, dt, dev, at_least=grow)
         self.v_cache = self.pool.buffer("v", self.k_cache.shape, dt, dev)
         self.span_total = self.k_cache.shape[3]
+        self.span = min(self.span_total, bucket(self.total, SPAN_STEP))  # what `whole` reads
         self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
         self.k_scales, self.v_scales = [], []
         self.mask = self.pool.buffer("mask", (1, self.span_total), dt, dev)
@@ -283,26 +284,15 @@ class StaticDecoder(Decoder):
         self.fused = fused_weights(self.lm, self.layers, self.matvec)
         self.run_static = compiled_static()
 
-    def _pooled_int_cache(self) -> None:
-        shape = (len(self.layers), self.rows, self.heads, self.total, self.head_dim)
-        kv = torch.int8 if self.kv_int8 else self.dtype
-        self.k_cache = self.pool.buffer("k", shape, kv, self.device)
-        self.v_cache = self.pool.buffer("v", shape, kv, self.device)
-        self.k_layers, self.v_layers = list(self.k_cache.unbind(0)), list(self.v_cache.unbind(0))
-        self.k_scales, self.v_scales = [], []
-        if self.kv_int8:
-            scales = self.pool.buffer("scales", (2, *shape[:-1]), torch.float32, self.device)
-            self.k_scales, self.v_scales = list(scales[0].unbind(0)), list(scales[1].unbind(0))
-
     def _pad_text(self) -> None:
         """Cross keys/values/bias in pooled buffers, the text padded to a bucket (masked keys)."""
         k0 = self.cross_k[0]
         rows, heads, length, hd = k0.shape
         S = bucket(length, TEXT_STEP)
         shape = (len(self.layers), rows, heads, S, hd)
-        ck = self.pool.buffer("cross_k", shape, k0.dtype, self.device).zero_()
-        cv = self.pool.buffer("cross_v", shape, k0.dtype, self.device).zero_()
-        bias = self.pool.buffer("cross_bias", (rows, 1, 1, S), k0.dtype, self.device)
+        ck = self.pool.buffer(f"cross_k{S}", shape, k0.dtype, self.device).zero_()
+        cv = self.pool.buffer(f"cross_v{S}", shape, k0.dtype, self.device).zero_()
+        bias = self.pool.buffer(f"cross_bias{S}", (rows, 1, 1, S), k0.dtype, self.device)
         bias.fill_(torch.finfo(k0.dtype).min)
         bias[..., :length].copy_(self.cross_bias)
         for i, (k, v) in enumerate(zip(self.cross_k, self.cross_v, strict=True)):
@@ -315,17 +305,57 @@ class StaticDecoder(Decoder):
         """Feed ``tokens`` ``[R, K, n]`` at the next positions; return last logits ``[R, K, V]``.
 
         A single position on CUDA replays this bucket's graph (recorded on first use).
+        The logits it returns are then the graph's output buffer, overwritten by
+        the next step: use them (guidance, sampling) before the next step, or clone
+        them to keep them (a copy per step was not worth it: the loop never keeps them).
+
+        Examples
+        --------
+        >>> import torch, musicgen_nb as mg
+        >>> from musicgen_nb.conditioning import conditioning
+        >>> from musicgen_nb.engine.graphs import eager
+        >>> s = mg.load("tiny")
+        >>> cond = conditioning(s, ["jazz"], negative=None, guidance_scale=3.0)
+        >>> dec = StaticDecoder(s.model, cond, max_len=8, graphs=True, recorder=eager)
+        >>> first = dec.step(torch.full((2, 4, 1), s.special_id))
+        >>> second = dec.step(first.argmax(-1)[..., None])
+        >>> second is first, dec.index.tolist()  # one output buffer, replayed into
+        (True, [2])
+        >>> dec.finish()
         """
+        if self.pool.holder is None or self.pool.holder() is not self:
+            raise RuntimeError(
+                "this StaticDecoder's buffers were taken by a later decoder of the same model "
+                "(after finish()): make a new decoder for a new window"
+            )
         if not (self.fp and self.graphs and tokens.shape[-1] == 1):
             return super().step(tokens)
         self.tokens.copy_(tokens)
-        key = (self.span_total, self.cross_bias.shape[-1] if self.cross_k else 0, self.rows)
+        key = self.graph_key()
         if key not in self.pool.graphs:
-            self.pool.graphs[key] = capture(self._one, [self.index, self.mask])
+            self.pool.graphs[key] = capture(self._one, [self.index, self.mask], self.recorder)
         graph, out = self.pool.graphs[key]
         graph.replay()
         self.pos += 1
         return out
+
+    def graph_key(self) -> tuple[int, int, int]:
+        """The shape bucket of this window's graph: ``(span, text bucket, rows)``.
+
+        Examples
+        --------
+        >>> import musicgen_nb as mg, musicgen_nb.conditioning as c
+        >>> s = mg.load("tiny")
+        >>> dec = StaticDecoder(s.model, c.conditioning(s, ["a"], negative=None, guidance_scale=3.0), 300, whole=True)
+        >>> dec.graph_key(), dec.span_total
+        ((320, 16, 2), 320)
+        """
+        return (self.span, self.cross_bias.shape[-1] if self.cross_k else 0, self.rows)
+
+    def finish(self) -> None:
+        """The window is over: its thread count back, its pool free for the next decoder."""
+        super().finish()
+        self.holding = False
 
     def _one(self) -> torch.Tensor:
         """One position from the ``tokens`` buffer: only device work (what a graph records)."""
@@ -340,11 +370,7 @@ class StaticDecoder(Decoder):
             logits = self._static(x, self.index, self.mask, end)
         else:  # a prefix (BOS + known frames, or a melody's conditioning): causal inside it
             index = torch.arange(start, end, device=self.device)
-            # position start + r attends to every position up to itself
-            allowed = torch.ones(n, self.span_total, dtype=torch.bool, device=self.device)
-            allowed = allowed.tril(start)
-            bias = torch.zeros(allowed.shape, dtype=self.dtype, device=self.device)
-            bias = bias.masked_fill(~allowed, torch.finfo(self.dtype).min)
+            bias = self._chunk_bias(start, n, self.span_total, self.dtype)
             self.mask[:, start:end] = 0
             self.index.fill_(start)
             logits = self._static(x, index, bias, end, advance=n)
@@ -356,7 +382,7 @@ class StaticDecoder(Decoder):
         rows, n, dim = x.shape
         if n == 1:
             self.mask.index_fill_(1, index, 0.0)
-        span = self.span_total if self.whole else end
+        span = self.span if self.whole else end
         if not self.whole and n == 1:  # CPU: the positions so far, no mask to read
             bias = None
         x = (x + self.positions.index_select(0, index)).reshape(rows * n, dim)

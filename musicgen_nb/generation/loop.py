@@ -147,6 +147,8 @@ def run_window(
                 logits = feed(new[:, :, None])
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        decoder.finish()  # the thread count it found, also after a stop or an exception
     # Frames complete in every codebook: frame f needs position f + D + 1.
     complete = frames if not interrupted else max(P, min(frames, done - D))
     return _frames(seq, delay, complete), done - (first - 1), interrupted, decoder

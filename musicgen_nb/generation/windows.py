@@ -30,6 +30,7 @@ import torch
 from ..conditioning import chroma_start, conditioning, fit_chroma
 from ..engine import Conditioning, Sampler, StepRecord, oom_message
 from ..engine.memory import device_free, largest_fit, release
+from ..engine.static import release as release_static
 from ..patterns import codebook_delays
 from .loop import Progress, run_window
 from .request import Request, guidance_branches, prompt_frames
@@ -260,6 +261,7 @@ def run_windows(s, req: Request, p: Plan, got: Inputs) -> Run:
         bar.close()
     if failed:
         run.interrupted, run.captured = True, None
+        release_static(s.model)  # the static step's pooled cache, graphs and fused copies
         release(s.device, force=True)
         run.oom = _oom_text(s, req, p.prompt_frames)
     return run

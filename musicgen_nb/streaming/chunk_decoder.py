@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 
 from .._util.checks import check_int
 from ..engine.precision import exact_convolutions
+from ..engine.threads import fixed
 
 if TYPE_CHECKING:
     from typing import Any
@@ -39,18 +39,9 @@ if TYPE_CHECKING:
 __all__ = ["ChunkDecoder", "check_threads", "snr_db"]
 
 
-@contextmanager
 def _threads(n: int | None):
-    """Run torch ops of this thread with ``n`` intra-op threads (per-thread on CPU)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    """Run torch ops with ``n`` intra-op threads, counted as a decode (no thread tuner acts)."""
+    return fixed(n)
 
 
 def _seanet_reach(layers) -> float | None:

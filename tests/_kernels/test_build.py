@@ -201,3 +201,29 @@ def test_a_library_that_differs_from_its_record_is_refused(kernel, tmp_path):
     assert "bytes where 1 were built" in build.check_library(lib)
     (tmp_path / (build.LIBRARY + ".check")).write_text("{")
     assert "damaged" in build.check_library(lib)
+
+
+def test_a_record_hashes_the_library_once(kernel, tmp_path, monkeypatch):
+    lib = tmp_path / build.LIBRARY
+    shutil.copy(build.build_dir() / build.LIBRARY, lib)
+    hashed = []
+    real = build.sha256_file
+    monkeypatch.setattr(build, "sha256_file", lambda p: hashed.append(p) or real(p))
+    build._record(lib)
+    build._record(lib)  # a record there already: one hash again (it was 2 more)
+    assert len(hashed) == 2 and build.check_library(lib) is None
+
+
+def test_loading_a_library_built_earlier_writes_no_record(kernel, tmp_path):
+    """Only the process that builds (or relinks) the library records it: a load of the
+    shared cache's library by a test or a notebook writes nothing there."""
+    built = build.build_dir()
+    copy = tmp_path / "kernels" / built.name
+    shutil.copytree(built, copy)
+    lib, stamp = copy / build.LIBRARY, copy / (build.LIBRARY + ".check")
+    stamp.unlink(missing_ok=True)
+    before = (lib.stat().st_ino, lib.stat().st_mtime_ns)
+    out = _run(tmp_path)
+    assert out["LOADED"] == "True", out
+    rebuilt = (lib.stat().st_ino, lib.stat().st_mtime_ns) != before
+    assert stamp.exists() == rebuilt

@@ -37,3 +37,29 @@ def test_a_captured_step_replays_on_its_buffers_and_restores_the_state():
         graph.replay()
         seen.append(out.tolist()[0])
     assert seen == [0.0, 2.0, 4.0] and pos.tolist() == [3]
+
+
+def test_an_eager_recorder_runs_the_graph_path_on_the_cpu():
+    from musicgen_nb.engine.graphs import capture, eager
+
+    x = torch.zeros(2)
+    graph, out = capture(lambda: x.add_(1) * 10, [x], eager)
+    assert x.tolist() == [0.0, 0.0]  # recording puts the state back
+    graph.replay()
+    graph.replay()
+    assert out.tolist() == [20.0, 20.0] and x.tolist() == [2.0, 2.0]  # one output, overwritten
+
+
+def test_a_pool_is_shared_by_decoders_one_after_another_and_private_beside_one():
+    from musicgen_nb.engine.graphs import drop, pool_of, take
+
+    class Dec:
+        holding = True
+
+    lm, a, b = torch.nn.Linear(1, 1), Dec(), Dec()
+    shared = take(lm, a)
+    assert take(lm, b) is not shared and pool_of(lm) is shared
+    a.holding = False
+    assert take(lm, b) is shared and shared.holder() is b
+    drop(lm)
+    assert pool_of(lm) is None

@@ -127,3 +127,24 @@ def test_release_collects_only_after_an_oom_or_with_much_cached(monkeypatch):
     cached[0] = RELEASE_CACHED + 1
     release(cuda)  # much cached: handed back
     assert calls == [0, RELEASE_CACHED + 1]
+
+
+def test_the_estimate_counts_the_static_steps_fused_copies(tiny):
+    from musicgen_nb.engine.memory import call_bytes
+    from musicgen_nb.engine.static import fused_weights, release
+
+    dynamic = call_bytes(tiny, 1, 100)
+    assert dynamic["fused"] == 0  # "auto" runs the dynamic step on the CPU
+    tiny.step = "static"
+    try:
+        static = call_bytes(tiny, 1, 100)
+    finally:
+        tiny.step = "auto"
+    lm = tiny.model.decoder
+    layers = list(lm.model.decoder.layers)
+    w, b, _, heads = fused_weights(lm, layers, True)
+    copies = [w[i] for i in range(0, len(w), 6)] + [b[i] for i in range(0, len(b), 6)] + [heads]
+    made = sum(t.numel() * t.element_size() for t in copies if t is not None)
+    release(tiny.model)
+    assert made <= static["fused"] <= 1.01 * made
+    assert static["total"] == dynamic["total"] + static["fused"]

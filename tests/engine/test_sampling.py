@@ -93,3 +93,16 @@ def test_sampling_draws_what_torch_multinomial_draws_without_calling_it():
         ref = torch.multinomial(probs.view(b * 4, -1), 1, generator=one).view(b, 4)
         one = torch.Generator().manual_seed(trial)
         assert torch.equal(sample(logits, Sampler(), one)[0], ref)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf")])
+@pytest.mark.parametrize("do_sample", [True, False])
+def test_a_row_with_nothing_to_draw_is_named_not_token_0(bad, do_sample):
+    """torch.multinomial refused these; the sync-free draw would have given token 0."""
+    from musicgen_nb.engine.sampling import Sampler, sample
+
+    logits = torch.zeros(2, 4, 8)
+    logits[1, 2] = bad  # a whole row NaN, or -inf everywhere
+    with pytest.raises(RuntimeError, match="the probabilities hold NaN"):
+        sample(logits, Sampler(do_sample=do_sample), torch.Generator().manual_seed(0))
+    sample(torch.zeros(2, 4, 8), Sampler(do_sample=do_sample), torch.Generator())  # finite: fine

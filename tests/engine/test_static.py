@@ -16,6 +16,7 @@ import musicgen_nb as mg
 from musicgen_nb.conditioning import conditioning
 from musicgen_nb.engine import Decoder, Sampler, guide, sample, warp
 from musicgen_nb.engine import static as S
+from musicgen_nb.engine.graphs import eager, pool_of
 from musicgen_nb.generation.loop import Progress, run_window
 
 FRAMES = 24
@@ -108,7 +109,7 @@ def test_the_whole_cache_span_of_the_graphs_gives_the_same_tokens(tiny):
     cond = make_cond(tiny)
     with torch.inference_mode():
         whole = S.StaticDecoder(tiny.model, cond, max_len=40, whole=True)
-        assert whole.span_total == 64 and not whole.graphs
+        assert whole.span_total == 64 and whole.span == 64 and not whole.graphs
         assert whole.cross_bias.shape[-1] % 16 == 0  # the text padded to a bucket, masked
         a, ta = _steps(whole, tiny, 30)
         b, tb = _steps(Decoder(tiny.model, cond, max_len=40), tiny, 30)
@@ -138,6 +139,7 @@ def test_buffers_keep_their_addresses_across_steps_windows_and_calls(tiny):
         for t in range(5):
             logits = first.step(logits.argmax(-1)[:, :, None])
             assert _addresses(first) == where and first.index.tolist() == [t + 2]
+        first.finish()  # the window is over: its pool goes to the next decoder
         again = S.StaticDecoder(tiny.model, cond, max_len=33, whole=True)  # same 64-bucket
         assert _addresses(again) == where and again.index.tolist() == [0]
         assert bool((again.mask == torch.finfo(torch.float32).min).all())  # reset for the window
@@ -153,21 +155,131 @@ def test_buffers_keep_their_addresses_across_steps_windows_and_calls(tiny):
     tiny.step = "static"
     try:
         tiny.generate("jazz", duration=0.3, seed=0, progress=False)
-        k = S._pool(tiny.model.decoder).buffers["k"].data_ptr()
+        k = pool_of(tiny.model.decoder).buffers["k"].data_ptr()
         tiny.generate("rock", duration=0.3, seed=1, progress=False)
-        assert S._pool(tiny.model.decoder).buffers["k"].data_ptr() == k
+        assert pool_of(tiny.model.decoder).buffers["k"].data_ptr() == k
     finally:
         tiny.step = "auto"
 
 
-def test_another_thread_gets_its_own_buffers(tiny):
+def test_a_decoder_running_beside_another_gets_its_own_buffers(tiny):
+    """Two static decoders of one model interleaved in one thread (or in two) do not share a cache."""
     cond = make_cond(tiny)
-    here = S.StaticDecoder(tiny.model, cond, max_len=20)
-    there = {}
-    t = threading.Thread(target=lambda: there.update(d=S.StaticDecoder(tiny.model, cond, 20)))
+    with torch.inference_mode():
+        a = S.StaticDecoder(tiny.model, cond, max_len=20)
+        b = S.StaticDecoder(tiny.model, cond, max_len=20)  # a has not finished
+        assert a.k_cache.data_ptr() != b.k_cache.data_ptr()
+        ref = Decoder(tiny.model, cond, max_len=20)
+        feed = tokens(tiny, 4, 6, seed=3)
+        for i in range(6):  # interleaved: a and b each see only their own positions
+            la, lb, lr = (d.step(feed[:, :, i : i + 1]) for d in (a, b, ref))
+            torch.testing.assert_close(la, lr, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(lb, lr, rtol=1e-4, atol=1e-4)
+        a.finish()
+        c = S.StaticDecoder(tiny.model, cond, max_len=20)  # a is done: c takes the model's pool
+        assert c.pool is a.pool and c.k_cache.data_ptr() == a.k_cache.data_ptr()
+        with pytest.raises(RuntimeError, match="taken by a later decoder of the same model"):
+            a.step(feed[:, :, :1])
+        there = {}
+        t = threading.Thread(target=lambda: there.update(d=S.StaticDecoder(tiny.model, cond, 20)))
+        t.start()
+        t.join()
+        assert there["d"].k_cache.data_ptr() != c.k_cache.data_ptr()  # c still runs
+
+
+def _stream(s, out):
+    """One stream's decode, in a fresh thread (as streams and the Studio run each job)."""
+
+    def job():
+        _, dec = _window(s, "static", Sampler(top_k=50), 1, frames=8)
+        out.append(dec.k_cache)  # held: a freed cache's address could come back by chance
+
+    t = threading.Thread(target=job)
     t.start()
     t.join()
-    assert here.k_cache.data_ptr() != there["d"].k_cache.data_ptr()
+
+
+def test_two_streams_one_after_the_other_reuse_one_cache(tiny):
+    seen = []
+    _stream(tiny, seen)
+    _stream(tiny, seen)
+    assert len(seen) == 2 and seen[0] is seen[1] and seen[0].data_ptr() == seen[1].data_ptr()
+
+
+def test_threads_taking_one_models_pool_at_once_get_one_holder_each(tiny):
+    cond = make_cond(tiny)
+    start, made, errors = threading.Barrier(6), [], []
+
+    def job():
+        try:
+            start.wait()
+            with torch.inference_mode():
+                dec = S.StaticDecoder(tiny.model, cond, max_len=12)
+                dec.step(torch.full((4, 4, 1), tiny.special_id))
+                made.append(dec)
+        except Exception as e:  # noqa: BLE001 - the test reports any
+            errors.append(e)
+
+    workers = [threading.Thread(target=job) for _ in range(6)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == [] and len(made) == 6
+    assert len({d.k_cache.data_ptr() for d in made}) == 6  # nobody shares a running cache
+    assert sum(d.pool is pool_of(tiny.model.decoder) for d in made) == 1
+
+
+def test_a_cache_that_no_longer_fits_is_freed_before_the_new_one():
+    import weakref
+
+    pool, cpu = S.Pool(), torch.device("cpu")
+    old = [weakref.ref(pool.buffer(n, (2, 64), torch.float32, cpu)) for n in ("k", "v")]
+    k = pool.buffer("k", (2, 128), torch.float32, cpu)
+    assert [r() is None for r in old] == [True, True]  # neither old k nor old v is alive
+    assert list(pool.buffers) == ["k"] and k.shape == (2, 128)
+
+
+def test_text_buckets_keep_their_own_buffers_and_a_short_window_a_short_span(tiny):
+    from musicgen_nb.conditioning import conditioning
+
+    short = make_cond(tiny)
+    long = conditioning(tiny, ["a very long prompt " * 6] * 2, negative=None, guidance_scale=3.0)
+    with torch.inference_mode():
+        a = S.StaticDecoder(tiny.model, short, max_len=600, graphs=True, recorder=eager)
+        a.finish()
+        b = S.StaticDecoder(tiny.model, long, max_len=40, graphs=True, recorder=eager)
+        b.finish()
+        c = S.StaticDecoder(tiny.model, short, max_len=40, graphs=True, recorder=eager)
+    sa, sb = a.cross_bias.shape[-1], b.cross_bias.shape[-1]
+    assert sa != sb and {f"cross_k{sa}", f"cross_k{sb}"} <= set(c.pool.buffers)
+    assert c.cross_k[0].data_ptr() == a.cross_k[0].data_ptr()  # the first bucket's, not a new one
+    assert a.span_total == c.span_total == 640 and (a.span, c.span) == (640, 256)
+    assert a.graph_key() == (640, sa, 4) and c.graph_key() == (256, sa, 4)
+    assert b.graph_key() == (256, sb, 4)
+
+
+def _greedy(dec, s, n):
+    logits, out = dec.step(torch.full((4, 4, 1), s.special_id)), []
+    for _ in range(n):
+        tok = logits.argmax(-1)[:2]
+        out.append(tok)
+        logits = dec.step(tok.repeat(2, 1)[:, :, None])
+    return torch.stack(out)
+
+
+def test_the_graph_path_replays_the_dynamic_steps_tokens(tiny):
+    """The graph path (capture, replay from the pool) with an eager recorder on the CPU:
+    two windows and a second call of another length give the dynamic step's tokens."""
+    cond = make_cond(tiny)
+    with torch.inference_mode():
+        for max_len, n in ((40, 30), (40, 30), (90, 60)):
+            dec = S.StaticDecoder(tiny.model, cond, max_len=max_len, graphs=True, recorder=eager)
+            got = _greedy(dec, tiny, n)
+            dec.finish()
+            assert dec.graph_key() in dec.pool.graphs
+            assert torch.equal(got, _greedy(Decoder(tiny.model, cond, max_len=max_len), tiny, n))
+    assert len(pool_of(tiny.model.decoder).graphs) == 1  # 40 and 90 share one span bucket
 
 
 #: Ops that read a tensor back to the host (.item(), bool(t), ...), or do so inside them.
@@ -218,7 +330,9 @@ def test_the_step_is_chosen_by_name(tiny):
     assert type(S.make_decoder(tiny.model, cond, 8)) is Decoder  # auto: dynamic on the CPU
     assert type(S.make_decoder(tiny.model, cond, 8, step="static")) is S.StaticDecoder
     assert S.resolve_step("auto", torch.device("cuda")) == "static"
-    with pytest.raises(ValueError, match="graphs=True needs a CUDA device, not cpu"):
+    with pytest.raises(
+        ValueError, match=r"graphs=True needs a CUDA device \(or a recorder\), not cpu"
+    ):
         S.StaticDecoder(tiny.model, cond, 8, graphs=True)
 
 
@@ -251,5 +365,32 @@ def test_generate_is_the_same_with_either_step(tiny):
     a = mg.load("tiny", step="static").generate(PROMPTS, duration=0.5, seed=[1, 2], progress=False)
     b = mg.load("tiny", step="dynamic").generate(PROMPTS, duration=0.5, seed=[1, 2], progress=False)
     np.testing.assert_array_equal(a.codes, b.codes)
+    assert pool_of(tiny.model.decoder) is not None  # the static call left its pool...
     S.release(tiny.model)
-    assert tiny.model.decoder not in S._POOLS
+    assert pool_of(tiny.model.decoder) is None  # ...and release drops it
+
+
+def test_the_fused_key_sees_norms_and_embeddings_and_drops_the_graphs(tiny):
+    """A graph reads layer norms, embeddings and the final norm too: a change to any makes
+    the copies again and drops the recorded graphs."""
+    lm = tiny.model.decoder
+    layers = list(lm.model.decoder.layers)
+    cond = make_cond(tiny)
+    for param in (
+        layers[0].self_attn_layer_norm.weight,
+        lm.model.decoder.embed_tokens[1].weight,
+        lm.model.decoder.layer_norm.bias,
+    ):
+        with torch.inference_mode():
+            dec = S.StaticDecoder(tiny.model, cond, max_len=8, graphs=True, recorder=eager)
+            dec.step(torch.full((4, 4, 1), tiny.special_id))
+            dec.finish()
+        assert dec.pool.graphs
+        w = S.fused_weights(lm, layers, True)[0][0]
+        with torch.no_grad():
+            param.add_(1.0)
+        try:
+            assert S.fused_weights(lm, layers, True)[0][0] is not w and not dec.pool.graphs
+        finally:
+            with torch.no_grad():
+                param.sub_(1.0)

@@ -221,3 +221,28 @@ def test_capture_keeps_no_decoder_past_its_window(tiny):
     g = gen(tiny, duration=6.0, seed=0, attentions=True, callback=census)
     assert counts == [1] and g.attentions.positions == 203
     assert live_decoders() == 0
+
+
+def test_out_of_memory_frees_the_static_steps_pool_and_fused_copies(tiny):
+    """The static step keeps a cache, graphs and fused weights per model: an OOM drops them."""
+    import pytest
+    import torch
+
+    from musicgen_nb.engine import static
+    from musicgen_nb.engine.graphs import pool_of
+    from musicgen_nb.engine.memory import OutOfMemory
+
+    def hook(done, total):
+        if done == 5:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    lm = tiny.model.decoder
+    tiny.step = "static"
+    try:
+        tiny.generate("jazz", duration=0.3, seed=0, progress=False)
+        assert pool_of(lm) is not None and lm in static._FUSED  # kept across calls
+        with pytest.raises(OutOfMemory):
+            tiny.generate("jazz", duration=0.3, seed=0, progress=False, callback=hook)
+        assert pool_of(lm) is None and lm not in static._FUSED
+    finally:
+        tiny.step = "auto"
