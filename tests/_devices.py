@@ -45,6 +45,17 @@ def generators(s, seeds) -> list[torch.Generator]:
     return [torch.Generator(device=s.device).manual_seed(x) for x in seeds]
 
 
+def release_static_pools() -> None:
+    """Free the static step's per-model pools of every live session (they outlive calls by
+    design, and a census of cache tensors would count them)."""
+    import musicgen_nb as mg
+    from musicgen_nb.engine import static
+
+    for o in gc.get_objects():
+        if type(o) is mg.MusicGen:  # (isinstance would dereference dead weak proxies)
+            static.release(o.model)
+
+
 def live_caches(s) -> int:
     """Key/value cache tensors alive now (after a full collection): 2 per live decoder.
 
