@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from .._util.files import sha256_file, slug, write_atomic
+from .._util.files import pid_alive, sha256_file, slug, write_atomic
 from .batch import COLUMNS
 from .table import PARAMS
 
@@ -104,7 +104,7 @@ class RunFolder:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 host, _, pid = self.lock.read_text(errors="replace").partition(" ")
-                if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
                     self.lock.unlink(missing_ok=True)  # its run was killed: take over
                     continue
                 raise RuntimeError(
@@ -378,13 +378,3 @@ def _json_default(v):
     if isinstance(v, np.generic):
         return v.item()
     raise TypeError(f"cannot store {type(v).__name__} in the journal")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
