@@ -15,13 +15,13 @@ The linear mode of a table (``mode``) is written as a literal in the helpers
 from __future__ import annotations
 
 import functools
-import warnings
 
 import torch
 import torch.nn.functional as F
 
 from .._kernels import quantize_kv
 from .quantize import Int8Linear
+from .static_layers import script_or_python
 
 __all__ = ["fast_mm_ok", "linear_fn", "run_layers", "compiled"]
 
@@ -385,9 +385,4 @@ def compiled():
     >>> callable(compiled())
     True
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.jit.script(run_layers)
-    except Exception:  # noqa: BLE001 - no TorchScript in this build: run it as Python
-        return run_layers
+    return script_or_python(run_layers)

@@ -112,9 +112,20 @@ def compiled_static():
     >>> callable(compiled_static())
     True
     """
+    return script_or_python(run_static)
+
+
+def script_or_python(fn):
+    """``fn`` compiled by TorchScript, or ``fn`` itself where this build cannot script it.
+
+    Examples
+    --------
+    >>> script_or_python(lambda x: x)(3)  # a lambda cannot be scripted: itself
+    3
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.jit.script(run_static)
+            return torch.jit.script(fn)
     except Exception:  # noqa: BLE001 - no TorchScript in this build: run it as Python
-        return run_static
+        return fn
