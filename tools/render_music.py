@@ -45,8 +45,10 @@ SECONDS = 10.0
 BPM = 144
 TICKS = 480  # per quarter note
 
-# Minuet in G, BWV Anh. 114, bars 1-8 (3/4). (note, length in quarter notes); typed from the
-# public-domain score. The bass is the score's left hand, simplified.
+# Minuet in G, BWV Anh. 114, bars 1-8 (3/4). (note or "+"-joined chord, length in quarter notes);
+# typed here and checked note by note against the Bach-Gesellschaft text as typeset (public domain)
+# by the Mutopia Project, piece 75 (BachJS/BWVAnh114/anna-magdalena-04). Both hands as written,
+# without ornaments (bar 3's and 5's mordents, bar 8's grace note).
 MELODY = [
     ("D5", 1), ("G4", .5), ("A4", .5), ("B4", .5), ("C5", .5),  # bar 1
     ("D5", 1), ("G4", 1), ("G4", 1),  # bar 2
@@ -58,24 +60,25 @@ MELODY = [
     ("A4", 3),  # bar 8
 ]  # fmt: skip
 BASS = [
-    ("G3", 2), ("A3", 1),  # bar 1
+    ("G3+B3+D4", 2), ("A3", 1),  # bar 1 (a chord: the three notes sound together)
     ("B3", 3),  # bar 2
     ("C4", 3),  # bar 3
     ("B3", 3),  # bar 4
     ("A3", 3),  # bar 5
     ("G3", 3),  # bar 6
     ("D4", 1), ("B3", 1), ("G3", 1),  # bar 7
-    ("D4", 1), ("D3", 1), ("C4", 1),  # bar 8
+    ("D4", 1), ("D3", .5), ("C4", .5), ("B3", .5), ("A3", .5),  # bar 8
 ]  # fmt: skip
 PIANO, CELLO = 0, 42  # General MIDI programs (0-based): acoustic grand piano, cello
 SCORE = {
     "title": "Minuet in G major, BWV Anh. 114, bars 1-8",
     "composer": "Christian Petzold (1677-1733), long attributed to J. S. Bach",
     "source": "Notebook for Anna Magdalena Bach (1725)",
-    "status": "public domain (composer died 1733; the notes were typed in tools/render_music.py, "
-    "not copied from an edition)",
-    "parts": "melody (right hand): acoustic grand piano (GM 1); bass (left hand, simplified to "
-    "one note per beat group): cello (GM 43)",
+    "status": "public domain (composer died 1733; the notes were typed in tools/render_music.py)",
+    "checked_against": "Bach-Gesellschaft edition as typeset by the Mutopia Project, piece 75 "
+    "(https://www.mutopiaproject.org/cgibin/piece-info.cgi?id=75), public domain",
+    "parts": "melody (right hand): acoustic grand piano (GM 1); bass (left hand, as written, "
+    "ornaments left out): cello (GM 43)",
     "tempo_bpm": BPM,
 }
 
@@ -98,13 +101,15 @@ def varlen(n: int) -> bytes:
 
 
 def track(notes: list[tuple[str, float]], channel: int, program: int, velocity: int) -> bytes:
-    """One MTrk chunk: tempo (first track only matters), program change, legato notes."""
+    """One MTrk chunk: tempo (first track only matters), program change, legato notes and chords."""
     events = varlen(0) + bytes([0xFF, 0x51, 3]) + (60_000_000 // BPM).to_bytes(3, "big")
     events += varlen(0) + bytes([0xC0 | channel, program])
     for name, quarters in notes:
-        key, length = note_number(name), round(quarters * TICKS)
-        events += varlen(0) + bytes([0x90 | channel, key, velocity])
-        events += varlen(length) + bytes([0x80 | channel, key, 0])
+        keys, length = [note_number(n) for n in name.split("+")], round(quarters * TICKS)
+        for key in keys:
+            events += varlen(0) + bytes([0x90 | channel, key, velocity])
+        for i, key in enumerate(keys):  # all notes of a chord end together
+            events += varlen(length if i == 0 else 0) + bytes([0x80 | channel, key, 0])
     events += varlen(0) + bytes([0xFF, 0x2F, 0])
     return b"MTrk" + struct.pack(">I", len(events)) + events
 
