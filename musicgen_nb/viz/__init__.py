@@ -12,6 +12,7 @@ Examples
 'time (s)'
 """
 
+from .bars import bars
 from .chroma import chroma
 from .codebook_usage import codebook_usage
 from .cross_attention import cross_attention, cross_attention_by_layer
@@ -28,6 +29,7 @@ from .topk import topk
 from .waveform import waveform
 
 __all__ = [
+    "bars",
     "chroma",
     "codebook_usage",
     "cross_attention",

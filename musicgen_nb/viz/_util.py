@@ -42,6 +42,21 @@ def base_layout(fig, *, title: str, height: int | None = None, **extra):
     return fig
 
 
+def integer_dtick(vmax: float, max_ticks: int = 8) -> int:
+    """Whole-number tick step (1, 2, 5, 10, 20, ...) giving at most ``max_ticks`` steps to ``vmax``.
+
+    For axes and colour bars of counts or indices (a frame, a step): plotly's own choice
+    for a range of 0..3 is 0.5, a half frame that does not exist.
+    """
+    step = 1
+    while vmax / step > max_ticks:
+        for mult in (2, 5, 10):
+            if vmax / (step * mult) <= max_ticks or mult == 10:
+                step *= mult
+                break
+    return step
+
+
 def is_generation(obj) -> bool:
     """Duck-type check for :class:`musicgen_nb.generation.Generation`.
 

@@ -113,9 +113,12 @@ def codebook_usage(
     top = [_top_text(row) for _, row in df.iterrows()]
 
     fig = _bars(labels, entropy, unique, top, codebook_size)
-    title = f"Codebook usage (codebook size {codebook_size}"
-    title += f", {total} tokens per codebook)" if total is not None else ")"
-    base_layout(fig, title=title, height=340, showlegend=False)
+    sub = f"codebook size {codebook_size}" + (
+        f", {total} tokens per codebook" if total is not None else ""
+    )
+    # Title + subtitle: in one line it sat on the panel titles at 700 px.
+    base_layout(fig, title=f"Codebook usage<br><sup>{sub}</sup>", height=360, showlegend=False)
+    fig.update_layout(margin_t=85)
     return fig
 
 

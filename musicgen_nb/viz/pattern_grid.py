@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ._util import as_array, base_layout, check_int, esc
+from ._util import as_array, base_layout, check_int, esc, integer_dtick
 
 if TYPE_CHECKING:
     from ..patterns import Pattern
@@ -103,11 +103,15 @@ def pattern_grid(
     fig.update_xaxes(title_text="decoding step", row=n, col=1)
     base_layout(
         fig,
-        title="Interleaving patterns: frame predicted at each step (grey S = special token)",
-        height=110 + n * (26 * K + 70),
+        # Title + subtitle: one line of both ran into the right edge at 700 px.
+        title="Interleaving patterns<br><sup>the frame each step predicts; grey S = special token</sup>",
+        height=130 + n * (26 * K + 70),
+        # Whole frames on the colour bar (plotly would tick 0..3 in half frames).
         coloraxis=dict(colorscale="Blues", cmin=0, cmax=max(zmax, 1),
-                       colorbar=dict(title=dict(text="frame"))),
+                       colorbar=dict(title=dict(text="frame"), tick0=0,
+                                     dtick=integer_dtick(max(zmax, 1)), tickformat="d")),
     )  # fmt: skip
+    fig.update_layout(margin_t=85)  # room for the subtitle line above the first panel's title
     return fig
 
 

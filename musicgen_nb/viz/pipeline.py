@@ -93,13 +93,12 @@ def _title(melody: bool, s, real: str | None) -> str:
     """Title and subtitle lines (short: the figure must read at 700 px)."""
     lines = ["MusicGen, from text to audio" + (" (and melody)" if melody else "")]
     if real is not None:
-        lines.append(f"<sup>offline stand-in ({esc(str(s.standin))}) loaded, random weights;</sup>")
-        lines.append(f"<sup>sizes of the real {esc(real)}, from its spec</sup>")
+        lines.append(f"loaded: the offline stand-in '{esc(str(s.standin))}', random weights;")
+        lines.append(f"sizes of the real {esc(real)}, from its spec")
     if melody:
-        lines.append(
-            "<sup>melody models: chroma and text are prepended to the decoder's input</sup>"
-        )
-    return "<br>".join(lines)
+        lines.append("melody models: chroma and text are prepended to the decoder's input")
+    # Plain small lines (a <sup> raises its line, so the gaps between lines came out uneven).
+    return "<br>".join(lines[:1] + [f'<span style="font-size:12px">{t}</span>' for t in lines[1:]])
 
 
 def pipeline(

@@ -19,6 +19,11 @@ def test_codebook_usage_from_codes_matches_tokens():
     assert fig.layout.yaxis.title.text == "bits"
     assert list(ent.customdata)[1] == "top codes: 5 (x4)"
     assert "%{customdata}" in ent.hovertemplate
+    # a short title, the sizes on a subtitle line (one line sat on the panel titles at 700 px)
+    assert (
+        fig.layout.title.text
+        == "Codebook usage<br><sup>codebook size 8, 4 tokens per codebook</sup>"
+    )
 
 
 def test_codebook_usage_from_dataframe_and_batch_pooling():

@@ -114,3 +114,15 @@ def test_pattern_grid_escapes_names():
 def test_pattern_grid_refuses_huge_sizes_up_front(kwargs, name, cap):
     with pytest.raises(ValueError, match=rf"{name} must be .*{cap}"):
         viz.pattern_grid("delay", **kwargs)
+
+
+@pytest.mark.parametrize("frames", [4, 8, 50])
+def test_pattern_grid_colour_bar_ticks_whole_frames(frames):
+    """A frame is a whole number: the colour bar ticks 0, 1, 2... (not 0.5 steps) and at most 8."""
+    fig = viz.pattern_grid(["parallel", "delay"], num_codebooks=4, frames=frames)
+    bar = fig.layout.coloraxis.colorbar
+    assert isinstance(bar.dtick, int) and bar.dtick >= 1, bar.dtick
+    assert bar.tick0 == 0 and bar.tickformat == "d"
+    assert fig.layout.coloraxis.cmax / bar.dtick <= 8
+    if frames <= 8:
+        assert bar.dtick == 1

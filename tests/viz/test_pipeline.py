@@ -53,7 +53,7 @@ def test_pipeline_of_a_standin_draws_the_real_sizes_labelled(monkeypatch):
     # facebook/musicgen-small: 24 decoder layers of width 1024, T5-base (768) from the stored spec
     assert "24 layers x 1024 (spec)" in text and "768 -&gt; 1024 (spec)" in text
     assert f"{s.model.config.decoder.num_hidden_layers} layers" not in text
-    assert f"offline stand-in ({s.standin}) loaded, random weights" in fig.layout.title.text
+    assert f"loaded: the offline stand-in '{s.standin}', random weights" in fig.layout.title.text
     assert "facebook/musicgen-small" in fig.layout.title.text
 
 

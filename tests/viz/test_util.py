@@ -8,6 +8,7 @@ from musicgen_nb.viz._util import (
     cap_curve,
     check_attentions,
     esc,
+    integer_dtick,
     pick_codebooks,
     trace_codebooks,
 )
@@ -60,3 +61,12 @@ def test_check_attentions():
 
 def test_esc_escapes_html_but_not_quotes():
     assert esc('</s> & "x"') == '&lt;/s&gt; &amp; "x"'
+
+
+def test_integer_dtick_is_a_whole_round_step_with_at_most_max_ticks():
+    assert [integer_dtick(v) for v in (1, 3, 8, 9, 16, 40, 41, 100, 2999)] == [
+        1, 1, 1, 2, 2, 5, 10, 20, 500,
+    ]  # fmt: skip
+    for v in range(1, 500):
+        step = integer_dtick(v, max_ticks=6)
+        assert isinstance(step, int) and step >= 1 and v / step <= 6
