@@ -11,6 +11,10 @@
   (``index``), advanced on the device; no step reads a value back to the host;
 * q/k/v are one fused linear and the 4 lm_heads one fused linear (fp32/fp16/bf16;
   fused copies made once per set of weights, see :func:`fused_weights`);
+* every linear runs as ``F.linear`` (``x @ W.T``, as transformers does). The dynamic
+  step runs fp32 on the CPU as ``W @ x.T``, which read the weights 1.7-1.9x slower
+  on this project's CPU (the whole fp32 step: 1.5-1.7x); ``matvec=True`` runs that
+  form (the dynamic step's logits, bit for bit);
 * on CUDA each step is a CUDA graph, one per shape bucket (cache positions, text
   length, span, rows; :mod:`musicgen_nb.engine.graphs`), replayed from the pool; the
   sampling stays outside the graph. On the CPU a step attends to the positions so
@@ -24,7 +28,6 @@ runs the dynamic step. :func:`make_decoder` picks the step (``mg.load(step=...)`
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,8 +37,9 @@ from .._kernels.build import SWITCH as KERNELS_SWITCH
 from .._util.env import env_switch
 from . import threads
 from .decoder import Conditioning, Decoder
-from .graphs import CACHE_STEP, SPAN_STEP, TEXT_STEP, Pool, bucket, capture, drop, pool_of, take
+from .graphs import CACHE_STEP, SPAN_STEP, TEXT_STEP, Pool, bucket, capture, drop, take
 from .static_layers import compiled_static
+from .static_weights import forget, fused_weights
 from .table import LINEAR, MATVEC
 
 if TYPE_CHECKING:
@@ -48,7 +52,6 @@ __all__ = [
 
 #: The decode steps ``mg.load(step=...)`` accepts.
 STEPS = ("auto", "static", "dynamic")
-_FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def check_step(step: object) -> str:
@@ -88,9 +91,12 @@ def check_environment() -> None:
 def resolve_step(step: str, device: torch.device) -> str:
     """``"static"`` or ``"dynamic"`` for ``step`` on ``device``.
 
-    ``"auto"`` is static on CUDA (its graphs) and dynamic elsewhere: on the CPU the
-    static step measured 0.92-0.96 of the dynamic one's speed per step in fp32 and
-    1.02 in int8 (``benchmarks/bench_static.py --interleave``, musicgen-small).
+    ``"auto"`` is static on CUDA (its graphs) and dynamic elsewhere. On the CPU
+    (``benchmarks/bench_static.py``, musicgen-small, 1 and 2 threads) the static
+    step ran 1.63-1.70x the dynamic one's speed in fp32, from its ``F.linear``
+    (with the dynamic step's ``W @ x.T``: 0.98), and 0.99-1.00x in int8 (the same
+    kernels). Its fp32 logits are not the dynamic step's bit for bit, and it keeps
+    its cache and fused copies between calls: "auto" stays dynamic there.
 
     Examples
     --------
@@ -133,70 +139,18 @@ def release(model: Any) -> None:
     Examples
     --------
     >>> import musicgen_nb as mg
+    >>> from musicgen_nb.engine.graphs import pool_of
+    >>> from musicgen_nb.engine.static_weights import has_fused
     >>> s = mg.load("tiny", step="static")
     >>> _ = s.generate("jazz", duration=0.1, progress=False)
-    >>> held = pool_of(s.model.decoder) is not None and s.model.decoder in _FUSED
+    >>> held = pool_of(s.model.decoder) is not None and has_fused(s.model.decoder)
     >>> release(s.model)
-    >>> held, pool_of(s.model.decoder) is not None or s.model.decoder in _FUSED
+    >>> held, pool_of(s.model.decoder) is not None or has_fused(s.model.decoder)
     (True, False)
     """
     lm = getattr(model, "decoder", model)
     drop(lm)
-    _FUSED.pop(lm, None)
-
-
-def fused_weights(lm, layers, matvec: bool) -> tuple[list, list, list, torch.Tensor]:
-    """``(weights, biases, norms, heads)`` of the static step, built once per set of weights.
-
-    The q/k/v weights of each layer and the 4 lm_heads are concatenated (a copy);
-    the other linears are the model's own tensors. The copy is made again (and the
-    graphs dropped) when any tensor a step reads changes: linears, layer norms,
-    embeddings, final norm (a new tensor, or an in-place change: its ``_version``).
-    Edits through ``.data`` (``p.data.mul_(2)``) bump no version and are not seen:
-    call :func:`release` after them.
-
-    Examples
-    --------
-    >>> import musicgen_nb as mg
-    >>> lm = mg.load("tiny").model.decoder
-    >>> w, b, norms, heads = fused_weights(lm, list(lm.model.decoder.layers), True)
-    >>> len(w) == 6 * len(lm.model.decoder.layers), heads.shape[0] == 4 * lm.lm_heads[0].out_features
-    (True, True)
-    """
-    sources = []
-    for layer in layers:
-        a, c = layer.self_attn, getattr(layer, "encoder_attn", None)
-        lins = [a.q_proj, a.k_proj, a.v_proj, a.out_proj]
-        lins += [c.q_proj, c.out_proj] if c is not None else [a.out_proj] * 2
-        sources.append(lins + [layer.fc1, layer.fc2])
-    tensors = [p for lins in sources for m in lins for p in (m.weight, m.bias) if p is not None]
-    tensors += [h.weight for h in lm.lm_heads] + [e.weight for e in lm.model.decoder.embed_tokens]
-    norms_read = [lm.model.decoder.layer_norm] + [m for layer in layers for m in layer.modules()
-                                                  if isinstance(m, torch.nn.LayerNorm)]  # fmt: skip
-    tensors += [p for m in norms_read for p in (m.weight, m.bias) if p is not None]
-    key = (matvec, tuple((id(t), t._version, t.data_ptr()) for t in tensors))
-    held = _FUSED.get(lm)
-    if held is not None and held[0] == key:
-        return held[1]
-    if pool_of(lm) is not None:
-        pool_of(lm).graphs.clear()  # they read the weights they were recorded with
-    weights, biases, norms = [], [], []
-    for layer, (q, k, v, *rest) in zip(layers, sources, strict=True):
-        weights.append(torch.cat([q.weight, k.weight, v.weight]))
-        qkv_b = [
-            m.bias if m.bias is not None else torch.zeros_like(m.weight[:, 0]) for m in (q, k, v)
-        ]
-        biases.append(None if all(m.bias is None for m in (q, k, v)) else torch.cat(qkv_b))
-        weights += [m.weight for m in rest]
-        biases += [m.bias for m in rest]
-        cross_norm = getattr(layer, "encoder_attn_layer_norm", layer.self_attn_layer_norm)
-        for ln in (layer.self_attn_layer_norm, cross_norm, layer.final_layer_norm):
-            norms += [ln.weight, ln.bias]
-    if matvec:  # addmm(b, W, x.T) adds a column
-        biases = [b[:, None] if b is not None else None for b in biases]
-    heads = torch.cat([h.weight for h in lm.lm_heads])
-    _FUSED[lm] = (key, (weights, biases, norms, heads))
-    return weights, biases, norms, heads
+    forget(lm)
 
 
 class StaticDecoder(Decoder):
@@ -216,6 +170,12 @@ class StaticDecoder(Decoder):
     recorder : callable, optional
         How a step is recorded (:func:`~musicgen_nb.engine.graphs.capture`); default a
         CUDA graph. :func:`~musicgen_nb.engine.graphs.eager` runs the graph path on the CPU.
+    matvec : bool, optional
+        fp32/fp16/bf16 weights: run each linear as ``W @ x.T`` (the dynamic step's
+        form for fp32 on the CPU: the same logits, bit for bit) instead of
+        ``F.linear`` (``x @ W.T``, as transformers does; the default). On this
+        project's 2-core CPU (torch 2.13, MKL 2024.2), ``F.linear`` reads the fp32
+        weights of 2 rows 1.7-1.9x faster (``benchmarks/bench_static.py --matvec``).
 
     Notes
     -----
@@ -242,8 +202,10 @@ class StaticDecoder(Decoder):
         graphs: bool | None = None,
         whole: bool | None = None,
         recorder: Any = None,
+        matvec: bool = False,
     ) -> None:
         device = cond.hidden.device
+        self.matvec = bool(matvec)
         self.graphs = device.type == "cuda" if graphs is None else bool(graphs)
         if self.graphs and device.type != "cuda" and recorder is None:
             raise ValueError(f"graphs=True needs a CUDA device (or a recorder), not {device.type}")
@@ -280,7 +242,6 @@ class StaticDecoder(Decoder):
         self.mask.fill_(torch.finfo(dt).min)
         self.index = self.pool.buffer("index", (1,), torch.long, dev).zero_()
         self.tokens = self.pool.buffer("tokens", (R, len(self.lm.lm_heads), 1), torch.long, dev)
-        self.matvec = self.table.mode == MATVEC
         self.fused = fused_weights(self.lm, self.layers, self.matvec)
         self.run_static = compiled_static()
 

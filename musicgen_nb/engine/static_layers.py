@@ -28,7 +28,7 @@ LINEARS, NORMS = 6, 6
 
 
 def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, matvec: bool) -> torch.Tensor:
-    """``x @ w.T + b``: as ``W @ x.T`` (MKL's matrix-vector path) for fp32 on the CPU."""
+    """``x @ w.T + b``: ``F.linear``, or with ``matvec`` as ``W @ x.T`` (``b`` a column)."""
     if matvec:
         y = torch.mm(w, x.t()) if b is None else torch.addmm(b, w, x.t())
         return y.t().contiguous()
