@@ -65,6 +65,8 @@ class ThreadTuner:
         engine asks for 2 where it can feed crowd figures).
     crowd : float
         Cores used by others that take one core away (0.5: half a core or more).
+    resolution : float
+        Seconds of steps a crowd reading needs (the kernel counts in 10 ms ticks).
 
     Examples
     --------
@@ -91,19 +93,22 @@ class ThreadTuner:
         cpus: int | None = None,
         look: int = 0,
         crowd: float = 0.5,
+        resolution: float = 0.05,
     ) -> None:
         if not isinstance(most, int) or most < 1:
             raise ValueError(f"most must be an int >= 1, got {most!r}")
         self.most, self.window, self.base = most, window, probe_every
         self.slower, self.margin, self.abort = slower, margin, abort
         self.cpus, self.look, self.crowd = most if cpus is None else cpus, look, crowd
+        self.resolution = resolution
         self.apply = (lambda n: None) if apply is None else apply
         self.home = self.count = most
         self.cap = most  # the most threads the crowd leaves room for
         self.every = probe_every
         self.since = 0  # steps at home since the last probe
         self.times: list[float] = []
-        self.others: float | None = None  # CPU-seconds others used in this window's steps
+        self.others: float | None = None  # CPU-seconds others used in the steps not yet read
+        self.wall = 0.0  # the wall time of those steps
         self.figure: dict[int, float] = {}  # count -> latest median step time
         self.last: float | None = None  # home's previous figure
         self.down = True  # the direction of the next probe
@@ -122,7 +127,7 @@ class ThreadTuner:
         >>> _ = t.observe(0.01); t.begin(); t.last is None and t.strikes == 0
         True
         """
-        self.times, self.others, self.last, self.strikes = [], None, None, 0
+        self.times, self.last, self.strikes = [], None, 0
 
     def observe(self, seconds: float, others: float | None = None) -> int:
         """Record one step; return the thread count for the next step.
@@ -143,8 +148,9 @@ class ThreadTuner:
         self.times.append(float(seconds))
         if others is not None:
             self.others = (self.others or 0.0) + float(others)
+            self.wall += float(seconds)
         if self.looking:
-            if len(self.times) >= self.look:
+            if len(self.times) >= self.look and (others is None or self.wall >= self.resolution):
                 self._end_look()
             return self.count
         home = self.figure.get(self.home)
@@ -155,7 +161,7 @@ class ThreadTuner:
         if len(self.times) < self.window and not (far and self.count == self.home):
             return self.count
         figure, crowd = statistics.median(self.times), self._crowd()
-        self.times, self.others = [], None
+        self.times = []
         if crowd is not None and self._fit(crowd, figure):
             return self.count
         if self.count != self.home:
@@ -168,16 +174,22 @@ class ThreadTuner:
         """The look is over: home is the most threads the crowd leaves room for."""
         self.looking = False
         crowd = self._crowd()
-        self.times, self.others = [], None
+        self.times = []
         self.cap = self._cap_for(crowd or 0.0, self.most)
         self.home = self.cap
         self._set(self.home, "look")
 
     def _crowd(self) -> float | None:
-        """Cores others used during this window's steps (None: no figures)."""
-        if self.others is None:
+        """Cores others used during the steps since the last reading; None: no figures yet.
+
+        The kernel counts in ticks (10 ms), so a reading waits for ``resolution``
+        seconds of steps: a few steps of a large model, more of a small one.
+        """
+        if self.others is None or self.wall < self.resolution:
             return None
-        return self.others / max(sum(self.times), 1e-9)
+        crowd = self.others / self.wall
+        self.others, self.wall = None, 0.0
+        return crowd
 
     def _cap_for(self, crowd: float, before: int) -> int:
         """The cap for ``crowd``; it rises only once the crowd is a quarter core below the line."""
@@ -203,7 +215,7 @@ class ThreadTuner:
 
     def _abort(self) -> None:
         """A probe far slower than home: back home now (it costs more than it can tell)."""
-        self.times, self.others = [], None
+        self.times = []
         self.every = min(self.every * 2, 8 * self.base)
         self._set(self.home, "abort")
 

@@ -153,3 +153,11 @@ def test_without_crowd_figures_a_looking_tuner_decides_from_times_alone():
     t = ThreadTuner(2, look=2)
     used = _run(t, BUSY, 40)
     assert used[:2] == [1, 1] and t.decisions[0] == ("look", 2) and t.home == 1
+
+
+def test_a_crowd_reading_waits_for_enough_steps_to_span_the_kernel_ticks():
+    t = ThreadTuner(2, cpus=2, look=2, resolution=0.05)
+    fast = {2: 0.0006, 1: 0.0003}  # a tiny model: far shorter steps than a 10 ms tick
+    assert set(_crowded(t, fast, 2.0, 150)) == {1} and t.looking  # 45 ms: not read yet
+    _crowded(t, fast, 2.0, 100)
+    assert not t.looking and t.decisions == [("look", 1)] and t.cap == 1
