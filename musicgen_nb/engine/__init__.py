@@ -41,7 +41,8 @@ the step near its fastest thread count when other processes compete for cores.
 Modules: :mod:`.decoder` (the loop's state), :mod:`.layers` (the compiled layer
 stack), :mod:`.table` (the weight table), :mod:`.static`, :mod:`.static_layers`
 and :mod:`.graphs` (the static step, its layers, its shape buckets and graphs),
-:mod:`.threads` (adaptive threads), :mod:`.sampling` (guidance, warpers,
+:mod:`.threads`, :mod:`.tuner` and :mod:`.cores` (adaptive threads: the
+process-wide count, the tuner's decisions, the crowd on the cores), :mod:`.sampling` (guidance, warpers,
 sampling, traces), :mod:`.quantize` and :mod:`.lowbit` (int8 and 4-bit weights),
 :mod:`.memory` (cache size, the out-of-memory message).
 """

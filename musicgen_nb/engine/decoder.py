@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .. import _kernels
 from . import threads
+from .cores import CoreMeter
 from .layers import compiled, linear_fn
 from .table import INT8, KERNEL, fused_parts, weight_table
 
@@ -144,6 +145,7 @@ class Decoder:
         )
         self.run = compiled()
         self.tuner = threads.tuner_for(self.lm, self.device)
+        self.meter: CoreMeter | None = None  # set while counted in (see _enter)
         self.threads: int | None = None  # the count to put back, while this decode is counted in
         if cond.prefix:
             self._forward(cond.hidden.to(self.dtype), need_logits=False)
@@ -243,10 +245,14 @@ class Decoder:
             self._enter()
         tuner = self.tuner
         acting = threads.steer(tuner.count)
+        meter = self.meter if acting else None
+        if meter is not None:
+            meter.lap()  # others' CPU time is counted over the step alone
         start = time.perf_counter()
         out = self._forward(self.embed(tokens), need_logits=True)
         if acting:
-            tuner.observe(time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            tuner.observe(seconds, None if meter is None else meter.lap())
         if self.pos >= self.total - 1:  # the last position the loop feeds
             self.finish()
         return out
@@ -259,6 +265,7 @@ class Decoder:
         )  # a decoder dropped unfinished leaves too
         self.tuner = threads.tuner_for(self.lm, self.device, self.threads) or self.tuner
         self.tuner.begin()
+        self.meter = CoreMeter.open() if threads.metered() else None
 
     def finish(self) -> None:
         """The window is over (or stopped, or failed): put back the thread count it found.
