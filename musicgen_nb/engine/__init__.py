@@ -15,10 +15,12 @@ once per step for two rows (conditional and unconditional). So the step:
   layers in one function compiled by TorchScript
   (:func:`~musicgen_nb.engine.layers.run_layers`): no ``nn.Module`` calls and
   no Python between the ~30 small ops of a layer;
-* on the CPU runs an fp32 linear as ``W @ x.T``, which MKL serves from its
-  matrix-vector path at ~30 GB/s where ``F.linear`` with 2 rows gets 7-10 GB/s
-  (same arithmetic, so the same tokens as transformers in practice; the tests
-  check it);
+* on the CPU runs an fp32 linear as ``W @ x.T``, which MKL served from its
+  matrix-vector path at ~30 GB/s where ``F.linear`` with 2 rows got 7-10 GB/s on
+  an AMD EPYC (same arithmetic, so the same tokens as transformers in practice;
+  the tests check it). On an Intel Xeon it is the other way round (28 against 13
+  GB/s a thread): there the static step, always ``F.linear``, is 1.6x faster in
+  fp32 (:func:`~musicgen_nb.engine.layers.fast_mm_ok`);
 * with int8 weights (:mod:`musicgen_nb.engine.quantize`) calls our C++ int8 linear
   (:func:`musicgen_nb._kernels.linear_int8`, with the layer norm before it, the
   GELU and the residual add after it inside the call) or, where it cannot be

@@ -29,10 +29,15 @@ __all__ = ["fast_mm_ok", "linear_fn", "run_layers", "compiled"]
 def fast_mm_ok(weight: torch.Tensor) -> bool:
     """True where ``W @ x.T`` beats ``F.linear`` for a few rows: fp32 on the CPU.
 
-    MKL runs ``x @ W.T`` with 2-8 rows as a small GEMM at 7-10 GB/s on a 2-core
-    CPU; ``W @ x.T`` (x row-major) takes its matrix-vector path at 30+ GB/s,
-    near the memory bandwidth a decode step is bound by. (bf16 is the other way
-    round: ``F.linear`` reads 17-20 GB/s there, ``W @ x.T`` 10.)
+    On the 2-core AMD EPYC (AVX2) this engine was tuned on, MKL ran ``x @ W.T``
+    with 2-8 rows as a small GEMM at 7-10 GB/s and ``W @ x.T`` (x row-major) on
+    its matrix-vector path at 30+ GB/s, near the memory bandwidth a decode step is
+    bound by. (bf16 is the other way round: ``F.linear`` reads 17-20 GB/s there,
+    ``W @ x.T`` 10.) The choice depends on the CPU: on a 2-core Intel Xeon
+    (AVX-512) with the same torch, ``F.linear`` read 28 GB/s a thread and
+    ``W @ x.T`` 13, so there the static step (``step="static"``, always
+    ``F.linear``) decodes fp32 1.6x faster. The dynamic step keeps one form
+    everywhere, so a seed gives the same tokens on every run of a machine.
 
     Examples
     --------
