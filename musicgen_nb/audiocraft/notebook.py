@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..players import player
+from .params import as_batch
 
 if TYPE_CHECKING:
     from typing import Any
@@ -30,18 +29,11 @@ def display_audio(samples: Any, sample_rate: int) -> None:
 
     Examples
     --------
+    >>> import numpy as np
     >>> display_audio(np.zeros((1, 800), np.float32), 8000)  # doctest: +ELLIPSIS
     Player(None, 0.1 s at 8000 Hz, 1 ch, ogg ... bytes)
     """
-    import torch
     from IPython.display import display
 
-    if isinstance(samples, torch.Tensor):
-        samples = samples.detach().to("cpu", torch.float32).numpy()
-    arr = np.asarray(samples, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"samples must be [B, C, T] or [C, T], got shape {arr.shape}")
-    for clip in arr:
+    for clip in as_batch(samples, "samples"):
         display(player(clip, sample_rate, max_seconds=None))
