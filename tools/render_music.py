@@ -35,6 +35,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from musicgen_nb._util.files import write_atomic  # noqa: E402
 from musicgen_nb.audio.ogg import fix_ogg_serial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    ogg.write_bytes(data)
-    prov.write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(ogg, data, overwrite=True)  # a kill halfway leaves the old file, never half of one
+    write_atomic(prov, json.dumps(record, indent=2) + "\n", overwrite=True)
     print(f"wrote {ogg} ({len(data) / 1024:.0f} KB) and {prov}")
     return 0
 
