@@ -63,6 +63,7 @@ class CoreMeter:
         self.cpus = frozenset(usable_cpus() if cpus is None else cpus)
         self.stat, self.own = Path(stat), own
         self.tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+        self.when = time.perf_counter()
         self.last = self._read()
 
     @classmethod
@@ -122,5 +123,21 @@ class CoreMeter:
         """
         busy, own = self._read()
         other = (busy - self.last[0]) - (own - self.last[1])
-        self.last = (busy, own)
+        self.last, self.when = (busy, own), time.perf_counter()
         return max(0.0, other)
+
+    def rate(self) -> float:
+        """Cores others used on average since the last reading (a lap over its wall time).
+
+        One read of the counters per call: the engine calls it once per step, and
+        the time between steps (sampling) counts with the step.
+
+        Examples
+        --------
+        >>> m = CoreMeter.open()
+        >>> m is None or m.rate() >= 0.0
+        True
+        """
+        start = self.when
+        other = self.lap()
+        return other / max(self.when - start, 1e-9)

@@ -245,14 +245,12 @@ class Decoder:
             self._enter()
         tuner = self.tuner
         acting = threads.steer(tuner.count)
-        meter = self.meter if acting else None
-        if meter is not None:
-            meter.lap()  # others' CPU time is counted over the step alone
         start = time.perf_counter()
         out = self._forward(self.embed(tokens), need_logits=True)
         if acting:
             seconds = time.perf_counter() - start
-            tuner.observe(seconds, None if meter is None else meter.lap())
+            meter = self.meter  # one read a step: the crowd since the last step, as CPU-seconds
+            tuner.observe(seconds, None if meter is None else meter.rate() * seconds)
         if self.pos >= self.total - 1:  # the last position the loop feeds
             self.finish()
         return out

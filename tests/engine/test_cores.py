@@ -62,3 +62,12 @@ def test_another_process_on_our_cpus_is_counted():
 def test_usable_cpus_are_this_process_affinity():
     cpus = usable_cpus()
     assert cpus == sorted(set(cpus)) and len(cpus) >= 1
+
+
+def test_rate_is_a_lap_over_the_wall_time_since_the_last_reading(tmp_path):
+    stat = tmp_path / "stat"
+    _stat(stat, {0: (0, 0, 0, 0)})
+    meter = CoreMeter(cpus=[0], stat=stat, own=lambda: 0.0)
+    meter.tick, meter.when = 100.0, meter.when - 0.5  # as if the last reading was 0.5 s ago
+    _stat(stat, {0: (40, 10, 0, 0)})  # others kept the CPU busy for 0.5 s
+    assert 0.9 < meter.rate() <= 1.0  # about one core (the wall time runs on a little)
