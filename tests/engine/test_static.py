@@ -27,6 +27,15 @@ def tiny_int8():
     return mg.load("tiny", precision="int8")
 
 
+@pytest.fixture(autouse=True)
+def _no_pool_from_other_tests(tiny):
+    """Each test starts with no pool, graphs or fused copies on the shared ``tiny``, whatever
+    ran before it in this worker."""
+    S.release(tiny.model)
+    yield
+    S.release(tiny.model)
+
+
 def _window(s, step, sampler, seed, prefix=None, frames=FRAMES):
     s.step = step
     try:
