@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import pytest
 from _capped import on_small_disk
@@ -11,15 +12,24 @@ from musicgen_nb import _kernels as K
 from musicgen_nb._kernels import build
 
 
-def test_turned_off_by_environment(monkeypatch):
-    monkeypatch.setenv("MUSICGEN_NB_KERNELS", "0")
+@contextmanager
+def _switch(monkeypatch, value):
+    """``MUSICGEN_NB_KERNELS=value`` inside the block; after it, the kernels load again (so
+    neither ``load()``'s cache nor ``status()`` keeps the switch for later tests)."""
+    monkeypatch.setenv("MUSICGEN_NB_KERNELS", value)
     K.load.cache_clear()
     try:
-        assert K.load() is False and "MUSICGEN_NB_KERNELS=0" in K.status()["reason"]
+        yield
     finally:
         monkeypatch.delenv("MUSICGEN_NB_KERNELS")
         K.load.cache_clear()
-    K.load()
+        K.load()
+
+
+def test_turned_off_by_environment(monkeypatch):
+    with _switch(monkeypatch, "0"):
+        assert K.load() is False and "MUSICGEN_NB_KERNELS=0" in K.status()["reason"]
+    assert "MUSICGEN_NB_KERNELS" not in K.status()["reason"]
 
 
 def test_a_build_killed_midway_does_not_block_later_processes(kernel, tmp_path):
@@ -99,27 +109,17 @@ def test_missing_sources_are_named(monkeypatch, tmp_path):
 @pytest.mark.parametrize("value", ["false", "OFF", "no", " 0 "])
 def test_every_spelling_of_off_turns_the_kernels_off(monkeypatch, value):
     """Before, only "0" did: false/off/no were ignored and the kernels ran."""
-    monkeypatch.setenv("MUSICGEN_NB_KERNELS", value)
-    K.load.cache_clear()
-    try:
+    with _switch(monkeypatch, value):
         assert K.load() is False
         assert K.status()["reason"] == f"turned off by MUSICGEN_NB_KERNELS={value}"
-    finally:
-        monkeypatch.delenv("MUSICGEN_NB_KERNELS")
-        K.load.cache_clear()
 
 
 def test_a_switch_value_it_does_not_know_is_refused_by_name(monkeypatch):
-    monkeypatch.setenv("MUSICGEN_NB_KERNELS", "maybe")
-    K.load.cache_clear()
-    try:
-        with pytest.raises(
-            ValueError, match=r"MUSICGEN_NB_KERNELS must be 0/false/off/no.*'maybe'"
-        ):
-            K.load()
-    finally:
-        monkeypatch.delenv("MUSICGEN_NB_KERNELS")
-        K.load.cache_clear()
+    with (
+        _switch(monkeypatch, "maybe"),
+        pytest.raises(ValueError, match=r"MUSICGEN_NB_KERNELS must be 0/false/off/no.*'maybe'"),
+    ):
+        K.load()
 
 
 def test_a_cache_that_is_a_file_is_named(monkeypatch, tmp_path):

@@ -24,7 +24,8 @@ def melody():
     return MusicGen.get_pretrained("tiny-melody", device="cpu")
 
 
-def test_facts_and_defaults(model):
+def test_facts_and_defaults():
+    model = MusicGen.get_pretrained("tiny", device="cpu")  # fresh: other tests set the shared one
     assert (model.sample_rate, model.frame_rate, model.audio_channels) == (32000, 50, 1)
     assert model.max_duration == 4.0 and model.device == torch.device("cpu")
     assert model.duration == 4.0  # audiocraft's 15 s, capped at a short window
