@@ -46,14 +46,18 @@ def generators(s, seeds) -> list[torch.Generator]:
 
 
 def release_static_pools() -> None:
-    """Free the static step's per-model pools of every live session (they outlive calls by
-    design, and a census of cache tensors would count them)."""
-    import musicgen_nb as mg
-    from musicgen_nb.engine import static
+    """Free every static-step pool and fused copy in the process (they outlive calls by design,
+    and a census of cache tensors would count them).
 
-    for o in gc.get_objects():
-        if type(o) is mg.MusicGen:  # (isinstance would dereference dead weak proxies)
-            static.release(o.model)
+    That includes the pools of models no session holds any more: a graph recorded with
+    :func:`~musicgen_nb.engine.graphs.eager` (docstring examples, tests) keeps its decoder,
+    and so its model, alive until the pool is dropped.
+    """
+    from musicgen_nb.engine import graphs, static
+
+    for lm in list(graphs._POOLS.keys()):
+        static.release(lm)
+    gc.collect()
 
 
 def live_caches(s) -> int:

@@ -114,7 +114,9 @@ def eager(step: Callable[[], torch.Tensor], state: list[torch.Tensor]):
     """A recorder for :func:`capture` that runs on any device: ``replay()`` runs ``step`` eagerly.
 
     Like a CUDA graph, its output is one tensor that every replay overwrites, and
-    recording leaves ``state`` as it was.
+    recording leaves ``state`` as it was. Unlike one, it holds ``step``: a pool's eager
+    graphs keep the decoder that recorded them, and its model, alive until
+    :func:`drop` (or :func:`musicgen_nb.engine.static.release`). It is meant for tests.
 
     Examples
     --------
