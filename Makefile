@@ -16,7 +16,7 @@ COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_PINS := .ci/colab-constraints.txt
 export MUSICGEN_NB_CACHE ?= $(CURDIR)/build/cache
 
-.PHONY: install demo test test-fast test-colab lint notebooks docs sdist clean reference-run
+.PHONY: install demo test test-fast test-order test-colab lint notebooks docs sdist clean reference-run
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not browser and not notebooks"
+
+# The suite in one process, last test first (about 16 minutes): a test that passes only because
+# another ran before it in the same worker fails here, instead of now and then under -n 2.
+test-order: install
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:xdist -p no:cacheprovider --reverse --ignore=tests/e2e
 
 # Colab's pins first (plus classic Notebook 6.5, the ipywidgets-7 front end of the browser
 # check), then the package as `%pip install` does in Colab: no constraints, and pins_kept.py

@@ -39,8 +39,18 @@ def kernel():
     return require_kernel()
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reverse", action="store_true",
+        help="run the tests in reverse order (make test-order: finds a test that passes only "
+        "after another has left state behind, which -n 2 can hide or expose by chance)",
+    )  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip the ``gpu`` tests unless the suite runs on a CUDA device."""
+    """Reverse the order with ``--reverse``; skip the ``gpu`` tests unless on a CUDA device."""
+    if config.getoption("--reverse"):
+        items.reverse()
     if on_cuda():
         return
     skip = pytest.mark.skip(
