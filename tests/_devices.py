@@ -56,8 +56,7 @@ def release_static_pools() -> None:
     from musicgen_nb.engine import graphs, static
 
     for lm in list(graphs._POOLS.keys()):
-        static.release(lm)
-    gc.collect()
+        static.release(lm)  # what a dropped pool still holds in cycles goes at the census's collect
 
 
 def live_caches(s) -> int:
